@@ -1,0 +1,369 @@
+"""In-memory fakes of every engage_core port.
+
+Public and supported: another service can test against them without a
+database. They pass the same contract tests as the real adapters. They are
+not safe across threads or processes, only within one event loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import attrs
+from attrs import define, field
+
+from engage_core.errors import Conflict, Unauthorized
+from engage_core.model import EngagementMetric, MetricDraft, Password, Session, User
+from engage_core.ports import (
+    AccessClaims,
+    Clock,
+    RateDecision,
+    Reservation,
+    StoredResponse,
+)
+from engage_core.queries import MetricPageQuery, Position, Series, SummaryQuery
+from engage_core.summaries import Aggregate, in_query, summarize
+
+__all__ = [
+    "FakeClock",
+    "FakePasswordHasher",
+    "FakeTokenIssuer",
+    "InMemoryCache",
+    "InMemoryIdempotencyStore",
+    "InMemoryMetricRepository",
+    "InMemoryRateLimiter",
+    "InMemorySessionRepository",
+    "InMemoryUserRepository",
+]
+
+
+@define
+class FakeClock:
+    """A clock that stands still until told to move."""
+
+    current: datetime = field(factory=lambda: datetime(2026, 1, 1, 12, tzinfo=UTC))
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, delta: timedelta | float) -> None:
+        self.current += delta if isinstance(delta, timedelta) else timedelta(seconds=delta)
+
+
+def _seconds_from(clock: Clock | None) -> Callable[[], float]:
+    """Seconds for expiry: the given clock's (so tests can jump), else monotonic."""
+    if clock is None:
+        return time.monotonic
+    return lambda: clock.now().timestamp()
+
+
+class InMemoryUserRepository:
+    def __init__(self) -> None:
+        self._by_id: dict[UUID, User] = {}
+        self._by_email: dict[str, UUID] = {}
+        self.on_delete: list[Callable[[UUID], None]] = []
+
+    async def add(self, user: User) -> None:
+        key = user.email.canonical
+        if key in self._by_email:
+            raise Conflict("an account with this email already exists")
+        self._by_id[user.id] = attrs.evolve(user)
+        self._by_email[key] = user.id
+
+    async def get(self, user_id: UUID) -> User | None:
+        user = self._by_id.get(user_id)
+        return attrs.evolve(user) if user else None
+
+    async def get_by_email(self, canonical_email: str) -> User | None:
+        user_id = self._by_email.get(canonical_email.lower())
+        return await self.get(user_id) if user_id else None
+
+    async def set_password_hash(self, user_id: UUID, password_hash: str, at: datetime) -> None:
+        user = self._by_id.get(user_id)
+        if user is not None:
+            user.password_hash = password_hash
+            user.updated_at = at
+
+    async def delete(self, user_id: UUID) -> bool:
+        user = self._by_id.pop(user_id, None)
+        if user is None:
+            return False
+        del self._by_email[user.email.canonical]
+        for cascade in self.on_delete:
+            cascade(user_id)
+        return True
+
+    async def list(self, *, after_email: str | None = None, limit: int = 100) -> Sequence[User]:
+        keys = sorted(k for k in self._by_email if after_email is None or k > after_email.lower())
+        return [attrs.evolve(self._by_id[self._by_email[k]]) for k in keys[:limit]]
+
+
+class InMemoryMetricRepository:
+    def __init__(self) -> None:
+        self._rows: dict[UUID, list[EngagementMetric]] = {}
+        self._ids = itertools.count(1)
+
+    def forget_user(self, user_id: UUID) -> None:
+        self._rows.pop(user_id, None)
+
+    async def add(self, user_id: UUID, draft: MetricDraft) -> EngagementMetric:
+        metric = EngagementMetric(
+            id=next(self._ids),
+            user_id=user_id,
+            metric_type=draft.metric_type,
+            metric_value=draft.metric_value,
+            recorded_at=draft.recorded_at.value,
+        )
+        self._rows.setdefault(user_id, []).append(metric)
+        return metric
+
+    async def add_many(self, user_id: UUID, drafts: Sequence[MetricDraft]) -> int:
+        for draft in drafts:  # no await between rows: all or nothing within the loop
+            await self.add(user_id, draft)
+        return len(drafts)
+
+    async def page(self, user_id: UUID, query: MetricPageQuery) -> Sequence[EngagementMetric]:
+        def wanted(m: EngagementMetric) -> bool:
+            return (
+                (query.metric_type is None or m.metric_type == query.metric_type)
+                and (query.since is None or m.recorded_at >= query.since)
+                and (query.until is None or m.recorded_at < query.until)
+                and (query.after is None or Position(m.recorded_at, m.id) < query.after)
+            )
+
+        rows = [m for m in self._rows.get(user_id, []) if wanted(m)]
+        rows.sort(key=lambda m: (m.recorded_at, m.id), reverse=True)
+        return rows[: query.limit]
+
+    async def summarize(self, user_id: UUID, query: SummaryQuery) -> Sequence[Series]:
+        rows = self._rows.get(user_id, [])
+        return summarize((Aggregate.of(m) for m in rows if in_query(m, query)), query)
+
+
+class InMemorySessionRepository:
+    def __init__(self) -> None:
+        self._by_id: dict[UUID, Session] = {}
+
+    def forget_user(self, user_id: UUID) -> None:
+        for session_id in [s.id for s in self._by_id.values() if s.user_id == user_id]:
+            del self._by_id[session_id]
+
+    async def add(self, session: Session) -> None:
+        self._by_id[session.id] = attrs.evolve(session)
+
+    async def get(self, session_id: UUID) -> Session | None:
+        session = self._by_id.get(session_id)
+        return attrs.evolve(session) if session else None
+
+    async def find_by_token_hash(self, token_hash: str) -> Session | None:
+        for session in self._by_id.values():
+            if hmac.compare_digest(session.token_hash, token_hash):
+                return attrs.evolve(session)
+        return None
+
+    async def rotate(self, old_id: UUID, new: Session, at: datetime) -> bool:
+        old = self._by_id.get(old_id)
+        if old is None or not old.is_live(at):
+            return False
+        old.ended_at, old.end_reason = at, "rotated"
+        await self.add(new)
+        return True
+
+    async def end(self, session_id: UUID, at: datetime, reason: str) -> bool:
+        session = self._by_id.get(session_id)
+        if session is None or session.ended_at is not None:
+            return False
+        session.ended_at, session.end_reason = at, reason
+        return True
+
+    async def end_family(self, family_id: UUID, at: datetime, reason: str) -> list[UUID]:
+        return self._end_where(lambda s: s.family_id == family_id, at, reason)
+
+    async def end_all_for_user(
+        self, user_id: UUID, at: datetime, reason: str, *, keep_family: UUID | None = None
+    ) -> list[UUID]:
+        return self._end_where(
+            lambda s: s.user_id == user_id and s.family_id != keep_family, at, reason
+        )
+
+    async def live_ids_for_user(self, user_id: UUID, at: datetime) -> list[UUID]:
+        return [s.id for s in self._by_id.values() if s.user_id == user_id and s.is_live(at)]
+
+    def _end_where(self, match: Callable[[Session], bool], at: datetime, reason: str) -> list[UUID]:
+        ended = []
+        for session in self._by_id.values():
+            if match(session) and session.is_live(at):
+                session.ended_at, session.end_reason = at, reason
+                ended.append(session.id)
+        return ended
+
+
+def link_cascade(
+    users: InMemoryUserRepository,
+    metrics: InMemoryMetricRepository,
+    sessions: InMemorySessionRepository,
+) -> None:
+    """Make deleting a user delete their metrics and sessions, as the database does."""
+    users.on_delete.extend([metrics.forget_user, sessions.forget_user])
+
+
+class FakePasswordHasher:
+    """Fast and insecure: a salted SHA-256. For tests only, never for real passwords.
+
+    Hashes are ``fake$<rounds>$<salt>$<digest>``; ``rounds`` only marks the
+    settings a hash was made with, so rehash-on-login can be tested.
+    """
+
+    def __init__(self, rounds: int = 1) -> None:
+        self.rounds = rounds
+        self.hash_calls = 0
+        self.verify_calls = 0
+
+    async def hash(self, password: Password) -> str:
+        self.hash_calls += 1
+        salt = secrets.token_hex(8)
+        return f"fake${self.rounds}${salt}${self._digest(salt, password)}"
+
+    async def verify(self, password: Password, password_hash: str) -> bool:
+        self.verify_calls += 1
+        parts = password_hash.split("$")
+        if len(parts) != 4 or parts[0] != "fake":
+            return False
+        return hmac.compare_digest(parts[3], self._digest(parts[2], password))
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        parts = password_hash.split("$")
+        return len(parts) != 4 or parts[1] != str(self.rounds)
+
+    @staticmethod
+    def _digest(salt: str, password: Password) -> str:
+        return hashlib.sha256(f"{salt}:{password.value}".encode()).hexdigest()
+
+
+class FakeTokenIssuer:
+    """Opaque random tokens mapped to their claims in memory; expiry from a clock."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._claims: dict[str, AccessClaims] = {}
+
+    async def issue(self, claims: AccessClaims) -> str:
+        token = f"fake.{secrets.token_urlsafe(24)}"
+        self._claims[token] = claims
+        return token
+
+    async def verify(self, token: str) -> AccessClaims:
+        claims = self._claims.get(token)
+        if claims is None:
+            raise Unauthorized("authentication required", reason="unknown token")
+        if self._clock.now() >= claims.expires_at:
+            raise Unauthorized("authentication required", reason="token expired")
+        return claims
+
+
+class InMemoryCache:
+    """A dict with expiry. Per process: not shared between workers."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._now = _seconds_from(clock)
+        self._items: dict[str, tuple[bytes, float]] = {}
+
+    async def get(self, key: str) -> bytes | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        if item[1] <= self._now():
+            del self._items[key]
+            return None
+        return item[0]
+
+    async def set(
+        self, key: str, value: bytes, *, ttl: float, only_if_absent: bool = False
+    ) -> bool:
+        if only_if_absent and await self.get(key) is not None:
+            return False
+        self._items[key] = (value, self._now() + ttl)
+        self._evict_expired_sometimes()
+        return True
+
+    async def delete(self, *keys: str) -> None:
+        for key in keys:
+            self._items.pop(key, None)
+
+    async def incr(self, key: str) -> int:
+        current = await self.get(key)
+        value = int(current or b"0") + 1
+        expires = self._items[key][1] if key in self._items else float("inf")
+        self._items[key] = (str(value).encode(), expires)
+        return value
+
+    def _evict_expired_sometimes(self) -> None:
+        if len(self._items) % 1024 == 0:
+            now = self._now()
+            for key in [k for k, (_, exp) in self._items.items() if exp <= now]:
+                del self._items[key]
+
+
+class InMemoryRateLimiter:
+    """A sliding-window log per key. Per process: not shared between workers."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._now = _seconds_from(clock)
+        self._events: dict[str, deque[float]] = {}
+
+    async def hit(self, key: str, *, limit: int, window: float) -> RateDecision:
+        decision = await self.peek(key, limit=limit, window=window)
+        if decision.allowed:
+            self._events.setdefault(key, deque()).append(self._now())
+            return RateDecision(True, decision.remaining - 1, 0.0)
+        return decision
+
+    async def peek(self, key: str, *, limit: int, window: float) -> RateDecision:
+        now = self._now()
+        events = self._events.get(key)
+        if events is not None:
+            while events and events[0] <= now - window:
+                events.popleft()
+            if not events:
+                del self._events[key]
+                events = None
+        count = len(events) if events else 0
+        if count < limit:
+            return RateDecision(True, limit - count, 0.0)
+        assert events is not None
+        # Allowed again once the oldest event that keeps us at the limit leaves the window.
+        return RateDecision(False, 0, max(0.0, events[count - limit] + window - now))
+
+    async def reset(self, key: str) -> None:
+        self._events.pop(key, None)
+
+
+class InMemoryIdempotencyStore:
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._now = _seconds_from(clock)
+        self._items: dict[str, tuple[str, StoredResponse | None, float]] = {}
+
+    async def reserve(self, key: str, fingerprint: str, *, ttl: float) -> Reservation:
+        item = self._items.get(key)
+        if item is not None and item[2] > self._now():
+            return Reservation(first=False, fingerprint=item[0], response=item[1])
+        self._items[key] = (fingerprint, None, self._now() + ttl)
+        return Reservation(first=True)
+
+    async def complete(self, key: str, response: StoredResponse, *, ttl: float) -> None:
+        item = self._items.get(key)
+        if item is not None:
+            self._items[key] = (item[0], response, self._now() + ttl)
+
+    async def release(self, key: str) -> None:
+        item = self._items.get(key)
+        if item is not None and item[1] is None:
+            del self._items[key]

@@ -1,0 +1,1 @@
+"""engage_cli: the ``engage`` command for operators."""

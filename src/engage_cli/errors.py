@@ -1,0 +1,45 @@
+"""The one place where errors become CLI output: one line on stderr and an exit code."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import NoReturn, TypeVar
+
+import typer
+
+from engage_adapters.settings import SettingsError
+from engage_core.errors import EngageError, ValidationFailed
+
+T = TypeVar("T")
+
+USER_ERROR = 1
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``engage: error: <message>`` on stderr and exit 1."""
+    typer.echo(f"engage: error: {message}", err=True)
+    raise typer.Exit(USER_ERROR)
+
+
+@contextmanager
+def reported_errors() -> Iterator[None]:
+    """Turn the errors a user can cause into one clear line and exit status 1."""
+    try:
+        yield
+    except SettingsError as exc:
+        fail("; ".join(exc.faults))
+    except ValidationFailed as exc:
+        fail("; ".join(f"{e.field} {e.message}" for e in exc.errors))
+    except EngageError as exc:
+        fail(exc.detail)
+    except KeyboardInterrupt:
+        typer.echo("engage: interrupted", err=True)
+        sys.exit(130)
+
+
+def guarded(fn: Callable[[], T]) -> T:
+    with reported_errors():
+        return fn()
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,95 @@
+"""The ``engage`` command: settings and, as they land, serve, db, user and metrics."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+import attrs
+import typer
+
+from engage_adapters.settings import KNOWN_VARIABLES, load_settings
+from engage_cli.errors import reported_errors
+
+app = typer.Typer(
+    name="engage",
+    help="Operate engage-suite: user accounts and per-user engagement metrics.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+settings_app = typer.Typer(help="Inspect the ENGAGE_* settings.", no_args_is_help=True)
+app.add_typer(settings_app, name="settings")
+
+
+def _version() -> str:
+    try:
+        return version("engage-suite")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"engage {_version()}")
+        raise typer.Exit
+
+
+@app.callback()
+def root(
+    show_version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_show_version,
+        is_eager=True,
+        help="Print the version and exit.",
+    ),
+) -> None:
+    """Operate engage-suite: user accounts and per-user engagement metrics.
+
+    Settings come from ENGAGE_* environment variables; `engage settings check`
+    validates them.
+    """
+
+
+@settings_app.command("check")
+def settings_check() -> None:
+    """Validate the ENGAGE_* settings and print them, secrets hidden."""
+    with reported_errors():
+        settings = load_settings()
+    hidden = {"jwt_secret", "sentry_dsn"}
+    for name, value in sorted(attrs.asdict(settings, recurse=False).items()):
+        if name in hidden and value is not None:
+            value = "(set)"
+        elif name in ("database_url", "redis_url") and value is not None:
+            value = _without_password(value)
+        typer.echo(f"{name} = {_render(value)}")
+
+
+@settings_app.command("list")
+def settings_list() -> None:
+    """List every setting's environment variable."""
+    for name in KNOWN_VARIABLES:
+        typer.echo(name)
+
+
+def _render(value: object) -> str:
+    if value is None:
+        return "(unset)"
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) or "(none)"
+    return str(value)
+
+
+def _without_password(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,304 @@
+"""Entities and value objects.
+
+Value objects validate on construction: once you hold an ``Email`` or a
+``MetricValue`` it is valid, and no other layer checks it again.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from uuid import UUID
+
+import email_validator
+from attrs import define, field, frozen
+
+from engage_core.errors import FieldError, ValidationFailed
+
+MAX_EMAIL_LENGTH = 254
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 256
+MAX_METRIC_TYPE_LENGTH = 100
+METRIC_VALUE_BOUND = Decimal(10) ** 15
+MAX_METRIC_VALUE_DECIMALS = 20
+MAX_FUTURE_SKEW = timedelta(minutes=5)
+EARLIEST_RECORDED_AT = datetime(1970, 1, 1, tzinfo=UTC)
+
+_METRIC_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]*", re.ASCII)
+_NUMERIC_STRING = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d{1,4})?", re.ASCII)
+
+
+def _encodable(text: str) -> bool:
+    """True when ``text`` is valid Unicode (JSON can smuggle in lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _require_str(value: object, name: str) -> str:
+    if not isinstance(value, str):
+        raise ValidationFailed.single(name, "must be a string")
+    return value
+
+
+def _normalise_email(raw: object) -> str:
+    text = _require_str(raw, "email")
+    if not _encodable(text):
+        raise ValidationFailed.single("email", "is not valid Unicode")
+    if len(text) > MAX_EMAIL_LENGTH:
+        raise ValidationFailed.single("email", f"must be at most {MAX_EMAIL_LENGTH} characters")
+    try:
+        checked = email_validator.validate_email(text, check_deliverability=False)
+    except email_validator.EmailNotValidError as exc:
+        raise ValidationFailed.single("email", f"is not a valid address: {exc}") from None
+    normalised: str = checked.normalized
+    if len(normalised) > MAX_EMAIL_LENGTH:
+        raise ValidationFailed.single("email", f"must be at most {MAX_EMAIL_LENGTH} characters")
+    return normalised
+
+
+def _email_key(value: str) -> str:
+    return value.lower()
+
+
+@frozen
+class Email:
+    """A syntactically valid address with its domain lower-cased.
+
+    Two emails are equal when they differ only in letter case.
+    """
+
+    value: str = field(converter=_normalise_email, eq=_email_key)
+
+    @property
+    def canonical(self) -> str:
+        """The case-folded form that uniqueness and look-ups use."""
+        return _email_key(self.value)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _check_password(raw: object) -> str:
+    text = _require_str(raw, "password")
+    if not _encodable(text):
+        raise ValidationFailed.single("password", "is not valid Unicode")
+    if not MIN_PASSWORD_LENGTH <= len(text) <= MAX_PASSWORD_LENGTH:
+        raise ValidationFailed.single(
+            "password",
+            f"must be {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters long",
+        )
+    return text
+
+
+@frozen
+class Password:
+    """A plain-text password of 8 to 256 characters. Never printed."""
+
+    value: str = field(converter=_check_password, repr=False)
+
+    def __str__(self) -> str:
+        return "********"
+
+
+def _check_metric_type(raw: object) -> str:
+    text = _require_str(raw, "metric_type")
+    if not 1 <= len(text) <= MAX_METRIC_TYPE_LENGTH:
+        raise ValidationFailed.single(
+            "metric_type", f"must be 1 to {MAX_METRIC_TYPE_LENGTH} characters long"
+        )
+    if not _METRIC_TYPE.fullmatch(text):
+        raise ValidationFailed.single(
+            "metric_type",
+            "may hold only letters, digits and _ . : - and must start with a letter or digit",
+        )
+    return text
+
+
+@frozen(order=True)
+class MetricType:
+    """What is measured: ``page_view``, ``video.play``, ``api:call-1``."""
+
+    value: str = field(converter=_check_metric_type)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _to_decimal(raw: object) -> Decimal:
+    # bool is an int subclass; True is not a measurement.
+    if isinstance(raw, bool):
+        raise ValidationFailed.single("metric_value", "must be a number, not a boolean")
+    if isinstance(raw, Decimal):
+        number = raw
+    elif isinstance(raw, int):
+        number = Decimal(raw)
+    elif isinstance(raw, float):
+        # repr gives the shortest string that round-trips: 0.1 stays 0.1.
+        number = Decimal(repr(raw))
+    elif isinstance(raw, str):
+        text = raw.strip()
+        if len(text) > 64 or not _NUMERIC_STRING.fullmatch(text):
+            raise ValidationFailed.single("metric_value", "must be a number or a numeric string")
+        try:
+            number = Decimal(text)
+        except InvalidOperation:  # pragma: no cover - the pattern admits only numbers
+            raise ValidationFailed.single("metric_value", "must be a number") from None
+    else:
+        raise ValidationFailed.single("metric_value", "must be a number or a numeric string")
+    if not number.is_finite():
+        raise ValidationFailed.single("metric_value", "must be finite")
+    if number.copy_abs() >= METRIC_VALUE_BOUND:
+        raise ValidationFailed.single("metric_value", "must be less than 10^15 in magnitude")
+    return _strip_trailing_zeros(number)
+
+
+def _strip_trailing_zeros(number: Decimal) -> Decimal:
+    """``1.50`` → ``1.5``, ``1E+2`` → ``100``; exact, unlike ``Decimal.normalize``."""
+    sign, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)  # finite, checked by the caller
+    if not any(digits):
+        return Decimal(0)
+    kept = list(digits)
+    while exponent < 0 and len(kept) > 1 and kept[-1] == 0:
+        kept.pop()
+        exponent += 1
+    if -exponent > MAX_METRIC_VALUE_DECIMALS:
+        raise ValidationFailed.single(
+            "metric_value", f"may have at most {MAX_METRIC_VALUE_DECIMALS} decimal places"
+        )
+    if exponent > 0:
+        kept.extend([0] * exponent)
+        exponent = 0
+    return Decimal((sign, tuple(kept), exponent))
+
+
+@frozen(order=True)
+class MetricValue:
+    """A finite number below 10^15 in magnitude, held exactly as a Decimal."""
+
+    value: Decimal = field(converter=_to_decimal)
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+def _to_utc(raw: object) -> datetime:
+    if isinstance(raw, str):
+        text = raw.strip()
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValidationFailed.single(
+                "recorded_at", "must be an ISO 8601 date-time with a UTC offset"
+            ) from None
+    elif isinstance(raw, datetime):
+        moment = raw
+    else:
+        raise ValidationFailed.single("recorded_at", "must be an ISO 8601 date-time string")
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValidationFailed.single(
+            "recorded_at", "must carry a UTC offset (such as Z or +02:00)"
+        )
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:
+        raise ValidationFailed.single("recorded_at", "is out of range") from None
+    if utc < EARLIEST_RECORDED_AT:
+        raise ValidationFailed.single("recorded_at", "must not be before 1970-01-01T00:00:00Z")
+    return utc
+
+
+@frozen(order=True)
+class Timestamp:
+    """A moment in time with a known offset, held in UTC. Naive times are refused."""
+
+    value: datetime = field(converter=_to_utc)
+
+    def isoformat(self) -> str:
+        return self.value.isoformat()
+
+
+# --- entities -----------------------------------------------------------------
+
+
+@define(kw_only=True)
+class User:
+    id: UUID
+    email: Email
+    password_hash: str = field(repr=False)
+    created_at: datetime
+    updated_at: datetime
+
+
+@frozen(kw_only=True)
+class MetricDraft:
+    """A measurement not stored yet."""
+
+    metric_type: MetricType
+    metric_value: MetricValue
+    recorded_at: Timestamp
+
+    @classmethod
+    def parse(
+        cls, *, metric_type: Any, metric_value: Any, recorded_at: Any, now: datetime
+    ) -> MetricDraft:
+        """Build a draft from raw input, reporting every field at fault at once.
+
+        ``recorded_at`` may be ``None`` (meaning ``now``) and may not lie more
+        than five minutes after ``now``.
+        """
+        errors: list[FieldError] = []
+        parsed: dict[str, Any] = {}
+        for name, factory, raw in (
+            ("metric_type", MetricType, metric_type),
+            ("metric_value", MetricValue, metric_value),
+            ("recorded_at", Timestamp, now if recorded_at is None else recorded_at),
+        ):
+            try:
+                parsed[name] = factory(raw)
+            except ValidationFailed as exc:
+                errors.extend(exc.errors)
+        stamp = parsed.get("recorded_at")
+        if stamp is not None and stamp.value > now + MAX_FUTURE_SKEW:
+            errors.append(
+                FieldError("recorded_at", "must not be more than 5 minutes in the future")
+            )
+        if errors:
+            raise ValidationFailed(errors)
+        return cls(**parsed)
+
+
+@frozen(kw_only=True)
+class EngagementMetric:
+    id: int
+    user_id: UUID
+    metric_type: MetricType
+    metric_value: MetricValue
+    recorded_at: datetime
+
+
+@define(kw_only=True)
+class Session:
+    """One refresh-token lineage step.
+
+    Each refresh rotates the token: the old session is ended (``rotated``) and
+    a new one in the same ``family_id`` is started. ``token_hash`` is a hash of
+    the refresh token; the token itself is never stored.
+    """
+
+    id: UUID
+    user_id: UUID
+    family_id: UUID
+    token_hash: str = field(repr=False)
+    created_at: datetime
+    expires_at: datetime
+    ended_at: datetime | None = None
+    end_reason: str | None = None
+
+    def is_live(self, now: datetime) -> bool:
+        return self.ended_at is None and now < self.expires_at

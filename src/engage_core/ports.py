@@ -1,0 +1,191 @@
+"""The ports: what the use cases need from the outside world.
+
+Adapters conform structurally (``typing.Protocol``); mypy checks it. Every
+port that may touch I/O is async. The in-memory fakes in
+``engage_adapters.memory`` implement each one and pass the same contract
+tests as the real adapters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+from uuid import UUID
+
+from attrs import frozen
+
+from engage_core.model import EngagementMetric, MetricDraft, Password, Session, User
+from engage_core.queries import MetricPageQuery, Series, SummaryQuery
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current moment, timezone-aware (UTC)."""
+        ...
+
+
+class UserRepository(Protocol):
+    async def add(self, user: User) -> None:
+        """Store a new user; raise ``Conflict`` when the email is taken (any case)."""
+        ...
+
+    async def get(self, user_id: UUID) -> User | None: ...
+
+    async def get_by_email(self, canonical_email: str) -> User | None:
+        """Look up by ``Email.canonical`` (case-insensitive)."""
+        ...
+
+    async def set_password_hash(self, user_id: UUID, password_hash: str, at: datetime) -> None: ...
+
+    async def delete(self, user_id: UUID) -> bool:
+        """Delete the user and, by cascade, their sessions and metrics."""
+        ...
+
+    async def list(self, *, after_email: str | None = None, limit: int = 100) -> Sequence[User]:
+        """Users ordered by canonical email, those after ``after_email`` first."""
+        ...
+
+
+class MetricRepository(Protocol):
+    async def add(self, user_id: UUID, draft: MetricDraft) -> EngagementMetric: ...
+
+    async def add_many(self, user_id: UUID, drafts: Sequence[MetricDraft]) -> int:
+        """Store all the drafts in one transaction, or none of them."""
+        ...
+
+    async def page(self, user_id: UUID, query: MetricPageQuery) -> Sequence[EngagementMetric]:
+        """Up to ``query.limit`` metrics, newest first (``recorded_at``, then ``id``),
+        strictly after ``query.after`` in that order when given."""
+        ...
+
+    async def summarize(self, user_id: UUID, query: SummaryQuery) -> Sequence[Series]:
+        """Per-type series of non-empty buckets, as ``engage_core.summaries.summarize`` defines."""
+        ...
+
+
+class SessionRepository(Protocol):
+    async def add(self, session: Session) -> None: ...
+
+    async def get(self, session_id: UUID) -> Session | None: ...
+
+    async def find_by_token_hash(self, token_hash: str) -> Session | None: ...
+
+    async def rotate(self, old_id: UUID, new: Session, at: datetime) -> bool:
+        """End ``old_id`` as ``rotated`` and add ``new``, atomically, only if
+        ``old_id`` is still live at ``at``. False (and no change) otherwise."""
+        ...
+
+    async def end(self, session_id: UUID, at: datetime, reason: str) -> bool:
+        """End one session if it is not ended yet."""
+        ...
+
+    async def end_family(self, family_id: UUID, at: datetime, reason: str) -> list[UUID]:
+        """End every live session of a family; return their ids."""
+        ...
+
+    async def end_all_for_user(
+        self, user_id: UUID, at: datetime, reason: str, *, keep_family: UUID | None = None
+    ) -> list[UUID]:
+        """End every live session of a user, but those of ``keep_family``; return their ids."""
+        ...
+
+    async def live_ids_for_user(self, user_id: UUID, at: datetime) -> list[UUID]: ...
+
+
+class PasswordHasher(Protocol):
+    async def hash(self, password: Password) -> str:
+        """A salted, slow hash. CPU-heavy: runs off the event loop."""
+        ...
+
+    async def verify(self, password: Password, password_hash: str) -> bool:
+        """True when ``password`` matches; False for a wrong password or an unreadable hash."""
+        ...
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        """True when the hash was made with older settings and should be replaced."""
+        ...
+
+
+@frozen(kw_only=True)
+class AccessClaims:
+    user_id: UUID
+    session_id: UUID
+    issued_at: datetime
+    expires_at: datetime
+
+
+class TokenIssuer(Protocol):
+    async def issue(self, claims: AccessClaims) -> str: ...
+
+    async def verify(self, token: str) -> AccessClaims:
+        """The claims of a valid token; ``Unauthorized`` for anything else."""
+        ...
+
+
+class Cache(Protocol):
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def set(
+        self, key: str, value: bytes, *, ttl: float, only_if_absent: bool = False
+    ) -> bool:
+        """Store ``value`` for ``ttl`` seconds; with ``only_if_absent``, only when
+        ``key`` holds nothing. True when stored."""
+        ...
+
+    async def delete(self, *keys: str) -> None: ...
+
+    async def incr(self, key: str) -> int:
+        """Add one to an integer counter (a missing key counts as 0); return the new value."""
+        ...
+
+
+@frozen
+class RateDecision:
+    allowed: bool
+    remaining: int
+    retry_after: float
+
+
+class RateLimiter(Protocol):
+    async def hit(self, key: str, *, limit: int, window: float) -> RateDecision:
+        """Count one event under ``key`` if fewer than ``limit`` fell in the last
+        ``window`` seconds; refused events are not counted."""
+        ...
+
+    async def peek(self, key: str, *, limit: int, window: float) -> RateDecision:
+        """Whether one more event would be allowed, counting nothing."""
+        ...
+
+    async def reset(self, key: str) -> None: ...
+
+
+@frozen
+class StoredResponse:
+    """The first answer to an idempotent request, replayed on repeats."""
+
+    status: int
+    body: bytes
+
+
+@frozen
+class Reservation:
+    """What ``IdempotencyStore.reserve`` found under a key."""
+
+    first: bool  # nothing: the key is now reserved for this request
+    fingerprint: str = ""  # otherwise, the fingerprint of the request holding the key
+    response: StoredResponse | None = None  # and its answer, once it has one
+
+
+class IdempotencyStore(Protocol):
+    async def reserve(self, key: str, fingerprint: str, *, ttl: float) -> Reservation:
+        """Claim ``key`` for a new request, or report the earlier one with that key."""
+        ...
+
+    async def complete(self, key: str, response: StoredResponse, *, ttl: float) -> None:
+        """Store the response of the request that reserved ``key``."""
+        ...
+
+    async def release(self, key: str) -> None:
+        """Give up a reservation whose request failed, so a retry can run."""
+        ...

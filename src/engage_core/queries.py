@@ -1,0 +1,168 @@
+"""Read-side value objects: metric pages, keyset cursors and summary series."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import functools
+import hashlib
+import hmac
+import struct
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from attrs import field, frozen
+
+from engage_core.errors import ValidationFailed
+from engage_core.model import EngagementMetric, MetricType
+
+DEFAULT_PAGE_LIMIT = 50
+MAX_PAGE_LIMIT = 500
+
+
+def check_limit(raw: object) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise ValidationFailed.single("limit", "must be a whole number")
+    if not 1 <= raw <= MAX_PAGE_LIMIT:
+        raise ValidationFailed.single("limit", f"must be 1 to {MAX_PAGE_LIMIT}")
+    return raw
+
+
+def check_range(since: datetime | None, until: datetime | None) -> None:
+    if since is not None and until is not None and since >= until:
+        raise ValidationFailed.single("until", "must be after since")
+
+
+@frozen(order=True)
+class Position:
+    """A place in the newest-first order of one user's metrics."""
+
+    recorded_at: datetime
+    id: int
+
+
+@frozen(kw_only=True)
+class MetricPageQuery:
+    metric_type: MetricType | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = DEFAULT_PAGE_LIMIT
+    after: Position | None = None
+
+
+@frozen(kw_only=True)
+class MetricPage:
+    items: tuple[EngagementMetric, ...]
+    next_cursor: str | None
+
+
+_CURSOR_VERSION = 1
+_CURSOR_BODY = struct.Struct(">BqQ")  # version, recorded_at in µs since the epoch, id
+_CURSOR_MAC_BYTES = 16
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+@frozen
+class CursorCodec:
+    """Opaque, tamper-evident keyset cursors.
+
+    A cursor names a position and is signed together with the query it
+    belongs to (user and filters), so it cannot be forged, edited, or reused
+    with another user or other filters.
+    """
+
+    key: bytes = field(repr=False)
+
+    def encode(self, position: Position, *, scope: str) -> str:
+        micros = (position.recorded_at - _EPOCH) // _MICROSECOND
+        body = _CURSOR_BODY.pack(_CURSOR_VERSION, micros, position.id)
+        token = body + self._mac(body, scope)
+        return base64.urlsafe_b64encode(token).rstrip(b"=").decode("ascii")
+
+    def decode(self, cursor: str, *, scope: str) -> Position:
+        refused = ValidationFailed.single("cursor", "is not a cursor this server issued")
+        if not cursor.isascii() or len(cursor) > 64:
+            raise refused
+        try:
+            token = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        except (binascii.Error, ValueError):
+            raise refused from None
+        body, mac = token[: _CURSOR_BODY.size], token[_CURSOR_BODY.size :]
+        if len(body) != _CURSOR_BODY.size or not hmac.compare_digest(mac, self._mac(body, scope)):
+            raise refused
+        version, micros, metric_id = _CURSOR_BODY.unpack(body)
+        if version != _CURSOR_VERSION:
+            raise refused
+        return Position(_EPOCH + micros * _MICROSECOND, metric_id)
+
+    def _mac(self, body: bytes, scope: str) -> bytes:
+        message = body + b"\x00" + scope.encode("utf-8")
+        return hmac.new(self.key, message, hashlib.sha256).digest()[:_CURSOR_MAC_BYTES]
+
+
+class Bucket(enum.StrEnum):
+    HOUR = "hour"
+    DAY = "day"
+    WEEK = "week"
+
+
+def check_bucket(raw: object) -> Bucket:
+    if isinstance(raw, str) and raw in Bucket.__members__.values():
+        return Bucket(raw)
+    raise ValidationFailed.single("bucket", "must be one of hour, day, week")
+
+
+def check_time_zone(raw: object) -> ZoneInfo:
+    if isinstance(raw, ZoneInfo):
+        return raw
+    if not isinstance(raw, str) or raw not in _known_time_zones():
+        raise ValidationFailed.single("tz", "must be an IANA time zone name such as Europe/Berlin")
+    try:
+        return ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):  # pragma: no cover - listed zones load
+        raise ValidationFailed.single("tz", "is not a known time zone") from None
+
+
+@functools.cache
+def _known_time_zones() -> frozenset[str]:
+    return frozenset(available_timezones()) | {"UTC"}
+
+
+@frozen(kw_only=True)
+class SummaryQuery:
+    bucket: Bucket = field(default=Bucket.DAY, converter=check_bucket)
+    tz: ZoneInfo = field(default=ZoneInfo("UTC"), converter=check_time_zone)
+    since: datetime | None = None
+    until: datetime | None = None
+    metric_type: MetricType | None = None
+
+
+@frozen(kw_only=True)
+class Point:
+    """One non-empty bucket: it starts at ``start`` (in the query's zone)."""
+
+    start: datetime
+    count: int
+    sum: Decimal
+    min: Decimal
+    max: Decimal
+
+    @property
+    def avg(self) -> Decimal:
+        return self.sum / self.count
+
+
+@frozen(kw_only=True)
+class Series:
+    metric_type: MetricType
+    points: tuple[Point, ...]
+
+
+@frozen(kw_only=True)
+class Summary:
+    bucket: Bucket
+    tz: ZoneInfo
+    series: tuple[Series, ...]

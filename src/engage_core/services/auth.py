@@ -1,0 +1,389 @@
+"""Accounts and sessions: sign up, log in, refresh, log out, me, password, delete."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import math
+import secrets
+from datetime import datetime, timedelta
+from uuid import UUID, uuid4
+
+import attrs
+from attrs import define, frozen
+
+from engage_core.errors import (
+    FieldError,
+    Forbidden,
+    RateLimited,
+    Unauthorized,
+    ValidationFailed,
+)
+from engage_core.model import Email, Password, Session, User
+from engage_core.ports import (
+    AccessClaims,
+    Cache,
+    Clock,
+    PasswordHasher,
+    RateLimiter,
+    SessionRepository,
+    TokenIssuer,
+    UserRepository,
+)
+
+_LIVE = b"1"
+_ENDED = b"0"
+
+
+class LogoutScope(enum.StrEnum):
+    CURRENT = "current"
+    ALL = "all"
+
+
+@frozen(kw_only=True)
+class AuthPolicy:
+    access_ttl: timedelta = timedelta(minutes=15)
+    refresh_ttl: timedelta = timedelta(days=14)
+    login_failures_per_email: int = 5
+    login_failure_window: timedelta = timedelta(minutes=15)
+    # How long a "session is live" answer may be cached. Zero unless the cache
+    # is shared by every process, since ending a session must take effect at
+    # once everywhere. An "ended" answer is final and is always cached.
+    live_session_cache_ttl: float = 0.0
+
+
+@frozen
+class Principal:
+    """Who an authenticated request acts for."""
+
+    user_id: UUID
+    session_id: UUID
+
+
+@frozen(kw_only=True)
+class AccessGrant:
+    """An access token for a bearer client."""
+
+    access_token: str
+    expires_at: datetime
+    expires_in: int
+
+
+@frozen(kw_only=True)
+class BrowserLogin:
+    """What a browser login or refresh hands out: both tokens and who they are for."""
+
+    user: User
+    session_id: UUID
+    access_token: str
+    access_expires_at: datetime
+    refresh_token: str = attrs.field(repr=False)
+    refresh_expires_at: datetime
+
+
+def hash_refresh_token(token: str) -> str:
+    """Refresh tokens are 256 random bits, so a fast hash is enough to store them."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _parse_credentials(email: object, password: object) -> tuple[Email, Password]:
+    errors: list[FieldError] = []
+    parsed_email = parsed_password = None
+    try:
+        parsed_email = Email(email)
+    except ValidationFailed as exc:
+        errors.extend(exc.errors)
+    try:
+        parsed_password = Password(password)
+    except ValidationFailed as exc:
+        errors.extend(exc.errors)
+    if parsed_email is None or parsed_password is None:
+        raise ValidationFailed(errors)
+    return parsed_email, parsed_password
+
+
+def _renamed(field: str, exc: ValidationFailed) -> ValidationFailed:
+    return ValidationFailed(FieldError(field, e.message) for e in exc.errors)
+
+
+@define
+class AuthService:
+    users: UserRepository
+    sessions: SessionRepository
+    hasher: PasswordHasher
+    tokens: TokenIssuer
+    cache: Cache
+    limiter: RateLimiter
+    clock: Clock
+    policy: AuthPolicy = AuthPolicy()
+    _dummy_hash: str | None = attrs.field(default=None, init=False, repr=False)
+
+    # --- accounts --------------------------------------------------------------
+
+    async def sign_up(self, *, email: object, password: object) -> User:
+        """Create an account. ``Conflict`` if the email is taken in any letter case."""
+        parsed_email, parsed_password = _parse_credentials(email, password)
+        now = self.clock.now()
+        user = User(
+            id=uuid4(),
+            email=parsed_email,
+            password_hash=await self.hasher.hash(parsed_password),
+            created_at=now,
+            updated_at=now,
+        )
+        await self.users.add(user)
+        return user
+
+    async def me(self, principal: Principal) -> User:
+        user = await self.users.get(principal.user_id)
+        if user is None:
+            raise Unauthorized("authentication required", reason="user gone")
+        return user
+
+    async def change_password(
+        self, principal: Principal, *, current_password: object, new_password: object
+    ) -> None:
+        """Replace the password and end every session but the caller's."""
+        try:
+            new = Password(new_password)
+        except ValidationFailed as exc:
+            raise _renamed("new_password", exc) from None
+        user = await self._confirm(principal, current_password)
+        await self.users.set_password_hash(user.id, await self.hasher.hash(new), self.clock.now())
+        current = await self.sessions.get(principal.session_id)
+        ended = await self.sessions.end_all_for_user(
+            user.id,
+            self.clock.now(),
+            "password changed",
+            keep_family=current.family_id if current else None,
+        )
+        await self._forget(ended)
+
+    async def delete_account(self, principal: Principal, *, password: object) -> None:
+        """Delete the user and, with them, all their sessions and metrics."""
+        user = await self._confirm(principal, password)
+        ended = await self.sessions.end_all_for_user(user.id, self.clock.now(), "account deleted")
+        await self.users.delete(user.id)
+        await self._forget(ended)
+
+    # --- logging in and out ----------------------------------------------------
+
+    async def log_in(self, *, email: object, password: object) -> BrowserLogin:
+        """Check credentials and start a refreshable session."""
+        user = await self._check_credentials(email, password)
+        return await self._start_session(user, family_id=uuid4())
+
+    async def issue_token(self, *, email: object, password: object) -> AccessGrant:
+        """Check credentials and hand out an access token with a session of its own
+        that lasts as long as the token and cannot be refreshed."""
+        user = await self._check_credentials(email, password)
+        now = self.clock.now()
+        expires_at = now + self.policy.access_ttl
+        session = Session(
+            id=uuid4(),
+            user_id=user.id,
+            family_id=uuid4(),
+            token_hash=hash_refresh_token(secrets.token_urlsafe(32)),  # never handed out
+            created_at=now,
+            expires_at=expires_at,
+        )
+        await self.sessions.add(session)
+        token = await self.tokens.issue(
+            AccessClaims(
+                user_id=user.id, session_id=session.id, issued_at=now, expires_at=expires_at
+            )
+        )
+        return AccessGrant(
+            access_token=token,
+            expires_at=expires_at,
+            expires_in=int(self.policy.access_ttl.total_seconds()),
+        )
+
+    async def refresh(self, refresh_token: object) -> BrowserLogin:
+        """Trade a refresh token for new tokens. The old one is spent: presenting
+        it again ends its whole session family."""
+        if not isinstance(refresh_token, str) or not refresh_token or len(refresh_token) > 256:
+            raise Unauthorized("refresh token required", reason="no refresh token")
+        now = self.clock.now()
+        old = await self.sessions.find_by_token_hash(hash_refresh_token(refresh_token))
+        if old is None:
+            raise Unauthorized("invalid refresh token", reason="unknown refresh token")
+        if old.end_reason == "rotated":
+            await self._forget(await self.sessions.end_family(old.family_id, now, "refresh reuse"))
+            raise Unauthorized("invalid refresh token", reason="refresh token reused")
+        if not old.is_live(now):
+            raise Unauthorized("invalid refresh token", reason="session ended")
+        user = await self.users.get(old.user_id)
+        if user is None:
+            raise Unauthorized("invalid refresh token", reason="user gone")
+        login, new = self._new_session(user, family_id=old.family_id, now=now)
+        if not await self.sessions.rotate(old.id, new, now):
+            # Another request spent this token first: the same as a reuse.
+            await self._forget(await self.sessions.end_family(old.family_id, now, "refresh reuse"))
+            raise Unauthorized("invalid refresh token", reason="refresh token raced")
+        await self._forget([old.id])
+        return await self._with_access_token(login, new)
+
+    async def log_out(self, principal: Principal, scope: LogoutScope = LogoutScope.CURRENT) -> None:
+        now = self.clock.now()
+        if scope is LogoutScope.ALL:
+            ended = await self.sessions.end_all_for_user(principal.user_id, now, "logged out")
+        else:
+            session = await self.sessions.get(principal.session_id)
+            ended = (
+                await self.sessions.end_family(session.family_id, now, "logged out")
+                if session is not None
+                else []
+            )
+        await self._forget([*ended, principal.session_id])
+
+    async def authenticate(self, access_token: str) -> Principal:
+        """The principal of a valid access token whose session is still live."""
+        claims = await self.tokens.verify(access_token)
+        if not await self._session_is_live(claims.session_id, claims.user_id):
+            raise Unauthorized("authentication required", reason="session ended")
+        return Principal(claims.user_id, claims.session_id)
+
+    # --- internals -------------------------------------------------------------
+
+    async def _check_credentials(self, email: object, password: object) -> User:
+        """The user these credentials belong to, in the same time and with the same
+        answer whether the email is unknown or the password wrong."""
+        try:
+            parsed_email = Email(email)
+        except ValidationFailed:
+            parsed_email = None
+        try:
+            parsed_password: Password | None = Password(password)
+        except ValidationFailed:
+            parsed_password = None
+        user = None
+        if parsed_email is not None:
+            # An address that cannot exist needs no limit: no guess can succeed.
+            await self._refuse_if_failing(parsed_email, "too many failed logins for this email")
+            user = await self.users.get_by_email(parsed_email.canonical)
+        if user is None or parsed_password is None:
+            await self.hasher.verify(parsed_password or Password("x" * 8), await self._dummy())
+            matched = False
+        else:
+            matched = await self.hasher.verify(parsed_password, user.password_hash)
+        if user is None or parsed_password is None or not matched:
+            if parsed_email is not None:
+                await self._count_failure(parsed_email)
+            raise Unauthorized("invalid email or password", reason="bad credentials")
+        if self.hasher.needs_rehash(user.password_hash):
+            user.password_hash = await self.hasher.hash(parsed_password)
+            await self.users.set_password_hash(user.id, user.password_hash, self.clock.now())
+        return user
+
+    async def _confirm(self, principal: Principal, password: object) -> User:
+        """The caller's user, once they have proved they know its password."""
+        user = await self.me(principal)
+        await self._refuse_if_failing(user.email, "too many failed password checks")
+        try:
+            matched = await self.hasher.verify(Password(password), user.password_hash)
+        except ValidationFailed:
+            matched = False
+        if not matched:
+            await self._count_failure(user.email)
+            raise Forbidden("the password is not correct")
+        return user
+
+    async def _refuse_if_failing(self, email: Email, message: str) -> None:
+        decision = await self.limiter.peek(
+            _failures_key(email),
+            limit=self.policy.login_failures_per_email,
+            window=self.policy.login_failure_window.total_seconds(),
+        )
+        if not decision.allowed:
+            raise RateLimited(
+                f"{message}; try again later", retry_after=math.ceil(decision.retry_after)
+            )
+
+    async def _count_failure(self, email: Email) -> None:
+        await self.limiter.hit(
+            _failures_key(email),
+            limit=self.policy.login_failures_per_email,
+            window=self.policy.login_failure_window.total_seconds(),
+        )
+
+    async def _dummy(self) -> str:
+        """A real hash of a random password, so unknown emails cost a real check."""
+        if self._dummy_hash is None:
+            self._dummy_hash = await self.hasher.hash(Password(secrets.token_urlsafe(24)))
+        return self._dummy_hash
+
+    def _new_session(
+        self, user: User, *, family_id: UUID, now: datetime
+    ) -> tuple[BrowserLogin, Session]:
+        refresh_token = secrets.token_urlsafe(32)
+        session = Session(
+            id=uuid4(),
+            user_id=user.id,
+            family_id=family_id,
+            token_hash=hash_refresh_token(refresh_token),
+            created_at=now,
+            expires_at=now + self.policy.refresh_ttl,
+        )
+        login = BrowserLogin(
+            user=user,
+            session_id=session.id,
+            access_token="",
+            access_expires_at=now,
+            refresh_token=refresh_token,
+            refresh_expires_at=session.expires_at,
+        )
+        return login, session
+
+    async def _start_session(self, user: User, *, family_id: UUID) -> BrowserLogin:
+        login, session = self._new_session(user, family_id=family_id, now=self.clock.now())
+        await self.sessions.add(session)
+        return await self._with_access_token(login, session)
+
+    async def _with_access_token(self, login: BrowserLogin, session: Session) -> BrowserLogin:
+        now = session.created_at
+        expires_at = min(now + self.policy.access_ttl, session.expires_at)
+        token = await self.tokens.issue(
+            AccessClaims(
+                user_id=session.user_id, session_id=session.id, issued_at=now, expires_at=expires_at
+            )
+        )
+        return attrs.evolve(login, access_token=token, access_expires_at=expires_at)
+
+    async def _session_is_live(self, session_id: UUID, user_id: UUID) -> bool:
+        key = _liveness_key(session_id)
+        cached = await self.cache.get(key)
+        if cached is not None:
+            return cached == _LIVE
+        now = self.clock.now()
+        session = await self.sessions.get(session_id)
+        live = session is not None and session.user_id == user_id and session.is_live(now)
+        if not live:
+            # Final: an ended session never comes back. Kept as long as any token for it lives.
+            await self.cache.set(key, _ENDED, ttl=self.policy.access_ttl.total_seconds())
+        elif self.policy.live_session_cache_ttl > 0:
+            assert session is not None
+            remaining = (session.expires_at - now).total_seconds()
+            # Only if absent: a concurrent logout's "ended" must win over this answer.
+            await self.cache.set(
+                key,
+                _LIVE,
+                ttl=min(self.policy.live_session_cache_ttl, remaining),
+                only_if_absent=True,
+            )
+        return live
+
+    async def _forget(self, session_ids: list[UUID]) -> None:
+        """Record in the cache that these sessions ended. This overwrites any
+        "live" answer, and a "live" answer never overwrites it (see above)."""
+        ttl = self.policy.access_ttl.total_seconds()
+        for session_id in session_ids:
+            await self.cache.set(_liveness_key(session_id), _ENDED, ttl=ttl)
+
+
+def _liveness_key(session_id: UUID) -> str:
+    return f"session-live:{session_id}"
+
+
+def _failures_key(email: Email) -> str:
+    return f"login-failures:{email.canonical}"

@@ -1,0 +1,1 @@
+"""engage_http: the Litestar HTTP API (``create_app``)."""
