@@ -1,0 +1,3 @@
+from engage_cli.main import main
+
+main()

@@ -1,0 +1,138 @@
+"""ENGAGE_* settings: defaults, every fault reported at once, the generated JWT secret."""
+
+from __future__ import annotations
+
+import os
+import stat
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from engage_adapters.bootstrap import build_services, derive_key
+from engage_adapters.memory import FakePasswordHasher
+from engage_adapters.settings import SettingsError, load_settings, resolve_jwt_secret
+
+SECRET = "s" * 32
+
+
+def test_defaults_follow_the_contract() -> None:
+    settings = load_settings({})
+    assert settings.database_url is None
+    assert settings.redis_url is None
+    assert settings.bcrypt_rounds == 12
+    assert settings.access_ttl == timedelta(seconds=900)
+    assert settings.refresh_ttl == timedelta(days=14)
+    assert settings.auth_rate_per_minute == 30
+    assert settings.login_failures_per_email == 5
+    assert settings.cors_origins == ()
+    assert settings.jwt_algorithm == "HS256"
+
+
+def test_values_are_parsed() -> None:
+    settings = load_settings(
+        {
+            "ENGAGE_DATABASE_URL": "postgresql://u:p@db/engage",
+            "ENGAGE_BCRYPT_ROUNDS": "10",
+            "ENGAGE_ACCESS_TTL": "5m",
+            "ENGAGE_REFRESH_TTL": "7d",
+            "ENGAGE_CORS_ORIGINS": "https://a.example, http://localhost:5173/",
+            "ENGAGE_COOKIE_SECURE": "off",
+            "ENGAGE_LOG_LEVEL": "debug",
+            "ENGAGE_JWT_SECRET": SECRET,
+        }
+    )
+    assert settings.bcrypt_rounds == 10
+    assert settings.access_ttl == timedelta(minutes=5)
+    assert settings.refresh_ttl == timedelta(days=7)
+    assert settings.cors_origins == ("https://a.example", "http://localhost:5173")
+    assert settings.cookie_secure is False
+    assert settings.log_level == "DEBUG"
+
+
+def test_every_fault_is_reported_at_once_one_line_each() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(
+            {
+                "ENGAGE_JWT_SECRET": "too-short",
+                "ENGAGE_BCRYPT_ROUNDS": "3",
+                "ENGAGE_ACCESS_TTL": "soon",
+                "ENGAGE_DATABASE_URL": "mysql://x",
+                "ENGAGE_CORS_ORIGINS": "*",
+                "ENGAGE_COOKIE_SECURE": "maybe",
+            }
+        )
+    faults = caught.value.faults
+    assert len(faults) == 6
+    for name in ("JWT_SECRET", "BCRYPT_ROUNDS", "ACCESS_TTL", "DATABASE_URL", "CORS_ORIGINS"):
+        assert any(f.startswith(f"ENGAGE_{name} ") for f in faults), name
+    assert all("\n" not in f for f in faults)
+
+
+@pytest.mark.parametrize("secret", ["", "x" * 31, "é" * 15])
+def test_a_jwt_secret_under_32_bytes_is_refused(secret: str) -> None:
+    with pytest.raises(SettingsError, match="ENGAGE_JWT_SECRET must be at least 32 bytes"):
+        load_settings({"ENGAGE_JWT_SECRET": secret})
+
+
+def test_a_refresh_ttl_shorter_than_the_access_ttl_is_refused() -> None:
+    with pytest.raises(SettingsError, match="REFRESH_TTL"):
+        load_settings({"ENGAGE_ACCESS_TTL": "1h", "ENGAGE_REFRESH_TTL": "10m"})
+
+
+@pytest.mark.parametrize(
+    ("host", "secure"),
+    [
+        ("127.0.0.1", False),
+        ("localhost", False),
+        ("::1", False),
+        ("0.0.0.0", True),
+        ("10.0.0.5", True),
+    ],
+)
+def test_cookies_are_secure_unless_bound_to_loopback(host: str, secure: bool) -> None:
+    assert load_settings({}).cookies_secure_for(host) is secure
+    assert load_settings({"ENGAGE_COOKIE_SECURE": "true"}).cookies_secure_for(host) is True
+
+
+def test_without_a_secret_one_is_generated_once_with_mode_0600(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = load_settings({"ENGAGE_DATA_DIR": str(tmp_path / "data")})
+    first = resolve_jwt_secret(settings)
+    assert len(first) >= 32
+    assert "jwt_secret_generated" in caplog.text
+    path = tmp_path / "data" / "jwt-secret"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    caplog.clear()
+    assert resolve_jwt_secret(settings) == first
+    assert "jwt_secret_generated" not in caplog.text
+
+
+def test_a_secret_file_readable_by_others_is_refused(tmp_path: Path) -> None:
+    settings = load_settings({"ENGAGE_DATA_DIR": str(tmp_path)})
+    resolve_jwt_secret(settings)
+    os.chmod(tmp_path / "jwt-secret", 0o644)
+    with pytest.raises(SettingsError, match="chmod 600"):
+        resolve_jwt_secret(settings)
+
+
+def test_the_configured_secret_wins_over_the_file(tmp_path: Path) -> None:
+    settings = load_settings({"ENGAGE_DATA_DIR": str(tmp_path), "ENGAGE_JWT_SECRET": SECRET})
+    assert resolve_jwt_secret(settings) == SECRET.encode()
+    assert not (tmp_path / "jwt-secret").exists()
+
+
+def test_derived_keys_differ_by_purpose() -> None:
+    assert derive_key(b"k" * 32, "cursor") != derive_key(b"k" * 32, "other")
+
+
+async def test_the_composition_root_builds_working_services(tmp_path: Path) -> None:
+    settings = load_settings({"ENGAGE_DATA_DIR": str(tmp_path), "ENGAGE_JWT_SECRET": SECRET})
+    async with build_services(settings, hasher=FakePasswordHasher()) as services:
+        await services.auth.sign_up(email="a@example.com", password="password-1")
+        login = await services.auth.log_in(email="A@EXAMPLE.com", password="password-1")
+        principal = await services.auth.authenticate(login.access_token)
+        await services.metrics.record(principal.user_id, metric_type="clicks", metric_value=2)
+        page = await services.metrics.list(principal.user_id)
+    assert [m.metric_value.value for m in page.items] == [2]
