@@ -6,10 +6,11 @@ place that decides which adapter stands behind each port.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Literal
 
 from attrs import define
@@ -17,22 +18,32 @@ from attrs import define
 from engage_adapters import memory
 from engage_adapters.bcrypt_hasher import BcryptPasswordHasher
 from engage_adapters.clock import SystemClock
+from engage_adapters.embedded_pg import start_embedded
 from engage_adapters.jwt_tokens import JwtTokenIssuer
+from engage_adapters.postgres.idempotency import PostgresIdempotencyStore
+from engage_adapters.postgres.metrics import PostgresMetricRepository
+from engage_adapters.postgres.migrate import require_current
+from engage_adapters.postgres.pool import open_pool
+from engage_adapters.postgres.sessions import PostgresSessionRepository
+from engage_adapters.postgres.users import PostgresUserRepository
 from engage_adapters.settings import Settings, resolve_jwt_secret
 from engage_core.ports import (
     Cache,
     Clock,
     IdempotencyStore,
+    MetricRepository,
     PasswordHasher,
     RateLimiter,
+    SessionRepository,
     TokenIssuer,
+    UserRepository,
 )
 from engage_core.queries import CursorCodec
 from engage_core.services.auth import AuthPolicy, AuthService
 from engage_core.services.idempotency import IdempotencyGuard
 from engage_core.services.metrics import MetricsService
 
-Storage = Literal["memory"]
+Storage = Literal["postgres", "memory"]
 
 
 @define(kw_only=True)
@@ -57,15 +68,18 @@ def derive_key(secret: bytes, purpose: str) -> bytes:
 async def build_services(
     settings: Settings,
     *,
-    storage: Storage = "memory",
+    storage: Storage = "postgres",
     clock: Clock | None = None,
     hasher: PasswordHasher | None = None,
     tokens: TokenIssuer | None = None,
 ) -> AsyncIterator[Services]:
     """Build the services for ``settings`` and close what they opened on exit.
 
-    ``storage="memory"`` keeps everything in this process (tests, demos).
-    ``clock``, ``hasher`` and ``tokens`` may be swapped for tests.
+    ``storage="postgres"`` uses ``ENGAGE_DATABASE_URL``, or the embedded
+    server under the data directory when it is unset; the schema must be
+    current (``engage db upgrade``). ``storage="memory"`` keeps everything in
+    this process (tests, demos). ``clock``, ``hasher`` and ``tokens`` may be
+    swapped for tests.
     """
     clock = clock or SystemClock()
     secret = resolve_jwt_secret(settings)
@@ -78,21 +92,37 @@ async def build_services(
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
     )
-    users = memory.InMemoryUserRepository()
-    metrics = memory.InMemoryMetricRepository()
-    sessions = memory.InMemorySessionRepository()
-    memory.link_cascade(users, metrics, sessions)
     cache: Cache = memory.InMemoryCache()
     limiter: RateLimiter = memory.InMemoryRateLimiter()
-    idempotency: IdempotencyStore = memory.InMemoryIdempotencyStore()
-    policy = AuthPolicy(
-        access_ttl=settings.access_ttl,
-        refresh_ttl=settings.refresh_ttl,
-        login_failures_per_email=settings.login_failures_per_email,
-        # The in-process cache is not shared between workers: never cache "live".
-        live_session_cache_ttl=0.0,
-    )
-    try:
+    async with AsyncExitStack() as stack:
+        users: UserRepository
+        metrics: MetricRepository
+        sessions: SessionRepository
+        idempotency: IdempotencyStore
+        if storage == "postgres":
+            conninfo = await asyncio.to_thread(database_url, settings)
+            await require_current(conninfo)
+            pool = await open_pool(conninfo)
+            stack.push_async_callback(pool.close)
+            users = PostgresUserRepository(pool)
+            metrics = PostgresMetricRepository(pool)
+            sessions = PostgresSessionRepository(pool)
+            idempotency = PostgresIdempotencyStore(pool)
+        else:
+            users = memory_users = memory.InMemoryUserRepository()
+            metrics = memory_metrics = memory.InMemoryMetricRepository()
+            sessions = memory_sessions = memory.InMemorySessionRepository()
+            idempotency = memory_keys = memory.InMemoryIdempotencyStore()
+            memory.link_cascade(memory_users, memory_metrics, memory_sessions, memory_keys)
+        policy = AuthPolicy(
+            access_ttl=settings.access_ttl,
+            refresh_ttl=settings.refresh_ttl,
+            login_failures_per_email=settings.login_failures_per_email,
+            # The in-process cache is not shared between workers: never cache "live".
+            live_session_cache_ttl=0.0,
+        )
+        if bcrypt_hasher is not None:
+            stack.callback(bcrypt_hasher.close)
         yield Services(
             settings=settings,
             clock=clock,
@@ -113,6 +143,10 @@ async def build_services(
             limiter=limiter,
             cache=cache,
         )
-    finally:
-        if bcrypt_hasher is not None:
-            bcrypt_hasher.close()
+
+
+def database_url(settings: Settings) -> str:
+    """``ENGAGE_DATABASE_URL``, or the embedded server's (started or joined here)."""
+    if settings.database_url is not None:
+        return settings.database_url
+    return start_embedded(settings.data_dir)

@@ -10,7 +10,9 @@ import jwt
 from engage_core.errors import Unauthorized
 from engage_core.ports import AccessClaims
 
-ALGORITHMS = ("HS256", "HS384", "HS512")
+# RFC 7518 §3.2: an HMAC key at least as long as the hash output.
+KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
+ALGORITHMS = tuple(KEY_BYTES)
 REQUIRED_CLAIMS = ["sub", "sid", "iat", "exp", "iss", "aud"]
 MIN_SECRET_BYTES = 32
 MAX_TOKEN_LENGTH = 4096
@@ -30,8 +32,8 @@ class JwtTokenIssuer:
     ) -> None:
         if algorithm not in ALGORITHMS:
             raise ValueError(f"JWT algorithm must be one of {', '.join(ALGORITHMS)}")
-        if len(secret) < MIN_SECRET_BYTES:
-            raise ValueError(f"JWT secret must be at least {MIN_SECRET_BYTES} bytes")
+        if len(secret) < KEY_BYTES[algorithm]:
+            raise ValueError(f"a JWT secret for {algorithm} must be at least {KEY_BYTES[algorithm]} bytes")
         self._secret = secret
         self._algorithm = algorithm
         self._issuer = issuer

@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 from uuid import UUID
 
 import attrs
@@ -165,7 +166,7 @@ class InMemorySessionRepository:
 
     async def find_by_token_hash(self, token_hash: str) -> Session | None:
         for session in self._by_id.values():
-            if hmac.compare_digest(session.token_hash, token_hash):
+            if hmac.compare_digest(session.token_hash.encode(), token_hash.encode()):
                 return attrs.evolve(session)
         return None
 
@@ -206,13 +207,14 @@ class InMemorySessionRepository:
         return ended
 
 
-def link_cascade(
-    users: InMemoryUserRepository,
-    metrics: InMemoryMetricRepository,
-    sessions: InMemorySessionRepository,
-) -> None:
-    """Make deleting a user delete their metrics and sessions, as the database does."""
-    users.on_delete.extend([metrics.forget_user, sessions.forget_user])
+class _OwnedByUsers(Protocol):
+    def forget_user(self, user_id: UUID) -> None: ...
+
+
+def link_cascade(users: InMemoryUserRepository, *owned: _OwnedByUsers) -> None:
+    """Make deleting a user delete what they own (metrics, sessions, idempotency
+    keys) in the given fakes, as the database's ON DELETE CASCADE does."""
+    users.on_delete.extend(store.forget_user for store in owned)
 
 
 class FakePasswordHasher:
@@ -237,7 +239,7 @@ class FakePasswordHasher:
         parts = password_hash.split("$")
         if len(parts) != 4 or parts[0] != "fake":
             return False
-        return hmac.compare_digest(parts[3], self._digest(parts[2], password))
+        return hmac.compare_digest(parts[3].encode(), self._digest(parts[2], password).encode())
 
     def needs_rehash(self, password_hash: str) -> bool:
         parts = password_hash.split("$")
@@ -349,21 +351,30 @@ class InMemoryRateLimiter:
 class InMemoryIdempotencyStore:
     def __init__(self, clock: Clock | None = None) -> None:
         self._now = _seconds_from(clock)
-        self._items: dict[str, tuple[str, StoredResponse | None, float]] = {}
+        # (owner, key) -> (fingerprint, response or None while running, expiry)
+        self._items: dict[tuple[UUID, str], tuple[str, StoredResponse | None, float]] = {}
 
-    async def reserve(self, key: str, fingerprint: str, *, ttl: float) -> Reservation:
-        item = self._items.get(key)
+    async def reserve(
+        self, owner: UUID, key: str, fingerprint: str, *, lease: float
+    ) -> Reservation:
+        item = self._items.get((owner, key))
         if item is not None and item[2] > self._now():
             return Reservation(first=False, fingerprint=item[0], response=item[1])
-        self._items[key] = (fingerprint, None, self._now() + ttl)
+        self._items[(owner, key)] = (fingerprint, None, self._now() + lease)
         return Reservation(first=True)
 
-    async def complete(self, key: str, response: StoredResponse, *, ttl: float) -> None:
-        item = self._items.get(key)
+    async def complete(
+        self, owner: UUID, key: str, response: StoredResponse, *, ttl: float
+    ) -> None:
+        item = self._items.get((owner, key))
         if item is not None:
-            self._items[key] = (item[0], response, self._now() + ttl)
+            self._items[(owner, key)] = (item[0], response, self._now() + ttl)
 
-    async def release(self, key: str) -> None:
-        item = self._items.get(key)
+    async def release(self, owner: UUID, key: str) -> None:
+        item = self._items.get((owner, key))
         if item is not None and item[1] is None:
-            del self._items[key]
+            del self._items[(owner, key)]
+
+    def forget_user(self, user_id: UUID) -> None:
+        for owner_key in [k for k in self._items if k[0] == user_id]:
+            del self._items[owner_key]

@@ -22,7 +22,7 @@ import platformdirs
 from attrs import frozen
 
 from engage_adapters.bcrypt_hasher import MAX_ROUNDS, MIN_ROUNDS
-from engage_adapters.jwt_tokens import ALGORITHMS, MIN_SECRET_BYTES
+from engage_adapters.jwt_tokens import ALGORITHMS, KEY_BYTES, MIN_SECRET_BYTES
 
 log = logging.getLogger("engage.settings")
 
@@ -218,6 +218,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             values[attribute] = parse(raw)
         except ValueError as exc:
             faults.append(f"{PREFIX}{name} {exc}")
+    secret, algorithm = values.get("jwt_secret"), values.get("jwt_algorithm", "HS256")
+    if secret and len(secret.encode("utf-8")) < KEY_BYTES[algorithm]:
+        faults.append(
+            f"{PREFIX}JWT_SECRET must be at least {KEY_BYTES[algorithm]} bytes for {algorithm}"
+        )
     access, refresh = values.get("access_ttl"), values.get("refresh_ttl")
     if access and refresh and refresh < access:
         faults.append(f"{PREFIX}REFRESH_TTL must not be shorter than {PREFIX}ACCESS_TTL")

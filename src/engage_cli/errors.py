@@ -9,6 +9,10 @@ from typing import NoReturn, TypeVar
 
 import typer
 
+import psycopg
+
+from engage_adapters.embedded_pg import EmbeddedPostgresError
+from engage_adapters.postgres.migrate import MigrationError
 from engage_adapters.settings import SettingsError
 from engage_core.errors import EngageError, ValidationFailed
 
@@ -34,9 +38,18 @@ def reported_errors() -> Iterator[None]:
         fail("; ".join(f"{e.field} {e.message}" for e in exc.errors))
     except EngageError as exc:
         fail(exc.detail)
+    except (MigrationError, EmbeddedPostgresError) as exc:
+        fail(str(exc))
+    except psycopg.OperationalError as exc:
+        fail(f"cannot reach the database: {_first_line(exc)}")
     except KeyboardInterrupt:
         typer.echo("engage: interrupted", err=True)
         sys.exit(130)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def guarded(fn: Callable[[], T]) -> T:

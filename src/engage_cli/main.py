@@ -8,6 +8,7 @@ import attrs
 import typer
 
 from engage_adapters.settings import KNOWN_VARIABLES, load_settings
+from engage_cli import db
 from engage_cli.errors import reported_errors
 
 app = typer.Typer(
@@ -19,6 +20,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 settings_app = typer.Typer(help="Inspect the ENGAGE_* settings.", no_args_is_help=True)
+app.add_typer(db.app, name="db")
 app.add_typer(settings_app, name="settings")
 
 

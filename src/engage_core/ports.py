@@ -178,14 +178,22 @@ class Reservation:
 
 
 class IdempotencyStore(Protocol):
-    async def reserve(self, key: str, fingerprint: str, *, ttl: float) -> Reservation:
-        """Claim ``key`` for a new request, or report the earlier one with that key."""
+    """First responses to idempotent requests, per owner (user) and key."""
+
+    async def reserve(
+        self, owner: UUID, key: str, fingerprint: str, *, lease: float
+    ) -> Reservation:
+        """Claim ``key`` for a new request for ``lease`` seconds, or report the
+        request that holds it. A lease that ran out (its process died) frees the key."""
         ...
 
-    async def complete(self, key: str, response: StoredResponse, *, ttl: float) -> None:
-        """Store the response of the request that reserved ``key``."""
+    async def complete(
+        self, owner: UUID, key: str, response: StoredResponse, *, ttl: float
+    ) -> None:
+        """Store the response of the request that reserved ``key``, kept ``ttl`` seconds."""
         ...
 
-    async def release(self, key: str) -> None:
-        """Give up a reservation whose request failed, so a retry can run."""
+    async def release(self, owner: UUID, key: str) -> None:
+        """Give up a reservation whose request failed, so a retry can run.
+        A completed key is kept."""
         ...

@@ -357,12 +357,13 @@ class AuthService:
             return cached == _LIVE
         now = self.clock.now()
         session = await self.sessions.get(session_id)
-        live = session is not None and session.user_id == user_id and session.is_live(now)
+        if session is None or session.user_id != user_id:
+            return False
+        live = session.is_live(now)
         if not live:
             # Final: an ended session never comes back. Kept as long as any token for it lives.
             await self.cache.set(key, _ENDED, ttl=self.policy.access_ttl.total_seconds())
         elif self.policy.live_session_cache_ttl > 0:
-            assert session is not None
             remaining = (session.expires_at - now).total_seconds()
             # Only if absent: a concurrent logout's "ended" must win over this answer.
             await self.cache.set(

@@ -14,6 +14,8 @@ from engage_core.errors import IdempotencyKeyReused, RequestInProgress, Validati
 from engage_core.ports import IdempotencyStore, StoredResponse
 
 KEY_LIFETIME = timedelta(hours=24)
+# How long a request may run before its key is free again for a retry.
+IN_PROGRESS_LEASE = timedelta(minutes=1)
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")  # printable ASCII, no spaces
 
 
@@ -50,9 +52,9 @@ class IdempotencyGuard:
             raise ValidationFailed.single(
                 "Idempotency-Key", "must be 1 to 255 printable ASCII characters"
             )
-        scoped = f"idem:{user_id}:{key}"
-        ttl = self.lifetime.total_seconds()
-        reservation = await self.store.reserve(scoped, request_fingerprint, ttl=ttl)
+        reservation = await self.store.reserve(
+            user_id, key, request_fingerprint, lease=IN_PROGRESS_LEASE.total_seconds()
+        )
         if not reservation.first:
             if reservation.fingerprint != request_fingerprint:
                 raise IdempotencyKeyReused("this Idempotency-Key was used with a different request")
@@ -62,7 +64,7 @@ class IdempotencyGuard:
         try:
             response = await action()
         except BaseException:
-            await self.store.release(scoped)
+            await self.store.release(user_id, key)
             raise
-        await self.store.complete(scoped, response, ttl=ttl)
+        await self.store.complete(user_id, key, response, ttl=self.lifetime.total_seconds())
         return response

@@ -118,7 +118,7 @@ class MetricsService:
             ("limit", check_limit, limit),
         )
         check_range(start, end)
-        scope = f"{user_id}|{kind}|{start}|{end}"
+        scope = _cursor_scope(user_id, kind, start, end)
         after = None
         if cursor is not None:
             if not isinstance(cursor, str):
@@ -161,3 +161,17 @@ class MetricsService:
         )
         series = await self.metrics.summarize(user_id, query)
         return Summary(bucket=query.bucket, tz=query.tz, series=tuple(series))
+
+
+def _cursor_scope(
+    user_id: UUID, kind: MetricType | None, since: datetime | None, until: datetime | None
+) -> str:
+    """What a cursor is bound to: its user and filters. An absent filter is the
+    empty string, which no metric type and no timestamp can be."""
+    parts = (
+        str(user_id),
+        kind.value if kind else "",
+        since.isoformat() if since else "",
+        until.isoformat() if until else "",
+    )
+    return "|".join(parts)

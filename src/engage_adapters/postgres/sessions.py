@@ -1,0 +1,121 @@
+"""Sessions (refresh-token lineages) in PostgreSQL. ``token`` holds a hash only."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from psycopg_pool import AsyncConnectionPool
+
+from engage_core.model import Session
+
+_COLUMNS = "id, user_id, family_id, token, created_at, expires_at, ended_at, end_reason"
+
+
+def _session(row: tuple[Any, ...]) -> Session:
+    return Session(
+        id=row[0],
+        user_id=row[1],
+        family_id=row[2],
+        token_hash=row[3],
+        created_at=row[4],
+        expires_at=row[5],
+        ended_at=row[6],
+        end_reason=row[7],
+    )
+
+
+def _values(session: Session) -> list[Any]:
+    return [
+        session.id,
+        session.user_id,
+        session.family_id,
+        session.token_hash,
+        session.created_at,
+        session.expires_at,
+        session.ended_at,
+        session.end_reason,
+    ]
+
+
+_INSERT = f"INSERT INTO sessions ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+
+
+class PostgresSessionRepository:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    async def add(self, session: Session) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute(_INSERT, _values(session))
+
+    async def get(self, session_id: UUID) -> Session | None:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(f"SELECT {_COLUMNS} FROM sessions WHERE id = %s", [session_id])
+            row = await cur.fetchone()
+        return _session(row) if row else None
+
+    async def find_by_token_hash(self, token_hash: str) -> Session | None:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT {_COLUMNS} FROM sessions WHERE token = %s", [token_hash]
+            )
+            row = await cur.fetchone()
+        return _session(row) if row else None
+
+    async def rotate(self, old_id: UUID, new: Session, at: datetime) -> bool:
+        # One statement: the old session ends and the new one starts together,
+        # and only if the old one was still live (a concurrent rotation loses).
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"""
+                WITH spent AS (
+                    UPDATE sessions SET ended_at = %s, end_reason = 'rotated'
+                     WHERE id = %s AND ended_at IS NULL AND expires_at > %s
+                    RETURNING id
+                )
+                INSERT INTO sessions ({_COLUMNS})
+                SELECT %s, %s, %s, %s, %s, %s, %s, %s WHERE EXISTS (SELECT FROM spent)
+                """,
+                [at, old_id, at, *_values(new)],
+            )
+            return cur.rowcount == 1
+
+    async def end(self, session_id: UUID, at: datetime, reason: str) -> bool:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE sessions SET ended_at = %s, end_reason = %s"
+                " WHERE id = %s AND ended_at IS NULL",
+                [at, reason, session_id],
+            )
+            return cur.rowcount == 1
+
+    async def end_family(self, family_id: UUID, at: datetime, reason: str) -> list[UUID]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE sessions SET ended_at = %s, end_reason = %s"
+                " WHERE family_id = %s AND ended_at IS NULL AND expires_at > %s RETURNING id",
+                [at, reason, family_id, at],
+            )
+            return [row[0] for row in await cur.fetchall()]
+
+    async def end_all_for_user(
+        self, user_id: UUID, at: datetime, reason: str, *, keep_family: UUID | None = None
+    ) -> list[UUID]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE sessions SET ended_at = %s, end_reason = %s"
+                " WHERE user_id = %s AND ended_at IS NULL AND expires_at > %s"
+                " AND family_id IS DISTINCT FROM %s RETURNING id",
+                [at, reason, user_id, at, keep_family],
+            )
+            return [row[0] for row in await cur.fetchall()]
+
+    async def live_ids_for_user(self, user_id: UUID, at: datetime) -> list[UUID]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT id FROM sessions WHERE user_id = %s AND ended_at IS NULL AND expires_at > %s",
+                [user_id, at],
+            )
+            return [row[0] for row in await cur.fetchall()]

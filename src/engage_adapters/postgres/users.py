@@ -1,0 +1,83 @@
+"""Users in PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from engage_core.errors import Conflict
+from engage_core.model import Email, User
+
+_COLUMNS = "id, email, password_hash, created_at, updated_at"
+
+
+def _user(row: tuple[Any, ...]) -> User:
+    return User(
+        id=row[0],
+        email=Email(row[1]),
+        password_hash=row[2],
+        created_at=row[3],
+        updated_at=row[4],
+    )
+
+
+class PostgresUserRepository:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    async def add(self, user: User) -> None:
+        try:
+            async with self._pool.connection() as conn:
+                await conn.execute(
+                    "INSERT INTO users (id, email, email_key, password_hash, created_at, updated_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s)",
+                    [
+                        user.id,
+                        user.email.value,
+                        user.email.canonical,
+                        user.password_hash,
+                        user.created_at,
+                        user.updated_at,
+                    ],
+                )
+        except psycopg.errors.UniqueViolation:
+            raise Conflict("an account with this email already exists") from None
+
+    async def get(self, user_id: UUID) -> User | None:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(f"SELECT {_COLUMNS} FROM users WHERE id = %s", [user_id])
+            row = await cur.fetchone()
+        return _user(row) if row else None
+
+    async def get_by_email(self, canonical_email: str) -> User | None:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT {_COLUMNS} FROM users WHERE email_key = %s", [canonical_email.lower()]
+            )
+            row = await cur.fetchone()
+        return _user(row) if row else None
+
+    async def set_password_hash(self, user_id: UUID, password_hash: str, at: datetime) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "UPDATE users SET password_hash = %s, updated_at = %s WHERE id = %s",
+                [password_hash, at, user_id],
+            )
+
+    async def delete(self, user_id: UUID) -> bool:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("DELETE FROM users WHERE id = %s", [user_id])
+            return cur.rowcount == 1
+
+    async def list(self, *, after_email: str | None = None, limit: int = 100) -> Sequence[User]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT {_COLUMNS} FROM users WHERE email_key > %s ORDER BY email_key LIMIT %s",
+                [(after_email or "").lower(), limit],
+            )
+            return [_user(row) for row in await cur.fetchall()]

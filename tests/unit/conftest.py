@@ -1,0 +1,218 @@
+"""The use cases wired over the public in-memory fakes, with a clock that stands still."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from uuid import UUID, uuid4
+
+import pytest
+from attrs import frozen
+
+from engage_adapters import memory
+from engage_core import (
+    AuthPolicy,
+    AuthService,
+    BrowserLogin,
+    CursorCodec,
+    IdempotencyGuard,
+    MetricsService,
+    Principal,
+    Unauthorized,
+    User,
+)
+
+
+@frozen
+class Account:
+    """A signed-up user and the credentials that log them in."""
+
+    email: str
+    password: str
+    user: User
+
+    @property
+    def id(self) -> UUID:
+        return self.user.id
+
+
+@pytest.fixture
+def clock() -> memory.FakeClock:
+    return memory.FakeClock()
+
+
+@pytest.fixture
+def hasher() -> memory.FakePasswordHasher:
+    return memory.FakePasswordHasher()
+
+
+@pytest.fixture
+def tokens(clock: memory.FakeClock) -> memory.FakeTokenIssuer:
+    return memory.FakeTokenIssuer(clock)
+
+
+@pytest.fixture
+def users() -> memory.InMemoryUserRepository:
+    return memory.InMemoryUserRepository()
+
+
+@pytest.fixture
+def metric_repository() -> memory.InMemoryMetricRepository:
+    return memory.InMemoryMetricRepository()
+
+
+@pytest.fixture
+def sessions(
+    users: memory.InMemoryUserRepository, metric_repository: memory.InMemoryMetricRepository
+) -> memory.InMemorySessionRepository:
+    sessions = memory.InMemorySessionRepository()
+    memory.link_cascade(users, metric_repository, sessions)
+    return sessions
+
+
+@pytest.fixture
+def cache(clock: memory.FakeClock) -> memory.InMemoryCache:
+    return memory.InMemoryCache(clock)
+
+
+@pytest.fixture
+def limiter(clock: memory.FakeClock) -> memory.InMemoryRateLimiter:
+    return memory.InMemoryRateLimiter(clock)
+
+
+@pytest.fixture
+def idempotency_store(clock: memory.FakeClock) -> memory.InMemoryIdempotencyStore:
+    return memory.InMemoryIdempotencyStore(clock)
+
+
+@pytest.fixture
+def cursors() -> CursorCodec:
+    return CursorCodec(b"k" * 32)
+
+
+@pytest.fixture
+def policy() -> AuthPolicy:
+    return AuthPolicy()
+
+
+@pytest.fixture
+def make_auth(
+    users: memory.InMemoryUserRepository,
+    sessions: memory.InMemorySessionRepository,
+    tokens: memory.FakeTokenIssuer,
+    cache: memory.InMemoryCache,
+    limiter: memory.InMemoryRateLimiter,
+    clock: memory.FakeClock,
+    policy: AuthPolicy,
+) -> Callable[[memory.FakePasswordHasher], AuthService]:
+    """An AuthService over the shared fakes with the given hasher (to change its settings)."""
+
+    def build(hasher: memory.FakePasswordHasher) -> AuthService:
+        return AuthService(
+            users=users,
+            sessions=sessions,
+            hasher=hasher,
+            tokens=tokens,
+            cache=cache,
+            limiter=limiter,
+            clock=clock,
+            policy=policy,
+        )
+
+    return build
+
+
+@pytest.fixture
+def auth(
+    make_auth: Callable[[memory.FakePasswordHasher], AuthService],
+    hasher: memory.FakePasswordHasher,
+) -> AuthService:
+    return make_auth(hasher)
+
+
+@pytest.fixture
+def metrics(
+    metric_repository: memory.InMemoryMetricRepository,
+    clock: memory.FakeClock,
+    cursors: CursorCodec,
+) -> MetricsService:
+    return MetricsService(metrics=metric_repository, clock=clock, cursors=cursors)
+
+
+@pytest.fixture
+def guard(idempotency_store: memory.InMemoryIdempotencyStore) -> IdempotencyGuard:
+    return IdempotencyGuard(idempotency_store)
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+SignUp = Callable[[str, str], Awaitable[Account]]
+
+
+@pytest.fixture
+def sign_up(auth: AuthService) -> SignUp:
+    async def sign_up(email: str, password: str) -> Account:
+        user = await auth.sign_up(email=email, password=password)
+        return Account(email=email, password=password, user=user)
+
+    return sign_up
+
+
+@pytest.fixture
+async def alice(sign_up: SignUp) -> Account:
+    return await sign_up("alice@example.com", "alice-password-1")
+
+
+@pytest.fixture
+async def bob(sign_up: SignUp) -> Account:
+    return await sign_up("bob@example.org", "bob-password-22")
+
+
+@pytest.fixture
+def log_in(auth: AuthService) -> Callable[[Account], Awaitable[BrowserLogin]]:
+    async def log_in(account: Account) -> BrowserLogin:
+        return await auth.log_in(email=account.email, password=account.password)
+
+    return log_in
+
+
+@pytest.fixture
+def principal_of() -> Callable[[BrowserLogin], Principal]:
+    def principal_of(login: BrowserLogin) -> Principal:
+        return Principal(login.user.id, login.session_id)
+
+    return principal_of
+
+
+@pytest.fixture
+def accepted(auth: AuthService) -> Callable[[str], Awaitable[bool]]:
+    """Whether ``authenticate`` accepts an access token right now."""
+
+    async def accepted(access_token: str) -> bool:
+        try:
+            await auth.authenticate(access_token)
+        except Unauthorized:
+            return False
+        return True
+
+    return accepted
+
+
+@pytest.fixture
+def refreshable(auth: AuthService) -> Callable[[str], Awaitable[bool]]:
+    """Whether ``refresh`` accepts a refresh token right now (spending it if so)."""
+
+    async def refreshable(refresh_token: str) -> bool:
+        try:
+            await auth.refresh(refresh_token)
+        except Unauthorized:
+            return False
+        return True
+
+    return refreshable
+
+
+@pytest.fixture
+def stranger_id() -> UUID:
+    """A user id for metric tests that need no account."""
+    return uuid4()
