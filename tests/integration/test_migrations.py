@@ -17,11 +17,15 @@ from engage_adapters.postgres import migrate
 def empty_db(pg_server_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
     name = f"engage_mig_{request.node.name.lower()}"[:63].replace("[", "_").replace("]", "_")
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     yield make_conninfo(pg_server_url, dbname=name)
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 async def test_a_fresh_database_gets_every_migration_once(empty_db: str) -> None:
@@ -51,7 +55,9 @@ async def test_a_changed_applied_migration_stops_the_upgrade(empty_db: str) -> N
     await migrate.upgrade(empty_db)
     with psycopg.connect(empty_db) as conn:
         conn.execute("UPDATE schema_migrations SET checksum = repeat('0', 64) WHERE version = 1")
-    with pytest.raises(migrate.MigrationError, match="0001_initial.sql changed after it was applied"):
+    with pytest.raises(
+        migrate.MigrationError, match="0001_initial.sql changed after it was applied"
+    ):
         await migrate.upgrade(empty_db)
     with pytest.raises(migrate.MigrationError, match="changed"):
         await migrate.require_current(empty_db)
