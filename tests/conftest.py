@@ -39,8 +39,24 @@ def with_database(conninfo: str, name: str) -> str:
     return make_conninfo(conninfo, dbname=name)
 
 
+def _recreate(admin: str, name: str, template: str | None = None) -> None:
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template:
+        create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(drop)
+        conn.execute(create)
+
+
+def _drop(admin: str, name: str) -> None:
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(drop)
+
+
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A superuser conninfo for a real PostgreSQL server, with a migrated template."""
     from engage_adapters.embedded_pg import start_embedded
     from engage_adapters.postgres import migrate
@@ -48,11 +64,9 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     external = os.environ.get("ENGAGE_TEST_DATABASE_URL")
     url = external or start_embedded(tmp_path_factory.mktemp("engage-data"))
     admin = with_database(url, "postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
+    _recreate(admin, TEMPLATE)
     asyncio.run(migrate.upgrade(with_database(url, TEMPLATE)))
-    yield admin
+    return admin
 
 
 def _database_for(request: pytest.FixtureRequest) -> str:
@@ -64,16 +78,9 @@ def _database_for(request: pytest.FixtureRequest) -> str:
 def pg_url(pg_server_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh, migrated database of this test module's own."""
     name = _database_for(request)
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(TEMPLATE)
-            )
-        )
+    _recreate(pg_server_url, name, template=TEMPLATE)
     yield with_database(pg_server_url, name)
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    _drop(pg_server_url, name)
 
 
 @pytest.fixture

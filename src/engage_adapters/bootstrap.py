@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 from typing import Literal
 
+import attrs
 from attrs import define
 
 from engage_adapters import memory
@@ -23,7 +25,7 @@ from engage_adapters.jwt_tokens import JwtTokenIssuer
 from engage_adapters.postgres.idempotency import PostgresIdempotencyStore
 from engage_adapters.postgres.metrics import PostgresMetricRepository
 from engage_adapters.postgres.migrate import require_current
-from engage_adapters.postgres.pool import open_pool
+from engage_adapters.postgres.pool import open_pool, ping
 from engage_adapters.postgres.sessions import PostgresSessionRepository
 from engage_adapters.postgres.users import PostgresUserRepository
 from engage_adapters.settings import Settings, resolve_jwt_secret
@@ -44,6 +46,8 @@ from engage_core.services.idempotency import IdempotencyGuard
 from engage_core.services.metrics import MetricsService
 
 Storage = Literal["postgres", "memory"]
+Probe = Callable[[], Awaitable[object]]
+PROBE_TIMEOUT = 2.0
 
 
 @define(kw_only=True)
@@ -57,6 +61,21 @@ class Services:
     idempotency: IdempotencyGuard
     limiter: RateLimiter
     cache: Cache
+    probes: dict[str, Probe] = attrs.field(factory=dict)
+
+    async def check_ready(self) -> dict[str, str]:
+        """Each dependency's state: "ok", or why not (never raises)."""
+        states = {}
+        for name, probe in self.probes.items():
+            try:
+                await asyncio.wait_for(probe(), timeout=PROBE_TIMEOUT)
+            except TimeoutError:
+                states[name] = "timeout"
+            except Exception as exc:  # a probe reports; it does not fail the caller
+                states[name] = f"error: {type(exc).__name__}"
+            else:
+                states[name] = "ok"
+        return states
 
 
 def derive_key(secret: bytes, purpose: str) -> bytes:
@@ -99,6 +118,7 @@ async def build_services(
         metrics: MetricRepository
         sessions: SessionRepository
         idempotency: IdempotencyStore
+        probes: dict[str, Probe] = {}
         if storage == "postgres":
             conninfo = await asyncio.to_thread(database_url, settings)
             await require_current(conninfo)
@@ -108,6 +128,7 @@ async def build_services(
             metrics = PostgresMetricRepository(pool)
             sessions = PostgresSessionRepository(pool)
             idempotency = PostgresIdempotencyStore(pool)
+            probes["database"] = partial(ping, pool)
         else:
             users = memory_users = memory.InMemoryUserRepository()
             metrics = memory_metrics = memory.InMemoryMetricRepository()
@@ -142,6 +163,7 @@ async def build_services(
             idempotency=IdempotencyGuard(idempotency),
             limiter=limiter,
             cache=cache,
+            probes=probes,
         )
 
 

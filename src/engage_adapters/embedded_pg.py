@@ -7,6 +7,7 @@ starts it, the last to exit stops it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from pathlib import Path
@@ -55,7 +56,6 @@ def _ensure_database(admin_url: str) -> None:
         found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone()
         if found:
             return
-        try:
+        # Another process may create it first; theirs is as good as ours.
+        with contextlib.suppress(psycopg.errors.DuplicateDatabase):
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
-        except psycopg.errors.DuplicateDatabase:
-            pass  # another process created it first

@@ -33,7 +33,9 @@ class JwtTokenIssuer:
         if algorithm not in ALGORITHMS:
             raise ValueError(f"JWT algorithm must be one of {', '.join(ALGORITHMS)}")
         if len(secret) < KEY_BYTES[algorithm]:
-            raise ValueError(f"a JWT secret for {algorithm} must be at least {KEY_BYTES[algorithm]} bytes")
+            raise ValueError(
+                f"a JWT secret for {algorithm} must be at least {KEY_BYTES[algorithm]} bytes"
+            )
         self._secret = secret
         self._algorithm = algorithm
         self._issuer = issuer

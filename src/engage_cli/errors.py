@@ -7,9 +7,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import NoReturn, TypeVar
 
-import typer
-
 import psycopg
+import typer
 
 from engage_adapters.embedded_pg import EmbeddedPostgresError
 from engage_adapters.postgres.migrate import MigrationError

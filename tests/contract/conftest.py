@@ -1,27 +1,29 @@
-"""One parametrized fixture per port, so the fake and every real adapter meet the same tests.
+"""Contract fixtures: one parametrized fixture per port; every test runs once per implementation.
 
-Each port has a dict below, name → factory. A factory is a small function that
-takes the test's ``Env`` and returns one implementation; the port's fixture is
-parametrized over the dict's keys, so every contract test of that port runs once
-per entry. To hold a new adapter to the contract (the PostgreSQL repositories,
-the Redis cache, rate limiter and idempotency store), add ONE entry to its
-port's dict; no test changes. A factory gets what it needs from other fixtures
-with ``env.fixture("pg_pool")`` (async fixtures too: the port fixtures are sync
-on purpose, so that works) and registers clean-up with ``env.on_teardown``.
+Each port has a dict below, name → factory: a small function that takes the test's
+``Env`` and returns one implementation. The port's fixture is parametrized over
+the dict's keys. To hold a new adapter to the same contract, add ONE entry to its
+port's dict and change no test, e.g. for the PostgreSQL sessions:
 
-Stores (repositories, cache, rate limiter, idempotency store) come as a
-``Subject``: the implementation, ``advance(seconds)`` to move its time forward,
-and ``new_user()`` to store a user who may own rows in it (a foreign key in
-PostgreSQL). The fakes jump the shared ``FakeClock``; a real store that reads
-its own clock (Redis, PostgreSQL's ``now()``) should ``await asyncio.sleep``
-instead, which is why the tests use TTLs and windows of a fraction of a second.
+    SESSION_REPOSITORIES["postgres"] = lambda env: Subject(
+        PostgresSessionRepository(pool := env.fixture("pg_pool")),
+        sleeping, adding_users(PostgresUserRepository(pool), env.clock))
+
+``env.fixture`` reaches any other fixture, async ones too (the port fixtures are
+sync so that it can); ``env.on_teardown`` registers clean-up. Stores come as a
+``Subject``: the implementation, ``advance(seconds)`` and ``new_user()``. The fakes
+advance by jumping the shared ``FakeClock``; a store that reads its own clock
+(Redis, PostgreSQL's ``now()``) must ``await asyncio.sleep`` instead, which is why
+TTLs and windows in the tests are fractions of a second. ``new_user`` stores a
+user who may own rows (a foreign key in PostgreSQL) and returns its id.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 from uuid import UUID, uuid4
 
 import pytest
@@ -41,6 +43,10 @@ from engage_adapters.memory import (
     InMemoryUserRepository,
     link_cascade,
 )
+from engage_adapters.postgres.idempotency import PostgresIdempotencyStore
+from engage_adapters.postgres.metrics import PostgresMetricRepository
+from engage_adapters.postgres.sessions import PostgresSessionRepository
+from engage_adapters.postgres.users import PostgresUserRepository
 from engage_core.model import Email, User
 from engage_core.ports import (
     Cache,
@@ -54,6 +60,7 @@ from engage_core.ports import (
 )
 
 P = TypeVar("P")
+P_co = TypeVar("P_co", covariant=True)
 Advance = Callable[[float], Awaitable[None]]
 NewUser = Callable[[], Awaitable[UUID]]
 
@@ -68,6 +75,7 @@ class Env:
     request: pytest.FixtureRequest
 
     def fixture(self, name: str) -> Any:
+        """Another fixture's value, such as ``pg_pool``."""
         return self.request.getfixturevalue(name)
 
     def on_teardown(self, finalizer: Callable[[], object]) -> None:
@@ -75,15 +83,15 @@ class Env:
 
 
 @frozen
-class Subject(Generic[P]):
+class Subject(Generic[P_co]):
     """A store under test, a way to move its time forward, and a way to add an owner."""
 
-    impl: P
+    impl: P_co
     advance: Advance
     new_user: NewUser
 
 
-Factory = Callable[[Env], Any]
+Factory = Callable[[Env], P]
 
 
 def advancing(clock: FakeClock) -> Advance:
@@ -91,6 +99,11 @@ def advancing(clock: FakeClock) -> Advance:
         clock.advance(seconds)
 
     return advance
+
+
+async def sleeping(seconds: float) -> None:
+    """How a store that reads its own clock (Redis, PostgreSQL) lets time pass."""
+    await asyncio.sleep(seconds)
 
 
 def adding_users(users: UserRepository, clock: FakeClock) -> NewUser:
@@ -119,55 +132,73 @@ def bcrypt_hasher(env: Env) -> BcryptPasswordHasher:
     return hasher
 
 
-PASSWORD_HASHERS: dict[str, Factory] = {
+PASSWORD_HASHERS: dict[str, Factory[PasswordHasher]] = {
     "memory": lambda env: FakePasswordHasher(),
     "bcrypt": bcrypt_hasher,
 }
 
 # --- TokenIssuer ----------------------------------------------------------------
 
-TOKEN_ISSUERS: dict[str, Factory] = {
+TOKEN_ISSUERS: dict[str, Factory[TokenIssuer]] = {
     "memory": lambda env: FakeTokenIssuer(env.clock),
     "jwt": lambda env: JwtTokenIssuer(JWT_SECRET),
 }
 
 # --- UserRepository -------------------------------------------------------------
 
-USER_REPOSITORIES: dict[str, Factory] = {
+USER_REPOSITORIES: dict[str, Factory[UserRepository]] = {
     "memory": lambda env: InMemoryUserRepository(),
+    "postgres": lambda env: PostgresUserRepository(env.fixture("pg_pool")),
 }
 
 # --- Stores that rows of a user live in -----------------------------------------
 
 
-def memory_owned(env: Env, store: Any) -> Subject[Any]:
+class _OwnedByUsers(Protocol):
+    def forget_user(self, user_id: UUID) -> None: ...
+
+
+S = TypeVar("S", bound=_OwnedByUsers)
+
+
+def memory_owned(env: Env, store: S) -> Subject[S]:
     """``store`` beside an in-memory user repository that cascades deletes into it."""
     users = InMemoryUserRepository()
     link_cascade(users, store)
     return Subject(store, advancing(env.clock), adding_users(users, env.clock))
 
 
-METRIC_REPOSITORIES: dict[str, Factory] = {
+def postgres_owned(env: Env, store: Callable[[Any], P]) -> Subject[P]:
+    """A PostgreSQL store on this test's database, with PostgreSQL users to own rows."""
+    pool = env.fixture("pg_pool")
+    return Subject(store(pool), sleeping, adding_users(PostgresUserRepository(pool), env.clock))
+
+
+METRIC_REPOSITORIES: dict[str, Factory[Subject[MetricRepository]]] = {
     "memory": lambda env: memory_owned(env, InMemoryMetricRepository()),
+    "postgres": lambda env: postgres_owned(env, PostgresMetricRepository),
 }
-SESSION_REPOSITORIES: dict[str, Factory] = {
+SESSION_REPOSITORIES: dict[str, Factory[Subject[SessionRepository]]] = {
     "memory": lambda env: memory_owned(env, InMemorySessionRepository()),
+    "postgres": lambda env: postgres_owned(env, PostgresSessionRepository),
 }
-IDEMPOTENCY_STORES: dict[str, Factory] = {
+IDEMPOTENCY_STORES: dict[str, Factory[Subject[IdempotencyStore]]] = {
     "memory": lambda env: memory_owned(env, InMemoryIdempotencyStore(env.clock)),
+    "postgres": lambda env: postgres_owned(env, PostgresIdempotencyStore),
 }
 
 # --- Stores keyed by plain strings ----------------------------------------------
 
 
 async def any_user_id() -> UUID:
+    """No user table behind these stores: any id will do."""
     return uuid4()
 
 
-CACHES: dict[str, Factory] = {
+CACHES: dict[str, Factory[Subject[Cache]]] = {
     "memory": lambda env: Subject(InMemoryCache(env.clock), advancing(env.clock), any_user_id),
 }
-RATE_LIMITERS: dict[str, Factory] = {
+RATE_LIMITERS: dict[str, Factory[Subject[RateLimiter]]] = {
     "memory": lambda env: Subject(
         InMemoryRateLimiter(env.clock), advancing(env.clock), any_user_id
     ),
@@ -220,7 +251,7 @@ def idempotency_store(request: pytest.FixtureRequest, env: Env) -> Subject[Idemp
 
 
 @pytest.fixture(params=list(CACHES))
-def cache(request: pytest.FixtureRequest, env: Env) -> Subject[Cache]:
+def cache_store(request: pytest.FixtureRequest, env: Env) -> Subject[Cache]:
     return CACHES[request.param](env)
 
 

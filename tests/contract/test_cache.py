@@ -14,85 +14,87 @@ SHORT_TTL = 0.3
 LONG_TTL = 60.0
 
 
-async def test_a_missing_key_reads_as_none(cache: Subject[Cache]) -> None:
-    assert await cache.impl.get("missing") is None
+async def test_a_missing_key_reads_as_none(cache_store: Subject[Cache]) -> None:
+    assert await cache_store.impl.get("missing") is None
 
 
-async def test_a_stored_value_reads_back(cache: Subject[Cache]) -> None:
-    assert await cache.impl.set("key", b"\x00value\xff", ttl=LONG_TTL) is True
+async def test_a_stored_value_reads_back(cache_store: Subject[Cache]) -> None:
+    assert await cache_store.impl.set("key", b"\x00value\xff", ttl=LONG_TTL) is True
 
-    assert await cache.impl.get("key") == b"\x00value\xff"
-
-
-async def test_set_overwrites(cache: Subject[Cache]) -> None:
-    await cache.impl.set("key", b"first", ttl=LONG_TTL)
-
-    assert await cache.impl.set("key", b"second", ttl=LONG_TTL) is True
-
-    assert await cache.impl.get("key") == b"second"
+    assert await cache_store.impl.get("key") == b"\x00value\xff"
 
 
-async def test_a_value_expires_after_its_ttl(cache: Subject[Cache]) -> None:
-    await cache.impl.set("short", b"value", ttl=SHORT_TTL)
-    await cache.impl.set("long", b"value", ttl=LONG_TTL)
+async def test_set_overwrites(cache_store: Subject[Cache]) -> None:
+    await cache_store.impl.set("key", b"first", ttl=LONG_TTL)
 
-    await cache.advance(SHORT_TTL * 2)
+    assert await cache_store.impl.set("key", b"second", ttl=LONG_TTL) is True
 
-    assert await cache.impl.get("short") is None
-    assert await cache.impl.get("long") == b"value"
+    assert await cache_store.impl.get("key") == b"second"
 
 
-async def test_only_if_absent_does_not_overwrite(cache: Subject[Cache]) -> None:
-    await cache.impl.set("key", b"first", ttl=LONG_TTL)
+async def test_a_value_expires_after_its_ttl(cache_store: Subject[Cache]) -> None:
+    await cache_store.impl.set("short", b"value", ttl=SHORT_TTL)
+    await cache_store.impl.set("long", b"value", ttl=LONG_TTL)
 
-    assert await cache.impl.set("key", b"second", ttl=LONG_TTL, only_if_absent=True) is False
+    await cache_store.advance(SHORT_TTL * 2)
 
-    assert await cache.impl.get("key") == b"first"
-
-
-async def test_only_if_absent_stores_when_absent_or_expired(cache: Subject[Cache]) -> None:
-    assert await cache.impl.set("new", b"value", ttl=LONG_TTL, only_if_absent=True) is True
-    await cache.impl.set("old", b"stale", ttl=SHORT_TTL)
-    await cache.advance(SHORT_TTL * 2)
-
-    assert await cache.impl.set("old", b"fresh", ttl=LONG_TTL, only_if_absent=True) is True
-
-    assert await cache.impl.get("new") == b"value"
-    assert await cache.impl.get("old") == b"fresh"
+    assert await cache_store.impl.get("short") is None
+    assert await cache_store.impl.get("long") == b"value"
 
 
-async def test_delete_removes_every_key_given(cache: Subject[Cache]) -> None:
+async def test_only_if_absent_does_not_overwrite(cache_store: Subject[Cache]) -> None:
+    await cache_store.impl.set("key", b"first", ttl=LONG_TTL)
+
+    assert await cache_store.impl.set("key", b"second", ttl=LONG_TTL, only_if_absent=True) is False
+
+    assert await cache_store.impl.get("key") == b"first"
+
+
+async def test_only_if_absent_stores_when_absent_or_expired(cache_store: Subject[Cache]) -> None:
+    assert await cache_store.impl.set("new", b"value", ttl=LONG_TTL, only_if_absent=True) is True
+    await cache_store.impl.set("old", b"stale", ttl=SHORT_TTL)
+    await cache_store.advance(SHORT_TTL * 2)
+
+    assert await cache_store.impl.set("old", b"fresh", ttl=LONG_TTL, only_if_absent=True) is True
+
+    assert await cache_store.impl.get("new") == b"value"
+    assert await cache_store.impl.get("old") == b"fresh"
+
+
+async def test_delete_removes_every_key_given(cache_store: Subject[Cache]) -> None:
     for key in ("a", "b", "c"):
-        await cache.impl.set(key, key.encode(), ttl=LONG_TTL)
+        await cache_store.impl.set(key, key.encode(), ttl=LONG_TTL)
 
-    await cache.impl.delete("a", "b", "never-set")
+    await cache_store.impl.delete("a", "b", "never-set")
 
-    assert await cache.impl.get("a") is None
-    assert await cache.impl.get("b") is None
-    assert await cache.impl.get("c") == b"c"
-
-
-async def test_delete_of_no_keys_does_nothing(cache: Subject[Cache]) -> None:
-    await cache.impl.set("a", b"a", ttl=LONG_TTL)
-
-    await cache.impl.delete()
-
-    assert await cache.impl.get("a") == b"a"
+    assert await cache_store.impl.get("a") is None
+    assert await cache_store.impl.get("b") is None
+    assert await cache_store.impl.get("c") == b"c"
 
 
-async def test_incr_counts_from_a_missing_key(cache: Subject[Cache]) -> None:
-    assert await cache.impl.incr("counter") == 1
-    assert await cache.impl.incr("counter") == 2
-    assert await cache.impl.incr("other") == 1
+async def test_delete_of_no_keys_does_nothing(cache_store: Subject[Cache]) -> None:
+    await cache_store.impl.set("a", b"a", ttl=LONG_TTL)
 
-    assert await cache.impl.get("counter") == b"2"
+    await cache_store.impl.delete()
+
+    assert await cache_store.impl.get("a") == b"a"
 
 
-async def test_incr_counts_on_from_a_stored_integer_and_keeps_its_ttl(cache: Subject[Cache]) -> None:
-    await cache.impl.set("counter", b"41", ttl=SHORT_TTL)
+async def test_incr_counts_from_a_missing_key(cache_store: Subject[Cache]) -> None:
+    assert await cache_store.impl.incr("counter") == 1
+    assert await cache_store.impl.incr("counter") == 2
+    assert await cache_store.impl.incr("other") == 1
 
-    assert await cache.impl.incr("counter") == 42
-    await cache.advance(SHORT_TTL * 2)
+    assert await cache_store.impl.get("counter") == b"2"
 
-    assert await cache.impl.get("counter") is None
-    assert await cache.impl.incr("counter") == 1
+
+async def test_incr_counts_on_from_a_stored_integer_and_keeps_its_ttl(
+    cache_store: Subject[Cache],
+) -> None:
+    await cache_store.impl.set("counter", b"41", ttl=SHORT_TTL)
+
+    assert await cache_store.impl.incr("counter") == 42
+    await cache_store.advance(SHORT_TTL * 2)
+
+    assert await cache_store.impl.get("counter") is None
+    assert await cache_store.impl.incr("counter") == 1

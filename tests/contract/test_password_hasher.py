@@ -63,9 +63,7 @@ async def test_hashes_are_salted(password_hasher: PasswordHasher) -> None:
     assert await password_hasher.verify(CORRECT, second)
 
 
-@pytest.mark.parametrize(
-    "password_hash", UNREADABLE_HASHES.values(), ids=UNREADABLE_HASHES.keys()
-)
+@pytest.mark.parametrize("password_hash", UNREADABLE_HASHES.values(), ids=UNREADABLE_HASHES.keys())
 async def test_an_unreadable_hash_verifies_false_and_never_raises(
     password_hasher: PasswordHasher, password_hash: str
 ) -> None:

@@ -39,9 +39,7 @@ async def test_an_unknown_user_reads_as_none(user_repository: UserRepository) ->
     assert await user_repository.get_by_email("nobody@example.com") is None
 
 
-@pytest.mark.parametrize(
-    "lookup", ["alice@example.com", "Alice@Example.com", "ALICE@EXAMPLE.COM"]
-)
+@pytest.mark.parametrize("lookup", ["alice@example.com", "Alice@Example.com", "ALICE@EXAMPLE.COM"])
 async def test_a_user_is_found_by_email_in_any_case(
     user_repository: UserRepository, clock: FakeClock, lookup: str
 ) -> None:
@@ -67,9 +65,7 @@ async def test_an_email_taken_in_another_case_is_a_conflict(
     assert await user_repository.get_by_email("alice@example.com") == first
 
 
-async def test_a_returned_user_is_a_copy(
-    user_repository: UserRepository, clock: FakeClock
-) -> None:
+async def test_a_returned_user_is_a_copy(user_repository: UserRepository, clock: FakeClock) -> None:
     user = _user(clock, "alice@example.com")
     await user_repository.add(user)
 

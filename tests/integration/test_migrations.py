@@ -56,7 +56,7 @@ async def test_a_changed_applied_migration_stops_the_upgrade(empty_db: str) -> N
     with psycopg.connect(empty_db) as conn:
         conn.execute("UPDATE schema_migrations SET checksum = repeat('0', 64) WHERE version = 1")
     with pytest.raises(
-        migrate.MigrationError, match="0001_initial.sql changed after it was applied"
+        migrate.MigrationError, match=r"0001_initial\.sql changed after it was applied"
     ):
         await migrate.upgrade(empty_db)
     with pytest.raises(migrate.MigrationError, match="changed"):
@@ -67,7 +67,8 @@ async def test_a_database_newer_than_the_code_is_refused(empty_db: str) -> None:
     await migrate.upgrade(empty_db)
     with psycopg.connect(empty_db) as conn:
         conn.execute(
-            "INSERT INTO schema_migrations (version, name, checksum) VALUES (9999, 'future', repeat('1', 64))"
+            "INSERT INTO schema_migrations (version, name, checksum)"
+            " VALUES (9999, 'future', repeat('1', 64))"
         )
     with pytest.raises(migrate.MigrationError, match="does not know"):
         await migrate.require_current(empty_db)

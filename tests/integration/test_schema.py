@@ -30,7 +30,8 @@ async def _load(pool: AsyncConnectionPool, users: int, per_user: int) -> list[uu
     async with pool.connection() as conn:
         await conn.execute(
             "INSERT INTO users (id, email, email_key, password_hash)"
-            " SELECT id, id::text || '@x.test', id::text || '@x.test', 'h' FROM unnest(%s::uuid[]) id",
+            " SELECT id, id::text || '@x.test', id::text || '@x.test', 'h'"
+            " FROM unnest(%s::uuid[]) id",
             [ids],
         )
         await conn.execute(

@@ -86,7 +86,7 @@ def test_a_refresh_ttl_shorter_than_the_access_ttl_is_refused() -> None:
         ("127.0.0.1", False),
         ("localhost", False),
         ("::1", False),
-        ("0.0.0.0", True),
+        ("0.0.0.0", True),  # noqa: S104
         ("10.0.0.5", True),
     ],
 )
@@ -129,9 +129,7 @@ def test_derived_keys_differ_by_purpose() -> None:
 
 async def test_the_composition_root_builds_working_services(tmp_path: Path) -> None:
     settings = load_settings({"ENGAGE_DATA_DIR": str(tmp_path), "ENGAGE_JWT_SECRET": SECRET})
-    async with build_services(
-        settings, storage="memory", hasher=FakePasswordHasher()
-    ) as services:
+    async with build_services(settings, storage="memory", hasher=FakePasswordHasher()) as services:
         await services.auth.sign_up(email="a@example.com", password="password-1")
         login = await services.auth.log_in(email="A@EXAMPLE.com", password="password-1")
         principal = await services.auth.authenticate(login.access_token)

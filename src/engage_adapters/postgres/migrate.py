@@ -138,7 +138,8 @@ async def upgrade(conninfo: str) -> list[Migration]:
                 async with conn.transaction():
                     await conn.execute(migration.sql.encode("utf-8"))
                     await conn.execute(
-                        "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                        "INSERT INTO schema_migrations (version, name, checksum)"
+                        " VALUES (%s, %s, %s)",
                         [migration.version, migration.name, migration.checksum],
                     )
                 done.append(migration)

@@ -21,3 +21,9 @@ async def open_pool(conninfo: str, *, min_size: int = 1, max_size: int = 10) -> 
     )
     await pool.open(wait=True, timeout=15.0)
     return pool
+
+
+async def ping(pool: AsyncConnectionPool) -> None:
+    """A round trip to the database; raises when it does not answer."""
+    async with pool.connection(timeout=2.0) as conn:
+        await conn.execute("SELECT 1")

@@ -115,7 +115,8 @@ class PostgresSessionRepository:
     async def live_ids_for_user(self, user_id: UUID, at: datetime) -> list[UUID]:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT id FROM sessions WHERE user_id = %s AND ended_at IS NULL AND expires_at > %s",
+                "SELECT id FROM sessions"
+                " WHERE user_id = %s AND ended_at IS NULL AND expires_at > %s",
                 [user_id, at],
             )
             return [row[0] for row in await cur.fetchall()]

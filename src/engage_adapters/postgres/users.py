@@ -34,7 +34,8 @@ class PostgresUserRepository:
         try:
             async with self._pool.connection() as conn:
                 await conn.execute(
-                    "INSERT INTO users (id, email, email_key, password_hash, created_at, updated_at)"
+                    "INSERT INTO users"
+                    " (id, email, email_key, password_hash, created_at, updated_at)"
                     " VALUES (%s, %s, %s, %s, %s, %s)",
                     [
                         user.id,

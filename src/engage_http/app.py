@@ -1,0 +1,126 @@
+"""The Litestar application: ``create_app`` reads like a table of contents."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from litestar import Litestar, Request
+from litestar.config.cors import CORSConfig
+from litestar.exceptions import ClientException
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.status_codes import HTTP_415_UNSUPPORTED_MEDIA_TYPE
+
+from engage_adapters.bootstrap import Services
+from engage_http.auth import (
+    CSRF_HEADER,
+    CookieSessionCSRFMiddleware,
+    HttpPolicy,
+    csrf_config,
+)
+from engage_http.controllers.auth import AuthController
+from engage_http.controllers.metrics import MetricsController
+from engage_http.controllers.ops import OpsController
+from engage_http.problems import EXCEPTION_HANDLERS
+
+MAX_BODY_BYTES = 1024 * 1024
+ServicesFactory = Callable[[], AbstractAsyncContextManager[Services]]
+
+
+def create_app(services: ServicesFactory, policy: HttpPolicy) -> Litestar:
+    """The HTTP API over the services that ``services()`` builds at start-up.
+
+    ``services`` is entered in the app's lifespan (inside the server's event
+    loop) and closed at shutdown; tests pass one over fakes or over PostgreSQL.
+    """
+    prometheus = PrometheusConfig(app_name="engage", prefix="engage", group_path=True)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with services() as built:
+            app.state.services = built
+            yield
+
+    return Litestar(
+        route_handlers=[AuthController, MetricsController, OpsController, PrometheusController],
+        lifespan=[lifespan],
+        state=_state(policy),
+        cors_config=_cors(policy),
+        middleware=[
+            DefineMiddleware(CookieSessionCSRFMiddleware, config=csrf_config(policy)),
+            prometheus.middleware,
+        ],
+        before_request=_require_json_bodies,
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=MAX_BODY_BYTES,
+        openapi_config=_openapi(),
+        debug=False,
+    )
+
+
+def _state(policy: HttpPolicy) -> Any:
+    from litestar.datastructures import State
+
+    return State({"http_policy": policy})
+
+
+def _cors(policy: HttpPolicy) -> CORSConfig | None:
+    if not policy.cors_origins:
+        return None  # same-origin only
+    return CORSConfig(
+        allow_origins=list(policy.cors_origins),
+        allow_credentials=True,
+        allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+        allow_headers=["content-type", "authorization", CSRF_HEADER, "idempotency-key"],
+        max_age=600,
+    )
+
+
+def _openapi() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="engage-suite",
+        version=_version(),
+        description="User accounts and per-user engagement metrics.",
+        path="/schema",
+        render_plugins=[ScalarRenderPlugin()],
+        components=Components(
+            security_schemes={
+                "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
+                "cookie": SecurityScheme(
+                    type="apiKey", name="engage_access", security_scheme_in="cookie"
+                ),
+            }
+        ),
+        security=[{"bearer": []}, {"cookie": []}],
+    )
+
+
+def _version() -> str:
+    try:
+        return version("engage-suite")
+    except PackageNotFoundError:  # pragma: no cover - a source tree without metadata
+        return "0"
+
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+async def _require_json_bodies(request: Request[Any, Any, Any]) -> None:
+    """A request that sends a body must send JSON."""
+    if request.method not in _BODY_METHODS:
+        return
+    length = request.headers.get("content-length")
+    chunked = "chunked" in request.headers.get("transfer-encoding", "")
+    if (length is None or length == "0") and not chunked:
+        return
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise ClientException(
+            "send the body as application/json", status_code=HTTP_415_UNSUPPORTED_MEDIA_TYPE
+        )

@@ -1,0 +1,28 @@
+"""The ASGI entry point for servers: ``engage_http.asgi:app`` (a factory call for granian)."""
+
+from __future__ import annotations
+
+import os
+
+from litestar import Litestar
+
+from engage_adapters.bootstrap import build_services, derive_key
+from engage_adapters.settings import load_settings, resolve_jwt_secret
+from engage_http.app import create_app
+from engage_http.auth import HttpPolicy
+
+# Set by `engage serve` for its workers: the address it binds to (for the
+# Secure-cookie default).
+BIND_HOST_VARIABLE = "ENGAGE_BIND_HOST"
+
+
+def app_from_environment() -> Litestar:
+    settings = load_settings()
+    secret = resolve_jwt_secret(settings)
+    policy = HttpPolicy(
+        cookie_secure=settings.cookies_secure_for(os.environ.get(BIND_HOST_VARIABLE, "0.0.0.0")),  # noqa: S104
+        cors_origins=settings.cors_origins,
+        auth_rate_per_minute=settings.auth_rate_per_minute,
+        csrf_secret=derive_key(secret, "csrf").hex(),
+    )
+    return create_app(lambda: build_services(settings), policy)

@@ -1,0 +1,230 @@
+"""Who is calling: bearer token or cookie, CSRF for cookie sessions, origins, address limits."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from attrs import frozen
+from litestar import Request
+from litestar.config.csrf import CSRFConfig
+from litestar.connection import ASGIConnection
+from litestar.datastructures import Cookie
+from litestar.enums import ScopeType
+from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware.base import MiddlewareProtocol
+from litestar.middleware.csrf import CSRFMiddleware, generate_csrf_token
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from engage_adapters.bootstrap import Services
+from engage_core.errors import Forbidden, RateLimited, Unauthorized
+from engage_core.services.auth import BrowserLogin, Principal
+
+ACCESS_COOKIE = "engage_access"
+REFRESH_COOKIE = "engage_refresh"
+REFRESH_PATH = "/api/auth"
+CSRF_COOKIE = "csrftoken"
+CSRF_HEADER = "x-csrftoken"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_SESSION_COOKIES = (f"{ACCESS_COOKIE}=".encode(), f"{REFRESH_COOKIE}=".encode())
+
+
+@frozen(kw_only=True)
+class HttpPolicy:
+    """What the HTTP layer needs from settings, decided once at start."""
+
+    cookie_secure: bool
+    cors_origins: tuple[str, ...]
+    auth_rate_per_minute: int
+    csrf_secret: str
+
+
+def policy_of(request: Request[Any, Any, Any]) -> HttpPolicy:
+    policy: HttpPolicy = request.app.state.http_policy
+    return policy
+
+
+def services_of(request: Request[Any, Any, Any]) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+# --- authentication ---------------------------------------------------------------
+
+
+async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
+    """The caller: ``Authorization: Bearer`` when present (the cookie is then
+    ignored), else the ``engage_access`` cookie."""
+    services = services_of(request)
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized(
+                "use Authorization: Bearer <token>", reason="bad authorization header"
+            )
+        return await services.auth.authenticate(token.strip())
+    cookie = request.cookies.get(ACCESS_COOKIE)
+    if not cookie:
+        raise Unauthorized("authentication required", reason="no credentials")
+    return await services.auth.authenticate(cookie)
+
+
+# --- cookies ------------------------------------------------------------------------
+
+
+def _seconds_until(moment: datetime, now: datetime) -> int:
+    return max(0, math.ceil((moment - now).total_seconds()))
+
+
+def session_cookies(
+    login: BrowserLogin, policy: HttpPolicy, now: datetime, csrf_cookie: str | None
+) -> list[Cookie]:
+    """The access, refresh and CSRF cookies for a browser session."""
+    cookies = [
+        Cookie(
+            key=ACCESS_COOKIE,
+            value=login.access_token,
+            path="/",
+            httponly=True,
+            secure=policy.cookie_secure,
+            samesite="lax",
+            max_age=_seconds_until(login.access_expires_at, now),
+        ),
+        Cookie(
+            key=REFRESH_COOKIE,
+            value=login.refresh_token,
+            path=REFRESH_PATH,
+            httponly=True,
+            secure=policy.cookie_secure,
+            samesite="strict",
+            max_age=_seconds_until(login.refresh_expires_at, now),
+        ),
+    ]
+    if not csrf_cookie:
+        cookies.append(
+            Cookie(
+                key=CSRF_COOKIE,
+                value=generate_csrf_token(policy.csrf_secret),
+                path="/",
+                httponly=False,  # the frontend reads it and echoes it in X-CSRFToken
+                secure=policy.cookie_secure,
+                samesite="lax",
+            )
+        )
+    return cookies
+
+
+def cleared_cookies(policy: HttpPolicy) -> list[Cookie]:
+    """Cookies that make the browser forget the session."""
+    return [
+        Cookie(
+            key=ACCESS_COOKIE,
+            value="",
+            path="/",
+            httponly=True,
+            secure=policy.cookie_secure,
+            samesite="lax",
+            max_age=0,
+        ),
+        Cookie(
+            key=REFRESH_COOKIE,
+            value="",
+            path=REFRESH_PATH,
+            httponly=True,
+            secure=policy.cookie_secure,
+            samesite="strict",
+            max_age=0,
+        ),
+    ]
+
+
+# --- CSRF ---------------------------------------------------------------------------
+
+
+def csrf_config(policy: HttpPolicy) -> CSRFConfig:
+    return CSRFConfig(
+        secret=policy.csrf_secret,
+        cookie_name=CSRF_COOKIE,
+        header_name=CSRF_HEADER,
+        cookie_secure=policy.cookie_secure,
+        cookie_httponly=False,
+        cookie_samesite="lax",
+    )
+
+
+class CookieSessionCSRFMiddleware(MiddlewareProtocol):
+    """Litestar's CSRF check, for the requests it protects: state changes
+    authenticated by a session cookie. A request with a bearer token, or with
+    no session cookie at all, cannot ride on a browser's ambient credentials."""
+
+    def __init__(self, app: ASGIApp, config: CSRFConfig) -> None:
+        self.app = app
+        self.checked = CSRFMiddleware(app, config)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == ScopeType.HTTP
+            and scope["method"] not in _SAFE_METHODS
+            and not _rides_on_session_cookie(scope)
+        ):
+            await self.app(scope, receive, send)
+            return
+        await self.checked(scope, receive, send)
+
+
+def _rides_on_session_cookie(scope: Scope) -> bool:
+    cookie_header = b""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return False
+        if name == b"cookie":
+            cookie_header += b";" + value
+    return any(marker in cookie_header for marker in _SESSION_COOKIES)
+
+
+# --- origins and per-address limits -------------------------------------------------
+
+
+def _netloc(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        return parts.netloc.lower() if parts.scheme in ("http", "https") else ""
+    except ValueError:
+        return ""
+
+
+def refuse_foreign_origin(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
+    """Guard: a browser request from an origin that is neither this site nor listed
+    in ENGAGE_CORS_ORIGINS may not sign up or log in. No Origin: not a browser."""
+    origin = connection.headers.get("origin")
+    if origin is None:
+        return
+    policy: HttpPolicy = connection.app.state.http_policy
+    if origin.rstrip("/") in policy.cors_origins:
+        return
+    host = connection.headers.get("host", "").lower()
+    if host and _netloc(origin) == host:
+        return
+    raise Forbidden("requests from this origin are not allowed")
+
+
+async def limit_auth_attempts(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
+    """Guard: signup, login, token and refresh together, per client address."""
+    policy: HttpPolicy = connection.app.state.http_policy
+    services: Services = connection.app.state.services
+    address = connection.client.host if connection.client else "unknown"
+    decision = await services.limiter.hit(
+        f"auth-address:{address}", limit=policy.auth_rate_per_minute, window=60.0
+    )
+    if not decision.allowed:
+        raise RateLimited(
+            "too many authentication requests from this address; slow down",
+            retry_after=math.ceil(decision.retry_after),
+        )

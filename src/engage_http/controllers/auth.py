@@ -1,0 +1,110 @@
+"""/api/auth: sign up, log in (cookies or a bearer token), refresh, log out, me, password."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.di import Provide
+from litestar.params import Parameter
+
+from engage_core.errors import Unauthorized
+from engage_core.services.auth import BrowserLogin, LogoutScope, Principal
+from engage_http.auth import (
+    CSRF_COOKIE,
+    REFRESH_COOKIE,
+    cleared_cookies,
+    limit_auth_attempts,
+    policy_of,
+    provide_principal,
+    refuse_foreign_origin,
+    services_of,
+    session_cookies,
+)
+from engage_http.dto import (
+    Credentials,
+    LoginOut,
+    PasswordChange,
+    PasswordConfirmation,
+    TokenOut,
+    UserOut,
+)
+from engage_http.responses import empty, json
+
+_ENTRY_GUARDS = [refuse_foreign_origin, limit_auth_attempts]
+
+
+def _browser_session(request: Request[Any, Any, Any], login: BrowserLogin) -> Response[Any]:
+    services = services_of(request)
+    cookies = session_cookies(
+        login, policy_of(request), services.clock.now(), request.cookies.get(CSRF_COOKIE)
+    )
+    body = LoginOut(user=UserOut.of(login.user), expires_at=login.access_expires_at)
+    return json(body, cookies=cookies)
+
+
+class AuthController(Controller):
+    path = "/api/auth"
+    tags = ["auth"]
+    dependencies = {"principal": Provide(provide_principal)}
+
+    @post("/signup", guards=_ENTRY_GUARDS, status_code=201, summary="Create an account")
+    async def sign_up(
+        self, request: Request[Any, Any, Any], data: Credentials
+    ) -> Response[UserOut]:
+        user = await services_of(request).auth.sign_up(email=data.email, password=data.password)
+        return json(UserOut.of(user), status=201)
+
+    @post("/login", guards=_ENTRY_GUARDS, status_code=200, summary="Log in a browser (cookies)")
+    async def log_in(
+        self, request: Request[Any, Any, Any], data: Credentials
+    ) -> Response[LoginOut]:
+        login = await services_of(request).auth.log_in(email=data.email, password=data.password)
+        return _browser_session(request, login)
+
+    @post("/token", guards=_ENTRY_GUARDS, status_code=200, summary="Get a bearer token")
+    async def issue_token(
+        self, request: Request[Any, Any, Any], data: Credentials
+    ) -> Response[TokenOut]:
+        grant = await services_of(request).auth.issue_token(
+            email=data.email, password=data.password
+        )
+        return json(TokenOut(access_token=grant.access_token, expires_in=grant.expires_in))
+
+    @post("/refresh", guards=[limit_auth_attempts], status_code=200, summary="Rotate the session")
+    async def refresh(self, request: Request[Any, Any, Any]) -> Response[LoginOut]:
+        token = request.cookies.get(REFRESH_COOKIE)
+        if not token:
+            raise Unauthorized("no refresh cookie", reason="no refresh cookie")
+        login = await services_of(request).auth.refresh(token)
+        return _browser_session(request, login)
+
+    @post("/logout", status_code=204, summary="End this session, or all of them")
+    async def log_out(
+        self,
+        request: Request[Any, Any, Any],
+        principal: Principal,
+        scope: Annotated[LogoutScope, Parameter(query="scope")] = LogoutScope.CURRENT,
+    ) -> Response[None]:
+        await services_of(request).auth.log_out(principal, scope)
+        return empty(cookies=cleared_cookies(policy_of(request)))
+
+    @get("/me", summary="Who am I")
+    async def me(self, request: Request[Any, Any, Any], principal: Principal) -> Response[UserOut]:
+        user = await services_of(request).auth.me(principal)
+        return json(UserOut.of(user))
+
+    @post("/password", status_code=204, summary="Change the password; other sessions end")
+    async def change_password(
+        self, request: Request[Any, Any, Any], principal: Principal, data: PasswordChange
+    ) -> None:
+        await services_of(request).auth.change_password(
+            principal, current_password=data.current_password, new_password=data.new_password
+        )
+
+    @delete("/me", status_code=204, summary="Delete the account and all its data")
+    async def delete_account(
+        self, request: Request[Any, Any, Any], principal: Principal, data: PasswordConfirmation
+    ) -> Response[None]:
+        await services_of(request).auth.delete_account(principal, password=data.password)
+        return empty(cookies=cleared_cookies(policy_of(request)))

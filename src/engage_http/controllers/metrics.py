@@ -1,0 +1,149 @@
+"""/api/dashboard: record metrics (one or a batch, idempotently), list them, summarise them."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.di import Provide
+from litestar.params import Parameter
+
+from engage_core.errors import ValidationFailed
+from engage_core.ports import StoredResponse
+from engage_core.services.auth import Principal
+from engage_core.services.idempotency import fingerprint
+from engage_http.auth import provide_principal, services_of
+from engage_http.dto import (
+    BatchOut,
+    MetricBatchIn,
+    MetricIn,
+    MetricOut,
+    MetricPageOut,
+    SummaryOut,
+    encode,
+)
+from engage_http.problems import BadQuery
+from engage_http.responses import json
+
+IdempotencyKey = Annotated[
+    str | None,
+    Parameter(
+        header="Idempotency-Key",
+        required=False,
+        description="Repeat within 24 h: the first response comes back and nothing new is stored",
+    ),
+]
+Moment = Annotated[
+    str | None, Parameter(description="ISO 8601 date-time with an offset", required=False)
+]
+
+
+async def _once(
+    request: Request[Any, Any, Any],
+    principal: Principal,
+    key: str | None,
+    body: object,
+    action: Callable[[], Awaitable[StoredResponse]],
+) -> Response[Any]:
+    """Run ``action``, or replay its first response when the Idempotency-Key repeats."""
+    if key is None:
+        stored = await action()
+    else:
+        stored = await services_of(request).idempotency.run(
+            user_id=principal.user_id,
+            key=key,
+            request_fingerprint=fingerprint(request.method, request.url.path, encode(body)),
+            action=action,
+        )
+    return json(stored.body, status=stored.status)
+
+
+def _as_bad_query(exc: ValidationFailed) -> BadQuery:
+    return BadQuery(exc.errors)
+
+
+class MetricsController(Controller):
+    path = "/api/dashboard"
+    tags = ["metrics"]
+    dependencies = {"principal": Provide(provide_principal)}
+
+    @get("/metrics", summary="Your metrics, newest first, a page at a time")
+    async def list_metrics(
+        self,
+        request: Request[Any, Any, Any],
+        principal: Principal,
+        metric_type: str | None = None,
+        since: Moment = None,
+        until: Moment = None,
+        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+        cursor: Annotated[str | None, Parameter(max_length=256)] = None,
+    ) -> Response[MetricPageOut]:
+        try:
+            page = await services_of(request).metrics.list(
+                principal.user_id,
+                metric_type=metric_type,
+                since=since,
+                until=until,
+                limit=limit,
+                cursor=cursor,
+            )
+        except ValidationFailed as exc:
+            raise _as_bad_query(exc) from None
+        return json(MetricPageOut.of(page))
+
+    @post("/metrics", status_code=201, summary="Record one metric")
+    async def record_metric(
+        self,
+        request: Request[Any, Any, Any],
+        principal: Principal,
+        data: MetricIn,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[MetricOut]:
+        async def record() -> StoredResponse:
+            metric = await services_of(request).metrics.record(
+                principal.user_id, **data.as_mapping()
+            )
+            return StoredResponse(201, encode(MetricOut.of(metric)))
+
+        return await _once(request, principal, idempotency_key, data, record)
+
+    @post("/metrics/batch", status_code=201, summary="Record up to 1000 metrics, all or none")
+    async def record_batch(
+        self,
+        request: Request[Any, Any, Any],
+        principal: Principal,
+        data: MetricBatchIn,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[BatchOut]:
+        async def record() -> StoredResponse:
+            inserted = await services_of(request).metrics.record_batch(
+                principal.user_id, [item.as_mapping() for item in data.items]
+            )
+            return StoredResponse(201, encode(BatchOut(inserted=inserted)))
+
+        return await _once(request, principal, idempotency_key, data, record)
+
+    @get("/summary", summary="Count, sum, avg, min and max per bucket and type")
+    async def summary(
+        self,
+        request: Request[Any, Any, Any],
+        principal: Principal,
+        bucket: Annotated[str, Parameter(description="hour, day or week")] = "day",
+        tz: Annotated[str, Parameter(description="IANA time zone", max_length=64)] = "UTC",
+        since: Moment = None,
+        until: Moment = None,
+        metric_type: str | None = None,
+    ) -> Response[SummaryOut]:
+        try:
+            summary = await services_of(request).metrics.summary(
+                principal.user_id,
+                bucket=bucket,
+                tz=tz,
+                since=since,
+                until=until,
+                metric_type=metric_type,
+            )
+        except ValidationFailed as exc:
+            raise _as_bad_query(exc) from None
+        return json(SummaryOut.of(summary))

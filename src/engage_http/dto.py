@@ -1,0 +1,190 @@
+"""Request and response bodies (msgspec Structs: strict, fast, and they make the OpenAPI schema).
+
+Requests refuse unknown fields and wrong JSON types; the values themselves are
+checked by engage_core's value objects, so the rules live in one place.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal, localcontext
+from typing import Annotated, Literal
+from uuid import UUID
+
+import msgspec
+from msgspec import Meta
+
+from engage_core.model import EngagementMetric, User
+from engage_core.queries import MetricPage, Summary
+
+Email = Annotated[str, Meta(max_length=1024, examples=["ada@example.com"])]
+Password = Annotated[str, Meta(max_length=4096, description="8 to 256 characters")]
+MetricValueIn = Annotated[
+    Decimal,
+    Meta(
+        description="A JSON number (or numeric string), finite, |v| < 10^15",
+        examples=[12.5],
+    ),
+]
+Moment = Annotated[
+    str,
+    Meta(
+        max_length=64,
+        description="ISO 8601 date-time with an offset, e.g. 2026-11-25T10:00:00+01:00",
+        examples=["2026-11-25T10:00:00Z"],
+    ),
+]
+
+
+class _In(msgspec.Struct, forbid_unknown_fields=True):
+    pass
+
+
+class Credentials(_In):
+    email: Email
+    password: Password
+
+
+class PasswordChange(_In):
+    current_password: Password
+    new_password: Password
+
+
+class PasswordConfirmation(_In):
+    password: Password
+
+
+class MetricIn(_In):
+    metric_type: Annotated[str, Meta(max_length=1024, examples=["page_view"])]
+    metric_value: MetricValueIn
+    recorded_at: Moment | None = None
+
+    def as_mapping(self) -> dict[str, object]:
+        return {
+            "metric_type": self.metric_type,
+            "metric_value": self.metric_value,
+            "recorded_at": self.recorded_at,
+        }
+
+
+class MetricBatchIn(_In):
+    items: Annotated[list[MetricIn], Meta(description="1 to 1000 metrics, stored all or none")]
+
+
+# --- responses -------------------------------------------------------------------
+
+
+class UserOut(msgspec.Struct):
+    id: UUID
+    email: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(id=user.id, email=user.email.value, created_at=user.created_at)
+
+
+class LoginOut(msgspec.Struct):
+    user: UserOut
+    expires_at: datetime
+
+
+class TokenOut(msgspec.Struct):
+    access_token: str
+    expires_in: int
+    token_type: Literal["bearer"] = "bearer"
+
+
+class MetricOut(msgspec.Struct):
+    id: int
+    metric_type: str
+    metric_value: Decimal
+    recorded_at: datetime
+
+    @classmethod
+    def of(cls, metric: EngagementMetric) -> MetricOut:
+        return cls(
+            id=metric.id,
+            metric_type=metric.metric_type.value,
+            metric_value=metric.metric_value.value,
+            recorded_at=metric.recorded_at,
+        )
+
+
+class MetricPageOut(msgspec.Struct):
+    items: list[MetricOut]
+    next_cursor: str | None
+
+    @classmethod
+    def of(cls, page: MetricPage) -> MetricPageOut:
+        return cls(items=[MetricOut.of(m) for m in page.items], next_cursor=page.next_cursor)
+
+
+class BatchOut(msgspec.Struct):
+    inserted: int
+
+
+class PointOut(msgspec.Struct):
+    start: datetime
+    count: int
+    sum: Decimal
+    avg: Decimal
+    min: Decimal
+    max: Decimal
+
+
+class SeriesOut(msgspec.Struct):
+    metric_type: str
+    points: list[PointOut]
+
+
+class SummaryOut(msgspec.Struct):
+    bucket: Literal["hour", "day", "week"]
+    tz: str
+    series: list[SeriesOut]
+
+    @classmethod
+    def of(cls, summary: Summary) -> SummaryOut:
+        return cls(
+            bucket=summary.bucket.value,
+            tz=summary.tz.key,
+            series=[
+                SeriesOut(
+                    metric_type=s.metric_type.value,
+                    points=[
+                        PointOut(
+                            start=p.start,
+                            count=p.count,
+                            sum=p.sum,
+                            avg=average(p.sum, p.count),
+                            min=p.min,
+                            max=p.max,
+                        )
+                        for p in s.points
+                    ],
+                )
+                for s in summary.series
+            ],
+        )
+
+
+class HealthOut(msgspec.Struct):
+    status: str
+    checks: dict[str, str] = {}
+
+
+def average(total: Decimal, count: int) -> Decimal:
+    """``total / count`` to 20 decimal places, trailing zeros dropped, in plain notation."""
+    with localcontext(prec=60):
+        value = (total / count).quantize(Decimal("1e-20"))
+        if value == value.to_integral_value():
+            return value.quantize(Decimal(1))
+        return value.normalize()
+
+
+# Decimals go out as JSON numbers with every digit kept (not as strings, not as floats).
+_encoder = msgspec.json.Encoder(decimal_format="number")
+
+
+def encode(value: object) -> bytes:
+    return _encoder.encode(value)

@@ -1,0 +1,154 @@
+"""The one place where errors become RFC 9457 problem details.
+
+Every error leaves as ``application/problem+json`` with ``type``, ``title``,
+``status`` and ``detail``; validation problems add ``errors``, a list of
+``{field, message}``. Nothing unexpected leaks: an unhandled exception is
+logged with its traceback and answered with a bare 500 problem.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.plugins.problem_details import ProblemDetailsException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ExceptionHandlersMap
+
+from engage_core.errors import (
+    Conflict,
+    EngageError,
+    Forbidden,
+    IdempotencyKeyReused,
+    NotFound,
+    RateLimited,
+    RequestInProgress,
+    Unauthorized,
+    ValidationFailed,
+)
+
+log = logging.getLogger("engage.http")
+TYPE_PREFIX = "urn:engage-suite:problem:"
+MEDIA_TYPE = "application/problem+json"
+
+
+class BadQuery(ValidationFailed):
+    """A query parameter is at fault: 400, not 422 (the body was fine)."""
+
+
+# exception type -> (status, problem type, title)
+_DOMAIN: list[tuple[type[EngageError], int, str, str]] = [
+    (BadQuery, 400, "invalid-query", "Invalid query parameters"),
+    (ValidationFailed, 422, "validation-failed", "Validation failed"),
+    (Unauthorized, 401, "unauthorized", "Authentication required"),
+    (Forbidden, 403, "forbidden", "Forbidden"),
+    (NotFound, 404, "not-found", "Not found"),
+    (Conflict, 409, "conflict", "Conflict"),
+    (RequestInProgress, 409, "request-in-progress", "Request in progress"),
+    (IdempotencyKeyReused, 422, "idempotency-key-reused", "Idempotency key reused"),
+    (RateLimited, 429, "rate-limited", "Too many requests"),
+]
+
+_HTTP_TITLES = {
+    400: ("bad-request", "Bad request"),
+    401: ("unauthorized", "Authentication required"),
+    403: ("forbidden", "Forbidden"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    413: ("payload-too-large", "Request body too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+    429: ("rate-limited", "Too many requests"),
+    500: ("internal-error", "Internal server error"),
+    503: ("unavailable", "Service unavailable"),
+}
+
+
+def problem(
+    status: int,
+    kind: str,
+    title: str,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> ProblemDetailsException:
+    return ProblemDetailsException(
+        status_code=status,
+        type_=TYPE_PREFIX + kind,
+        title=title,
+        detail=detail,
+        headers=headers,
+        extra=extra,
+    )
+
+
+def _errors(exc: ValidationFailed) -> dict[str, Any]:
+    return {"errors": [{"field": e.field, "message": e.message} for e in exc.errors]}
+
+
+def from_domain(exc: EngageError) -> ProblemDetailsException:
+    status, kind, title = next(
+        ((s, k, t) for kind_of, s, k, t in _DOMAIN if isinstance(exc, kind_of)),
+        (400, "bad-request", "Bad request"),
+    )
+    headers: dict[str, str] = {}
+    extra: dict[str, Any] | None = None
+    if isinstance(exc, ValidationFailed):
+        extra = _errors(exc)
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer realm="engage"'
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
+    return problem(status, kind, title, exc.detail, headers=headers or None, extra=extra)
+
+
+def from_http(exc: HTTPException) -> ProblemDetailsException:
+    if isinstance(exc, ProblemDetailsException):
+        return exc
+    status = exc.status_code
+    kind, title = _HTTP_TITLES.get(status, ("http-error", "HTTP error"))
+    extra: dict[str, Any] | None = None
+    detail = exc.detail if exc.detail and exc.detail != title else title
+    if isinstance(exc, ValidationException):
+        detail = "the request is not valid"
+        extra = {"errors": _client_errors(exc.extra)}
+    if status >= 500:
+        detail = "something went wrong on our side"
+    return problem(status, kind, title, detail, headers=exc.headers, extra=extra)
+
+
+def _client_errors(raw: object) -> list[dict[str, str]]:
+    errors = []
+    for item in raw if isinstance(raw, list) else []:
+        if isinstance(item, Mapping):
+            errors.append(
+                {"field": str(item.get("key", "")), "message": str(item.get("message", "invalid"))}
+            )
+    return errors or [{"field": "", "message": "the request is not valid"}]
+
+
+def render(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """The exception handler for everything: map, then render with Litestar's problem details."""
+    if isinstance(exc, EngageError):
+        details = from_domain(exc)
+    elif isinstance(exc, HTTPException):
+        details = from_http(exc)
+    else:
+        log.exception("http.unhandled_error", extra={"path": request.url.path})
+        details = problem(
+            HTTP_500_INTERNAL_SERVER_ERROR,
+            "internal-error",
+            "Internal server error",
+            "something went wrong on our side",
+        )
+    return details.to_response(request)
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    Exception: render,
+    HTTPException: render,
+    EngageError: render,
+}
