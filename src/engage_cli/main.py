@@ -9,6 +9,7 @@ import typer
 
 from engage_adapters.settings import KNOWN_VARIABLES, load_settings
 from engage_cli import db
+from engage_cli.serve import serve
 from engage_cli.errors import reported_errors
 
 app = typer.Typer(
@@ -20,6 +21,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 settings_app = typer.Typer(help="Inspect the ENGAGE_* settings.", no_args_is_help=True)
+app.command()(serve)
 app.add_typer(db.app, name="db")
 app.add_typer(settings_app, name="settings")
 

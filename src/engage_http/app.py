@@ -27,6 +27,7 @@ from engage_http.auth import (
 from engage_http.controllers.auth import AuthController
 from engage_http.controllers.metrics import MetricsController
 from engage_http.controllers.ops import OpsController
+from engage_http.observability import RequestIdMiddleware
 from engage_http.problems import EXCEPTION_HANDLERS
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -53,14 +54,16 @@ def create_app(services: ServicesFactory, policy: HttpPolicy) -> Litestar:
         state=_state(policy),
         cors_config=_cors(policy),
         middleware=[
-            DefineMiddleware(CookieSessionCSRFMiddleware, config=csrf_config(policy)),
+            RequestIdMiddleware,
             prometheus.middleware,
+            DefineMiddleware(CookieSessionCSRFMiddleware, config=csrf_config(policy)),
         ],
         before_request=_require_json_bodies,
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=_openapi(),
         debug=False,
+        logging_config=None,  # observability.configure_logging owns the log format
     )
 
 

@@ -10,14 +10,18 @@ from engage_adapters.bootstrap import build_services, derive_key
 from engage_adapters.settings import load_settings, resolve_jwt_secret
 from engage_http.app import create_app
 from engage_http.auth import HttpPolicy
+from engage_http.observability import configure_logging, init_sentry
 
 # Set by `engage serve` for its workers: the address it binds to (for the
 # Secure-cookie default).
-BIND_HOST_VARIABLE = "ENGAGE_BIND_HOST"
+BIND_HOST_VARIABLE = "_ENGAGE_SERVE_BIND_HOST"
 
 
 def app_from_environment() -> Litestar:
+    """Each worker process calls this once: settings, logs, Sentry, then the app."""
     settings = load_settings()
+    configure_logging(settings.log_level)
+    init_sentry(settings.sentry_dsn)
     secret = resolve_jwt_secret(settings)
     policy = HttpPolicy(
         cookie_secure=settings.cookies_secure_for(os.environ.get(BIND_HOST_VARIABLE, "0.0.0.0")),  # noqa: S104

@@ -84,9 +84,11 @@ class AuthController(Controller):
         self,
         request: Request[Any, Any, Any],
         principal: Principal,
-        scope: Annotated[LogoutScope, Parameter(query="scope")] = LogoutScope.CURRENT,
+        which: Annotated[
+            LogoutScope, Parameter(query="scope", description="current or all")
+        ] = LogoutScope.CURRENT,
     ) -> Response[None]:
-        await services_of(request).auth.log_out(principal, scope)
+        await services_of(request).auth.log_out(principal, which)
         return empty(cookies=cleared_cookies(policy_of(request)))
 
     @get("/me", summary="Who am I")

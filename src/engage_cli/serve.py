@@ -1,0 +1,88 @@
+"""`engage serve`: the HTTP API on granian, with N worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import shutil
+import socket
+import tempfile
+
+import typer
+
+from engage_adapters.bootstrap import database_url
+from engage_adapters.postgres import migrate
+from engage_adapters.settings import load_settings, resolve_jwt_secret
+from engage_cli.errors import fail, reported_errors
+from engage_http.asgi import BIND_HOST_VARIABLE
+
+APP_FACTORY = "engage_http.asgi:app_from_environment"
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to bind (0.0.0.0 for every interface)."),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
+    workers: int = typer.Option(
+        os.cpu_count() or 1, min=1, max=256, help="Worker processes (default: one per core)."
+    ),
+) -> None:
+    """Run the HTTP API: apply migrations, then serve until SIGTERM or Ctrl-C.
+
+    Without ENGAGE_DATABASE_URL an embedded PostgreSQL under ENGAGE_DATA_DIR is
+    started (or joined) and stopped when the last engage process using it exits.
+    Workers keep no state of their own, so any number of `engage serve`
+    processes can share one database behind a load balancer.
+    """
+    with reported_errors():
+        settings = load_settings()
+        resolve_jwt_secret(settings)  # create it once, here, not racing in every worker
+        conninfo = database_url(settings)
+        for migration in asyncio.run(migrate.upgrade(conninfo)):
+            typer.echo(f"applied {migration.filename}", err=True)
+    _check_port_free(host, port)
+    # Workers inherit these: the same database (the embedded one this process
+    # holds open) and the bind address that decides the Secure-cookie default.
+    os.environ["ENGAGE_DATABASE_URL"] = conninfo
+    os.environ[BIND_HOST_VARIABLE] = host
+    metrics_dir = _prometheus_multiprocess_dir(workers)
+
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    try:
+        Granian(
+            target=APP_FACTORY,
+            factory=True,
+            address=host,
+            port=port,
+            interface=Interfaces.ASGI,
+            workers=workers,
+            backlog=2048,
+            log_access=False,  # the app logs each request as JSON, with its request id
+            workers_kill_timeout=30,  # SIGTERM: in-flight requests get 30 s to finish
+        ).serve()
+    finally:
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                fail(f"port {port} on {host} is already in use")
+            fail(f"cannot listen on {host}:{port}: {exc.strerror}")
+
+
+def _prometheus_multiprocess_dir(workers: int) -> str | None:
+    """Several workers: Prometheus counters are summed across them through files."""
+    if workers < 2 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    path = tempfile.mkdtemp(prefix="engage-prometheus-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
