@@ -9,8 +9,8 @@ import typer
 
 from engage_adapters.settings import KNOWN_VARIABLES, load_settings
 from engage_cli import db
-from engage_cli.serve import serve
 from engage_cli.errors import reported_errors
+from engage_cli.serve import serve
 
 app = typer.Typer(
     name="engage",
