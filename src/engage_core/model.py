@@ -22,7 +22,8 @@ MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 256
 MAX_METRIC_TYPE_LENGTH = 100
 METRIC_VALUE_BOUND = Decimal(10) ** 15
-MAX_METRIC_VALUE_DECIMALS = 20
+# Far more than any float needs (5e-324 has 324), far less than PostgreSQL stores (16383).
+MAX_METRIC_VALUE_DECIMALS = 1000
 MAX_FUTURE_SKEW = timedelta(minutes=5)
 EARLIEST_RECORDED_AT = datetime(1970, 1, 1, tzinfo=UTC)
 

@@ -4,7 +4,8 @@ A bucket is an hour, a day or an ISO week (Monday first) of wall-clock time
 in the query's time zone:
 
 - an hour starts at the last instant whose local minute and second were 0,
-  so the repeated hour of a DST fall-back yields two separate buckets;
+  so the repeated hour of a DST fall-back yields two separate buckets, and
+  across a half-hour DST shift an hour bucket lasts 30 or 90 minutes;
 - a day (or week) starts at the first instant of that local date: local
   midnight, or the end of the DST gap where midnight does not exist.
 
@@ -25,17 +26,25 @@ from attrs import define, frozen
 from engage_core.model import EngagementMetric, MetricType
 from engage_core.queries import Bucket, Point, Series, SummaryQuery
 
-EXACT_PRECISION = 80
+# Enough digits that sums are exact, as PostgreSQL's numeric is: values have at most
+# 15 integer digits and MAX_METRIC_VALUE_DECIMALS decimals.
+EXACT_PRECISION = 1100
 
 
 def bucket_start(moment: datetime, bucket: Bucket, tz: ZoneInfo) -> datetime:
     """The instant (in UTC) at which the bucket holding ``moment`` starts."""
     local = moment.astimezone(tz)
     if bucket is Bucket.HOUR:
-        return (
-            moment
-            - timedelta(minutes=local.minute, seconds=local.second, microseconds=local.microsecond)
-        ).astimezone(UTC)
+        # Step back to the previous local :00. Where the offset changed in
+        # between (a half-hour DST shift) the first step lands on :30; one more
+        # step reaches the hour. Offsets change at most once within an hour.
+        start = moment
+        while local.minute or local.second or local.microsecond:
+            start -= timedelta(
+                minutes=local.minute, seconds=local.second, microseconds=local.microsecond
+            )
+            local = start.astimezone(tz)
+        return start.astimezone(UTC)
     day = local.date()
     if bucket is Bucket.WEEK:
         day -= timedelta(days=day.weekday())
@@ -105,7 +114,6 @@ def summarize(aggregates: Iterable[Aggregate], query: SummaryQuery) -> tuple[Ser
     The caller has already applied the query's filters to ``aggregates``.
     """
     buckets: dict[tuple[MetricType, datetime], _Running] = {}
-    # Sums are exact, as PostgreSQL's numeric is: no rounding at 28 digits.
     with localcontext(prec=EXACT_PRECISION):
         for item in aggregates:
             key = (item.metric_type, bucket_start(item.start, query.bucket, query.tz))

@@ -12,6 +12,7 @@ from litestar import Request
 from litestar.config.csrf import CSRFConfig
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie
+from litestar.di import NamedDependency
 from litestar.enums import ScopeType
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware.base import MiddlewareProtocol
@@ -52,6 +53,9 @@ def services_of(request: Request[Any, Any, Any]) -> Services:
 
 
 # --- authentication ---------------------------------------------------------------
+
+# A handler parameter for the caller, injected by name from ``provide_principal``.
+CurrentPrincipal = NamedDependency[Principal]
 
 
 async def provide_principal(request: Request[Any, Any, Any]) -> Principal:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal, localcontext
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
+from litestar import Request
+from litestar.exceptions import SerializationException
+from litestar.types import Empty
 from msgspec import Meta
 
 from engage_core.model import EngagementMetric, User
@@ -38,6 +41,28 @@ Moment = Annotated[
 
 class _In(msgspec.Struct, forbid_unknown_fields=True):
     pass
+
+
+# JSON numbers with a fraction or an exponent decode as Decimal: every digit kept.
+_exact_json = msgspec.json.Decoder(float_hook=Decimal)
+
+
+class ExactNumbersRequest(Request[Any, Any, Any]):
+    """A request whose JSON body keeps its numbers exact.
+
+    Litestar decodes a body to Python objects before it converts them to the
+    handler's Struct, and its decoder turns 0.30000000000000000001 into the
+    float 0.3; this one keeps it a Decimal.
+    """
+
+    async def json(self) -> Any:
+        state = self._connection_state
+        if state.json is Empty:
+            try:
+                state.json = _exact_json.decode(await self.body() or b"null")
+            except msgspec.DecodeError as exc:
+                raise SerializationException(str(exc)) from exc
+        return state.json
 
 
 class Credentials(_In):

@@ -9,6 +9,7 @@ logged with its traceback and answered with a bare 500 problem.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -113,20 +114,41 @@ def from_http(exc: HTTPException) -> ProblemDetailsException:
     extra: dict[str, Any] | None = None
     detail = exc.detail if exc.detail and exc.detail != title else title
     if isinstance(exc, ValidationException):
-        detail = "the request is not valid"
-        extra = {"errors": _client_errors(exc.extra)}
+        errors = _client_errors(exc.extra)
+        if _in_body(exc.extra):
+            # A body of the wrong shape is as invalid as one with bad values: the same 422.
+            status, kind, title = 422, "validation-failed", "Validation failed"
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        extra = {"errors": errors}
     if status >= 500:
         detail = "something went wrong on our side"
     return problem(status, kind, title, detail, headers=exc.headers, extra=extra)
+
+
+# msgspec names the object, not the field, when a field is missing or unknown.
+_OBJECT_FIELD = re.compile(r"Object (?:missing required|contains unknown) field `([^`]*)`")
+_INDEX = re.compile(r"\[(\d+)\]")
+
+
+def _in_body(raw: object) -> bool:
+    return isinstance(raw, list) and any(
+        isinstance(item, Mapping) and item.get("source") == "body" for item in raw
+    )
 
 
 def _client_errors(raw: object) -> list[dict[str, str]]:
     errors = []
     for item in raw if isinstance(raw, list) else []:
         if isinstance(item, Mapping):
-            errors.append(
-                {"field": str(item.get("key", "")), "message": str(item.get("message", "invalid"))}
-            )
+            field = str(item.get("key", ""))
+            message = str(item.get("message", "invalid"))
+            if item.get("source") == "body":
+                # One spelling of a path for every error: items.3.metric_value.
+                field = _INDEX.sub(r".\1", field)
+                if named := _OBJECT_FIELD.match(message):
+                    parent = "" if field == "data" else field
+                    field = f"{parent}.{named[1]}" if parent else named[1]
+            errors.append({"field": field, "message": message})
     return errors or [{"field": "", "message": "the request is not valid"}]
 
 

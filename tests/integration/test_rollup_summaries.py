@@ -38,6 +38,8 @@ ANCHORS = [
     datetime(2024, 9, 8, 3, tzinfo=UTC),
     datetime(2024, 10, 27, 1, tzinfo=UTC),
     datetime(2024, 11, 3, 6, tzinfo=UTC),
+    datetime(2024, 4, 6, 15, tzinfo=UTC),  # Lord Howe falls back half an hour
+    datetime(2024, 10, 5, 15, 30, tzinfo=UTC),  # and springs forward
 ]
 
 moments = st.one_of(
@@ -166,6 +168,19 @@ BERLIN_LATE = datetime(2024, 6, 1, 22, 30, tzinfo=UTC)  # 00:30 the next day in 
     bucket=Bucket.HOUR,
     window=(datetime(2024, 1, 1, 10, 7, tzinfo=UTC), datetime(2024, 1, 1, 10, 52, tzinfo=UTC)),
     only_type="clicks",
+)
+@example(  # Lord Howe: hour buckets of 90 and 30 minutes around its half-hour shifts
+    data=[
+        ("views", Decimal(1), datetime(2024, 4, 6, 14, 45, tzinfo=UTC)),
+        ("views", Decimal(2), datetime(2024, 4, 6, 15, 15, tzinfo=UTC)),
+        ("views", Decimal(3), datetime(2024, 10, 5, 15, 15, tzinfo=UTC)),
+        ("views", Decimal(4), datetime(2024, 10, 5, 15, 45, tzinfo=UTC)),
+    ],
+    deleted=set(),
+    zone="Australia/Lord_Howe",
+    bucket=Bucket.HOUR,
+    window=(None, None),
+    only_type=None,
 )
 @example(  # Santiago: midnight does not exist on the day DST starts
     data=[("views", Decimal(1), datetime(2024, 9, 8, 4, 30, tzinfo=UTC))],

@@ -99,16 +99,14 @@ def first_instant_of(day: date, tz: ZoneInfo) -> datetime:
     return candidate
 
 
-def expected_bucket(moment: datetime, bucket: Bucket, tz: ZoneInfo) -> tuple[datetime, datetime]:
-    """Start and end (exclusive) of the bucket that holds ``moment``, by definition."""
+def expected_bucket_start(moment: datetime, bucket: Bucket, tz: ZoneInfo) -> datetime:
+    """Where the bucket that holds ``moment`` starts, by definition."""
     if bucket is Bucket.HOUR:
-        start = expected_hour_start(moment, tz)
-        return start, expected_hour_end(start, tz)
+        return expected_hour_start(moment, tz)
     day = local_date(moment, tz)
     if bucket is Bucket.WEEK:
         day -= timedelta(days=day.weekday())
-        return first_instant_of(day, tz), first_instant_of(day + timedelta(days=7), tz)
-    return first_instant_of(day, tz), first_instant_of(day + timedelta(days=1), tz)
+    return first_instant_of(day, tz)
 
 
 def next_bucket_start(start: datetime, bucket: Bucket, tz: ZoneInfo) -> datetime:
@@ -313,7 +311,7 @@ def test_summary_agrees_with_bucketing_by_local_wall_clock(
     tz, metrics = scenario
     expected: dict[str, dict[datetime, list[Decimal]]] = defaultdict(lambda: defaultdict(list))
     for metric in metrics:
-        start, _ = expected_bucket(metric.recorded_at, bucket, tz)
+        start = expected_bucket_start(metric.recorded_at, bucket, tz)
         expected[metric.metric_type.value][start].append(metric.metric_value.value)
     actual = {
         t: {utc(p.start): (p.count, Fraction(p.sum), p.min, p.max) for p in ps}
@@ -514,7 +512,9 @@ def test_berlin_fall_back_hours_are_separate_buckets() -> None:
     ("day", "hours"),
     [(date(2024, 3, 31), 23), (date(2024, 10, 27), 25), (date(2024, 7, 1), 24)],
 )
-def test_berlin_day_lengths_follow_dst(day: date, hours: int) -> None:
+def test_berlin_days_last_23_hours_at_spring_forward_and_25_at_fall_back(
+    day: date, hours: int
+) -> None:
     noon = datetime.combine(day, time(12), tzinfo=BERLIN)
     start = bucket_start(noon, Bucket.DAY, BERLIN)
     next_start = bucket_start(noon + timedelta(days=1), Bucket.DAY, BERLIN)
@@ -527,7 +527,7 @@ def test_berlin_day_lengths_follow_dst(day: date, hours: int) -> None:
     ("day", "first_local_time"),
     [(date(2022, 9, 11), time(1)), (date(2024, 9, 8), time(1)), (date(2024, 4, 7), time(0))],
 )
-def test_santiago_day_starts_at_its_first_instant_when_midnight_is_skipped(
+def test_santiago_day_starts_at_midnight_or_where_the_skipped_midnight_ends(
     day: date, first_local_time: time
 ) -> None:
     santiago = ZoneInfo("America/Santiago")

@@ -23,9 +23,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # are keyed by their starting instant; days and weeks by their local date,
 # whose first instant engage_core.summaries computes, as for every repository.
 _BUCKET_KEY = {
-    Bucket.HOUR: sql.SQL(
-        "slot - make_interval(mins => extract(minute FROM slot AT TIME ZONE %(tz)s)::int)"
-    ),
+    Bucket.HOUR: sql.SQL("engage_hour_start(slot, %(tz)s)"),
     Bucket.DAY: sql.SQL("(slot AT TIME ZONE %(tz)s)::date"),
     Bucket.WEEK: sql.SQL("date_trunc('week', slot AT TIME ZONE %(tz)s)::date"),
 }

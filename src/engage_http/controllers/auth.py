@@ -6,13 +6,14 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.params import JSONBody, QueryParameter
 
 from engage_core.errors import Unauthorized
-from engage_core.services.auth import BrowserLogin, LogoutScope, Principal
+from engage_core.services.auth import BrowserLogin, LogoutScope
 from engage_http.auth import (
     CSRF_COOKIE,
     REFRESH_COOKIE,
+    CurrentPrincipal,
     cleared_cookies,
     limit_auth_attempts,
     policy_of,
@@ -50,21 +51,21 @@ class AuthController(Controller):
 
     @post("/signup", guards=_ENTRY_GUARDS, status_code=201, summary="Create an account")
     async def sign_up(
-        self, request: Request[Any, Any, Any], data: Credentials
+        self, request: Request[Any, Any, Any], data: JSONBody[Credentials]
     ) -> Response[UserOut]:
         user = await services_of(request).auth.sign_up(email=data.email, password=data.password)
         return json(UserOut.of(user), status=201)
 
     @post("/login", guards=_ENTRY_GUARDS, status_code=200, summary="Log in a browser (cookies)")
     async def log_in(
-        self, request: Request[Any, Any, Any], data: Credentials
+        self, request: Request[Any, Any, Any], data: JSONBody[Credentials]
     ) -> Response[LoginOut]:
         login = await services_of(request).auth.log_in(email=data.email, password=data.password)
         return _browser_session(request, login)
 
     @post("/token", guards=_ENTRY_GUARDS, status_code=200, summary="Get a bearer token")
     async def issue_token(
-        self, request: Request[Any, Any, Any], data: Credentials
+        self, request: Request[Any, Any, Any], data: JSONBody[Credentials]
     ) -> Response[TokenOut]:
         grant = await services_of(request).auth.issue_token(
             email=data.email, password=data.password
@@ -83,22 +84,27 @@ class AuthController(Controller):
     async def log_out(
         self,
         request: Request[Any, Any, Any],
-        principal: Principal,
+        principal: CurrentPrincipal,
         which: Annotated[
-            LogoutScope, Parameter(query="scope", description="current or all")
+            LogoutScope, QueryParameter(name="scope", description="current or all")
         ] = LogoutScope.CURRENT,
     ) -> Response[None]:
         await services_of(request).auth.log_out(principal, which)
         return empty(cookies=cleared_cookies(policy_of(request)))
 
     @get("/me", summary="Who am I")
-    async def me(self, request: Request[Any, Any, Any], principal: Principal) -> Response[UserOut]:
+    async def me(
+        self, request: Request[Any, Any, Any], principal: CurrentPrincipal
+    ) -> Response[UserOut]:
         user = await services_of(request).auth.me(principal)
         return json(UserOut.of(user))
 
     @post("/password", status_code=204, summary="Change the password; other sessions end")
     async def change_password(
-        self, request: Request[Any, Any, Any], principal: Principal, data: PasswordChange
+        self,
+        request: Request[Any, Any, Any],
+        principal: CurrentPrincipal,
+        data: JSONBody[PasswordChange],
     ) -> None:
         await services_of(request).auth.change_password(
             principal, current_password=data.current_password, new_password=data.new_password
@@ -106,7 +112,10 @@ class AuthController(Controller):
 
     @delete("/me", status_code=204, summary="Delete the account and all its data")
     async def delete_account(
-        self, request: Request[Any, Any, Any], principal: Principal, data: PasswordConfirmation
+        self,
+        request: Request[Any, Any, Any],
+        principal: CurrentPrincipal,
+        data: JSONBody[PasswordConfirmation],
     ) -> Response[None]:
         await services_of(request).auth.delete_account(principal, password=data.password)
         return empty(cookies=cleared_cookies(policy_of(request)))

@@ -7,15 +7,16 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.params import FromQuery, HeaderParameter, JSONBody, QueryParameter
 
 from engage_core.errors import ValidationFailed
 from engage_core.ports import StoredResponse
 from engage_core.services.auth import Principal
 from engage_core.services.idempotency import fingerprint
-from engage_http.auth import provide_principal, services_of
+from engage_http.auth import CurrentPrincipal, provide_principal, services_of
 from engage_http.dto import (
     BatchOut,
+    ExactNumbersRequest,
     MetricBatchIn,
     MetricIn,
     MetricOut,
@@ -28,14 +29,14 @@ from engage_http.responses import json
 
 IdempotencyKey = Annotated[
     str | None,
-    Parameter(
-        header="Idempotency-Key",
+    HeaderParameter(
+        name="Idempotency-Key",
         required=False,
         description="Repeat within 24 h: the first response comes back and nothing new is stored",
     ),
 ]
 Moment = Annotated[
-    str | None, Parameter(description="ISO 8601 date-time with an offset", required=False)
+    str | None, QueryParameter(description="ISO 8601 date-time with an offset", required=False)
 ]
 
 
@@ -66,18 +67,19 @@ def _as_bad_query(exc: ValidationFailed) -> BadQuery:
 class MetricsController(Controller):
     path = "/api/dashboard"
     tags = ["metrics"]
+    request_class = ExactNumbersRequest
     dependencies = {"principal": Provide(provide_principal)}
 
     @get("/metrics", summary="Your metrics, newest first, a page at a time")
     async def list_metrics(
         self,
         request: Request[Any, Any, Any],
-        principal: Principal,
-        metric_type: str | None = None,
+        principal: CurrentPrincipal,
+        metric_type: FromQuery[str | None] = None,
         since: Moment = None,
         until: Moment = None,
-        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
-        cursor: Annotated[str | None, Parameter(max_length=256)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+        cursor: Annotated[str | None, QueryParameter(max_length=256)] = None,
     ) -> Response[MetricPageOut]:
         try:
             page = await services_of(request).metrics.list(
@@ -96,8 +98,8 @@ class MetricsController(Controller):
     async def record_metric(
         self,
         request: Request[Any, Any, Any],
-        principal: Principal,
-        data: MetricIn,
+        principal: CurrentPrincipal,
+        data: JSONBody[MetricIn],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[MetricOut]:
         async def record() -> StoredResponse:
@@ -112,8 +114,8 @@ class MetricsController(Controller):
     async def record_batch(
         self,
         request: Request[Any, Any, Any],
-        principal: Principal,
-        data: MetricBatchIn,
+        principal: CurrentPrincipal,
+        data: JSONBody[MetricBatchIn],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[BatchOut]:
         async def record() -> StoredResponse:
@@ -128,12 +130,12 @@ class MetricsController(Controller):
     async def summary(
         self,
         request: Request[Any, Any, Any],
-        principal: Principal,
-        bucket: Annotated[str, Parameter(description="hour, day or week")] = "day",
-        tz: Annotated[str, Parameter(description="IANA time zone", max_length=64)] = "UTC",
+        principal: CurrentPrincipal,
+        bucket: Annotated[str, QueryParameter(description="hour, day or week")] = "day",
+        tz: Annotated[str, QueryParameter(description="IANA time zone", max_length=64)] = "UTC",
         since: Moment = None,
         until: Moment = None,
-        metric_type: str | None = None,
+        metric_type: FromQuery[str | None] = None,
     ) -> Response[SummaryOut]:
         try:
             summary = await services_of(request).metrics.summary(

@@ -62,6 +62,16 @@ CREATE FUNCTION engage_rollup_slot(moment timestamptz) RETURNS timestamptz
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     RETURN date_bin('15 minutes', moment, timestamptz '1970-01-01 00:00:00+00');
 
+-- The hour bucket of a slot in a zone: the last instant at local :00 (see
+-- engage_core.summaries.bucket_start; two steps back cover half-hour DST shifts).
+CREATE FUNCTION engage_hour_start(slot timestamptz, zone text) RETURNS timestamptz
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN (
+        SELECT step - make_interval(mins => extract(minute FROM step AT TIME ZONE zone)::int)
+          FROM (SELECT slot - make_interval(
+                    mins => extract(minute FROM slot AT TIME ZONE zone)::int) AS step) AS first
+    );
+
 -- Inserts add to the slots they touch, in one statement per inserting
 -- statement (a batch or a COPY load is one upsert, not one per row).
 CREATE FUNCTION engage_rollups_add() RETURNS trigger LANGUAGE plpgsql AS $$
