@@ -47,12 +47,12 @@ class _In(msgspec.Struct, forbid_unknown_fields=True):
 _exact_json = msgspec.json.Decoder(float_hook=Decimal)
 
 
-class ExactNumbersRequest(Request[Any, Any, Any]):
-    """A request whose JSON body keeps its numbers exact.
+class JsonBodyRequest(Request[Any, Any, Any]):
+    """A request whose JSON body keeps its numbers exact and, however malformed, is a 400.
 
     Litestar decodes a body to Python objects before it converts them to the
-    handler's Struct, and its decoder turns 0.30000000000000000001 into the
-    float 0.3; this one keeps it a Decimal.
+    handler's Struct: its decoder turns 0.30000000000000000001 into the float
+    0.3, and lets a deeply nested body or one that is not UTF-8 become a 500.
     """
 
     async def json(self) -> Any:
@@ -61,7 +61,11 @@ class ExactNumbersRequest(Request[Any, Any, Any]):
             try:
                 state.json = _exact_json.decode(await self.body() or b"null")
             except msgspec.DecodeError as exc:
-                raise SerializationException(str(exc)) from exc
+                raise SerializationException(str(exc)) from None
+            except UnicodeDecodeError:
+                raise SerializationException("JSON is malformed: not UTF-8") from None
+            except RecursionError:
+                raise SerializationException("JSON is malformed: nested too deeply") from None
         return state.json
 
 

@@ -148,6 +148,10 @@ def _client_errors(raw: object) -> list[dict[str, str]]:
                 if named := _OBJECT_FIELD.match(message):
                     parent = "" if field == "data" else field
                     field = f"{parent}.{named[1]}" if parent else named[1]
+                elif field == "data":  # Litestar's name for the body as a whole
+                    field = "body"
+                    if message == "'data'":  # no body at all
+                        message = "a JSON object is required"
             errors.append({"field": field, "message": message})
     return errors or [{"field": "", "message": "the request is not valid"}]
 

@@ -61,12 +61,24 @@ def metric_repository() -> memory.InMemoryMetricRepository:
 
 
 @pytest.fixture
-def sessions(
-    users: memory.InMemoryUserRepository, metric_repository: memory.InMemoryMetricRepository
-) -> memory.InMemorySessionRepository:
-    sessions = memory.InMemorySessionRepository()
-    memory.link_cascade(users, metric_repository, sessions)
-    return sessions
+def sessions() -> memory.InMemorySessionRepository:
+    return memory.InMemorySessionRepository()
+
+
+@pytest.fixture
+def idempotency_store(clock: memory.FakeClock) -> memory.InMemoryIdempotencyStore:
+    return memory.InMemoryIdempotencyStore(clock)
+
+
+@pytest.fixture(autouse=True)
+def _cascade_user_deletion(
+    users: memory.InMemoryUserRepository,
+    metric_repository: memory.InMemoryMetricRepository,
+    sessions: memory.InMemorySessionRepository,
+    idempotency_store: memory.InMemoryIdempotencyStore,
+) -> None:
+    """Deleting a user deletes what they own, as ON DELETE CASCADE does in PostgreSQL."""
+    memory.link_cascade(users, metric_repository, sessions, idempotency_store)
 
 
 @pytest.fixture
@@ -77,11 +89,6 @@ def cache(clock: memory.FakeClock) -> memory.InMemoryCache:
 @pytest.fixture
 def limiter(clock: memory.FakeClock) -> memory.InMemoryRateLimiter:
     return memory.InMemoryRateLimiter(clock)
-
-
-@pytest.fixture
-def idempotency_store(clock: memory.FakeClock) -> memory.InMemoryIdempotencyStore:
-    return memory.InMemoryIdempotencyStore(clock)
 
 
 @pytest.fixture

@@ -217,3 +217,27 @@ async def test_another_request_while_the_first_is_running_is_a_reused_key(guard,
         release.set()
     assert await task == CREATED
     assert action.runs == 0
+
+
+async def test_a_request_running_past_its_lease_no_longer_blocks_a_retry(
+    guard, user_id, action, clock
+):
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def stuck():
+        started.set()
+        await release.wait()
+        return CREATED
+
+    task = asyncio.create_task(
+        guard.run(user_id=user_id, key="k-1", request_fingerprint="f", action=stuck)
+    )
+    await started.wait()
+    try:
+        clock.advance(timedelta(minutes=1, seconds=1))
+        retry = await guard.run(user_id=user_id, key="k-1", request_fingerprint="f", action=action)
+    finally:
+        release.set()
+        await task
+
+    assert retry == StoredResponse(201, b'{"run": 1}')

@@ -30,14 +30,16 @@ def record(metrics, stranger_id):
 
 
 async def all_pages(metrics, user_id, **filters):
+    """Every page from the first to the one without a next cursor (at most 100 of them)."""
     items, pages, cursor = [], [], None
-    while True:
+    for _ in range(100):
         page = await metrics.list(user_id, cursor=cursor, **filters)
         pages.append(page)
         items.extend(page.items)
         if page.next_cursor is None:
             return items, pages
         cursor = page.next_cursor
+    pytest.fail("paging did not end after 100 pages")
 
 
 def newest_first(metrics):
@@ -169,8 +171,10 @@ async def test_list_returns_50_items_by_default(metrics, stranger_id):
 
 @pytest.fixture
 async def crowded(metrics, stranger_id, clock):
-    """23 metrics of two types, most of them sharing a few moments."""
-    moments = [at(0)] * 9 + [at(1)] * 7 + [at(2)] * 2 + [at(m) for m in (3, 4, 5, 6, 7)]
+    """23 metrics of two types, most of them sharing a few moments, some a microsecond apart."""
+    tick = timedelta(microseconds=1)
+    moments = [at(0)] * 9 + [at(1)] * 5 + [at(1) + tick] * 2 + [at(2) - tick] * 2
+    moments += [at(m) for m in (3, 4, 5, 6, 7)]
     items = [
         {
             "metric_type": "page_view" if index % 3 else "video.play",

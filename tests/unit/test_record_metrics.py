@@ -13,14 +13,16 @@ FIVE_MINUTES = timedelta(minutes=5)
 
 
 async def stored(metrics, user_id):
+    """Every metric the user has, newest first."""
     items = []
     cursor = None
-    while True:
+    for _ in range(10):
         page = await metrics.list(user_id, limit=500, cursor=cursor)
         items.extend(page.items)
         if page.next_cursor is None:
             return items
         cursor = page.next_cursor
+    pytest.fail("paging did not end after 10 pages")
 
 
 # --- record -------------------------------------------------------------------------------
@@ -277,3 +279,14 @@ async def test_a_batch_item_missing_its_fields_is_reported(metrics, stranger_id)
         await metrics.record_batch(stranger_id, [{}])
 
     assert {e.field for e in caught.value.errors} == {"items.0.metric_type", "items.0.metric_value"}
+
+
+async def test_a_batch_item_that_is_not_an_object_is_reported(metrics, stranger_id):
+    items = [{"metric_type": "page_view", "metric_value": 1}, 42, "page_view", None]
+
+    with pytest.raises(ValidationFailed) as caught:
+        await metrics.record_batch(stranger_id, items)
+
+    assert {e.field.split(".")[1] for e in caught.value.errors} == {"1", "2", "3"}
+    assert all(e.field.startswith("items.") for e in caught.value.errors)
+    assert await stored(metrics, stranger_id) == []

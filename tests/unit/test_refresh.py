@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -149,3 +150,18 @@ async def test_refresh_after_log_out_is_refused_without_ending_other_families(
         await auth.refresh(leaving.refresh_token)
 
     assert await accepted(staying.access_token)
+
+
+async def test_two_refreshes_racing_with_one_token_end_the_family(auth, alice, log_in, accepted):
+    login = await log_in(alice)
+
+    results = await asyncio.gather(
+        auth.refresh(login.refresh_token),
+        auth.refresh(login.refresh_token),
+        return_exceptions=True,
+    )
+
+    winners = [r for r in results if isinstance(r, BrowserLogin)]
+    losers = [r for r in results if isinstance(r, Unauthorized)]
+    assert (len(winners), len(losers)) == (1, 1)
+    assert not await accepted(winners[0].access_token)

@@ -85,6 +85,9 @@ class MetricsService:
         drafts: list[MetricDraft] = []
         errors: list[FieldError] = []
         for index, item in enumerate(items):
+            if not isinstance(item, Mapping):
+                errors.append(FieldError(f"items.{index}", "must be an object"))
+                continue
             try:
                 drafts.append(
                     MetricDraft.parse(

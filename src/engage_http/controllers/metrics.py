@@ -16,7 +16,7 @@ from engage_core.services.idempotency import fingerprint
 from engage_http.auth import CurrentPrincipal, provide_principal, services_of
 from engage_http.dto import (
     BatchOut,
-    ExactNumbersRequest,
+    JsonBodyRequest,
     MetricBatchIn,
     MetricIn,
     MetricOut,
@@ -67,7 +67,7 @@ def _as_bad_query(exc: ValidationFailed) -> BadQuery:
 class MetricsController(Controller):
     path = "/api/dashboard"
     tags = ["metrics"]
-    request_class = ExactNumbersRequest
+    request_class = JsonBodyRequest
     dependencies = {"principal": Provide(provide_principal)}
 
     @get("/metrics", summary="Your metrics, newest first, a page at a time")
