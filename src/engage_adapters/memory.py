@@ -30,7 +30,10 @@ from engage_core.ports import (
     Reservation,
     StoredResponse,
 )
-from engage_core.queries import MetricPageQuery, Position, Series, SummaryQuery
+from engage_core.queries import CursorCodec, MetricPageQuery, Position, Series, SummaryQuery
+from engage_core.services.auth import AuthPolicy, AuthService
+from engage_core.services.idempotency import IdempotencyGuard
+from engage_core.services.metrics import MetricsService
 from engage_core.summaries import Aggregate, in_query, summarize
 
 __all__ = [
@@ -42,7 +45,10 @@ __all__ = [
     "InMemoryMetricRepository",
     "InMemoryRateLimiter",
     "InMemorySessionRepository",
+    "InMemoryServices",
     "InMemoryUserRepository",
+    "in_memory_services",
+    "link_cascade",
 ]
 
 
@@ -378,3 +384,49 @@ class InMemoryIdempotencyStore:
     def forget_user(self, user_id: UUID) -> None:
         for owner_key in [k for k in self._items if k[0] == user_id]:
             del self._items[owner_key]
+
+
+@define(kw_only=True)
+class InMemoryServices:
+    """The use cases wired over the fakes: a whole engage-suite in one process,
+    for another service's tests or a quick try-out. Nothing touches disk."""
+
+    clock: FakeClock
+    users: InMemoryUserRepository
+    metrics_repository: InMemoryMetricRepository
+    sessions: InMemorySessionRepository
+    auth: AuthService
+    metrics: MetricsService
+    idempotency: IdempotencyGuard
+
+
+def in_memory_services(
+    *, clock: FakeClock | None = None, policy: AuthPolicy | None = None
+) -> InMemoryServices:
+    """Sign-up, login, metrics and summaries over the fakes, ready to call."""
+    clock = clock or FakeClock(datetime.now(UTC))
+    users = InMemoryUserRepository()
+    metrics = InMemoryMetricRepository()
+    sessions = InMemorySessionRepository()
+    keys = InMemoryIdempotencyStore(clock)
+    link_cascade(users, metrics, sessions, keys)
+    return InMemoryServices(
+        clock=clock,
+        users=users,
+        metrics_repository=metrics,
+        sessions=sessions,
+        auth=AuthService(
+            users=users,
+            sessions=sessions,
+            hasher=FakePasswordHasher(),
+            tokens=FakeTokenIssuer(clock),
+            cache=InMemoryCache(clock),
+            limiter=InMemoryRateLimiter(clock),
+            clock=clock,
+            policy=policy or AuthPolicy(),
+        ),
+        metrics=MetricsService(
+            metrics=metrics, clock=clock, cursors=CursorCodec(secrets.token_bytes(32))
+        ),
+        idempotency=IdempotencyGuard(keys),
+    )
