@@ -24,7 +24,7 @@ from engage_adapters.embedded_pg import start_embedded
 from engage_adapters.jwt_tokens import JwtTokenIssuer
 from engage_adapters.postgres.idempotency import PostgresIdempotencyStore
 from engage_adapters.postgres.metrics import PostgresMetricRepository
-from engage_adapters.postgres.migrate import require_current
+from engage_adapters.postgres import migrate
 from engage_adapters.postgres.pool import open_pool, ping
 from engage_adapters.postgres.sessions import PostgresSessionRepository
 from engage_adapters.postgres.users import PostgresUserRepository
@@ -41,6 +41,7 @@ from engage_core.ports import (
     UserRepository,
 )
 from engage_core.queries import CursorCodec
+from engage_core.services.admin import AccountAdmin
 from engage_core.services.auth import AuthPolicy, AuthService
 from engage_core.services.idempotency import IdempotencyGuard
 from engage_core.services.metrics import MetricsService
@@ -57,6 +58,7 @@ class Services:
     settings: Settings
     clock: Clock
     auth: AuthService
+    admin: AccountAdmin
     metrics: MetricsService
     idempotency: IdempotencyGuard
     limiter: RateLimiter
@@ -91,12 +93,14 @@ async def build_services(
     clock: Clock | None = None,
     hasher: PasswordHasher | None = None,
     tokens: TokenIssuer | None = None,
+    upgrade: bool = False,
 ) -> AsyncIterator[Services]:
     """Build the services for ``settings`` and close what they opened on exit.
 
     ``storage="postgres"`` uses ``ENGAGE_DATABASE_URL``, or the embedded
     server under the data directory when it is unset; the schema must be
-    current (``engage db upgrade``). ``storage="memory"`` keeps everything in
+    current (``engage db upgrade``), unless ``upgrade`` applies pending
+    migrations first (as ``engage serve`` and the CLI do). ``storage="memory"`` keeps everything in
     this process (tests, demos). ``clock``, ``hasher`` and ``tokens`` may be
     swapped for tests.
     """
@@ -121,7 +125,9 @@ async def build_services(
         probes: dict[str, Probe] = {}
         if storage == "postgres":
             conninfo = await asyncio.to_thread(database_url, settings)
-            await require_current(conninfo)
+            if upgrade:
+                await migrate.upgrade(conninfo)
+            await migrate.require_current(conninfo)
             pool = await open_pool(conninfo)
             stack.push_async_callback(pool.close)
             users = PostgresUserRepository(pool)
@@ -144,19 +150,21 @@ async def build_services(
         )
         if bcrypt_hasher is not None:
             stack.callback(bcrypt_hasher.close)
+        auth = AuthService(
+            users=users,
+            sessions=sessions,
+            hasher=hasher,
+            tokens=tokens,
+            cache=cache,
+            limiter=limiter,
+            clock=clock,
+            policy=policy,
+        )
         yield Services(
             settings=settings,
             clock=clock,
-            auth=AuthService(
-                users=users,
-                sessions=sessions,
-                hasher=hasher,
-                tokens=tokens,
-                cache=cache,
-                limiter=limiter,
-                clock=clock,
-                policy=policy,
-            ),
+            auth=auth,
+            admin=AccountAdmin(auth),
             metrics=MetricsService(
                 metrics=metrics, clock=clock, cursors=CursorCodec(derive_key(secret, "cursor"))
             ),

@@ -244,6 +244,10 @@ class AuthService:
             raise Unauthorized("authentication required", reason="session ended")
         return Principal(claims.user_id, claims.session_id)
 
+    async def end_sessions_of(self, user_id: UUID, *, reason: str) -> None:
+        """End every session of a user, at once in every process."""
+        await self._forget(await self.sessions.end_all_for_user(user_id, self.clock.now(), reason))
+
     # --- internals -------------------------------------------------------------
 
     async def _check_credentials(self, email: object, password: object) -> User:
