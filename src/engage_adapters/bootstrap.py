@@ -22,9 +22,10 @@ from engage_adapters.bcrypt_hasher import BcryptPasswordHasher
 from engage_adapters.clock import SystemClock
 from engage_adapters.embedded_pg import start_embedded
 from engage_adapters.jwt_tokens import JwtTokenIssuer
+from engage_adapters.postgres import migrate
+from engage_adapters.postgres.bulk import PostgresBulkMetricStore
 from engage_adapters.postgres.idempotency import PostgresIdempotencyStore
 from engage_adapters.postgres.metrics import PostgresMetricRepository
-from engage_adapters.postgres import migrate
 from engage_adapters.postgres.pool import open_pool, ping
 from engage_adapters.postgres.sessions import PostgresSessionRepository
 from engage_adapters.postgres.users import PostgresUserRepository
@@ -43,6 +44,7 @@ from engage_core.ports import (
 from engage_core.queries import CursorCodec
 from engage_core.services.admin import AccountAdmin
 from engage_core.services.auth import AuthPolicy, AuthService
+from engage_core.services.backfill import BackfillService, BulkMetricStore
 from engage_core.services.idempotency import IdempotencyGuard
 from engage_core.services.metrics import MetricsService
 
@@ -60,6 +62,7 @@ class Services:
     auth: AuthService
     admin: AccountAdmin
     metrics: MetricsService
+    backfill: BackfillService
     idempotency: IdempotencyGuard
     limiter: RateLimiter
     cache: Cache
@@ -122,6 +125,7 @@ async def build_services(
         metrics: MetricRepository
         sessions: SessionRepository
         idempotency: IdempotencyStore
+        bulk: BulkMetricStore
         probes: dict[str, Probe] = {}
         if storage == "postgres":
             conninfo = await asyncio.to_thread(database_url, settings)
@@ -134,6 +138,7 @@ async def build_services(
             metrics = PostgresMetricRepository(pool)
             sessions = PostgresSessionRepository(pool)
             idempotency = PostgresIdempotencyStore(pool)
+            bulk = PostgresBulkMetricStore(pool)
             probes["database"] = partial(ping, pool)
         else:
             users = memory_users = memory.InMemoryUserRepository()
@@ -141,6 +146,7 @@ async def build_services(
             sessions = memory_sessions = memory.InMemorySessionRepository()
             idempotency = memory_keys = memory.InMemoryIdempotencyStore()
             memory.link_cascade(memory_users, memory_metrics, memory_sessions, memory_keys)
+            bulk = memory.InMemoryBulkMetricStore(memory_users, memory_metrics)
         policy = AuthPolicy(
             access_ttl=settings.access_ttl,
             refresh_ttl=settings.refresh_ttl,
@@ -168,6 +174,7 @@ async def build_services(
             metrics=MetricsService(
                 metrics=metrics, clock=clock, cursors=CursorCodec(derive_key(secret, "cursor"))
             ),
+            backfill=BackfillService(bulk, clock),
             idempotency=IdempotencyGuard(idempotency),
             limiter=limiter,
             cache=cache,

@@ -13,7 +13,7 @@ import itertools
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 from uuid import UUID
@@ -22,7 +22,16 @@ import attrs
 from attrs import define, field
 
 from engage_core.errors import Conflict, Unauthorized
-from engage_core.model import EngagementMetric, MetricDraft, Password, Session, User
+from engage_core.model import (
+    EngagementMetric,
+    MetricDraft,
+    MetricType,
+    MetricValue,
+    Password,
+    Session,
+    Timestamp,
+    User,
+)
 from engage_core.ports import (
     AccessClaims,
     Clock,
@@ -32,6 +41,7 @@ from engage_core.ports import (
 )
 from engage_core.queries import CursorCodec, MetricPageQuery, Position, Series, SummaryQuery
 from engage_core.services.auth import AuthPolicy, AuthService
+from engage_core.services.backfill import ExportedMetric, LoadOutcome, RowFault, StagedMetric
 from engage_core.services.idempotency import IdempotencyGuard
 from engage_core.services.metrics import MetricsService
 from engage_core.summaries import Aggregate, in_query, summarize
@@ -40,6 +50,7 @@ __all__ = [
     "FakeClock",
     "FakePasswordHasher",
     "FakeTokenIssuer",
+    "InMemoryBulkMetricStore",
     "InMemoryCache",
     "InMemoryIdempotencyStore",
     "InMemoryMetricRepository",
@@ -430,3 +441,66 @@ def in_memory_services(
         ),
         idempotency=IdempotencyGuard(keys),
     )
+
+
+class InMemoryBulkMetricStore:
+    """The bulk port over the in-memory user and metric repositories."""
+
+    def __init__(self, users: InMemoryUserRepository, metrics: InMemoryMetricRepository) -> None:
+        self._users = users
+        self._metrics = metrics
+
+    async def load(
+        self, rows: Iterable[StagedMetric], *, commit: Callable[[], bool]
+    ) -> LoadOutcome:
+        staged = list(rows)
+        ids: dict[str, UUID] = {}
+        unknown: list[RowFault] = []
+        for row in staged:
+            user = await self._users.get_by_email(row.email)
+            if user is None:
+                unknown.append(RowFault(row.line, f"email {row.email} is not a user"))
+            else:
+                ids[row.email] = user.id
+        if unknown or not commit():
+            return LoadOutcome(
+                committed=False, unknown_emails=tuple(unknown[:20]), unknown_email_rows=len(unknown)
+            )
+        inserted = 0
+        for row in staged:
+            user_id = ids[row.email]
+            existing = self._metrics._rows.get(user_id, [])
+            if any(
+                m.metric_type.value == row.metric_type
+                and m.recorded_at == row.recorded_at
+                and m.metric_value.value == row.metric_value
+                for m in existing
+            ):
+                continue
+            await self._metrics.add(
+                user_id,
+                MetricDraft(
+                    metric_type=MetricType(row.metric_type),
+                    metric_value=MetricValue(row.metric_value),
+                    recorded_at=Timestamp(row.recorded_at),
+                ),
+            )
+            inserted += 1
+        return LoadOutcome(committed=True, inserted=inserted, skipped=len(staged) - inserted)
+
+    async def export(
+        self, *, user_id: UUID | None, since: datetime | None, until: datetime | None
+    ) -> AsyncIterator[ExportedMetric]:
+        for owner, metrics in list(self._metrics._rows.items()):
+            if user_id is not None and owner != user_id:
+                continue
+            user = await self._users.get(owner)
+            if user is None:
+                continue
+            for m in sorted(metrics, key=lambda m: (m.recorded_at, m.id)):
+                if (since is None or m.recorded_at >= since) and (
+                    until is None or m.recorded_at < until
+                ):
+                    yield ExportedMetric(
+                        user.email.value, m.metric_type.value, m.metric_value.value, m.recorded_at
+                    )

@@ -13,6 +13,7 @@ import typer
 from engage_adapters.embedded_pg import EmbeddedPostgresError
 from engage_adapters.postgres.migrate import MigrationError
 from engage_adapters.settings import SettingsError
+from engage_cli.files import FileError
 from engage_core.errors import EngageError, ValidationFailed
 
 T = TypeVar("T")
@@ -37,7 +38,7 @@ def reported_errors() -> Iterator[None]:
         fail("; ".join(f"{e.field} {e.message}" for e in exc.errors))
     except EngageError as exc:
         fail(exc.detail)
-    except (MigrationError, EmbeddedPostgresError) as exc:
+    except (MigrationError, EmbeddedPostgresError, FileError) as exc:
         fail(str(exc))
     except psycopg.OperationalError as exc:
         fail(f"cannot reach the database: {_first_line(exc)}")

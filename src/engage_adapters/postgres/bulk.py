@@ -1,0 +1,126 @@
+"""Bulk loads through COPY, and streamed exports through a server-side cursor."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from engage_core.services.backfill import ExportedMetric, LoadOutcome, RowFault, StagedMetric
+
+COPY_CHUNK_ROWS = 5_000
+REPORTED_UNKNOWN = 20
+_COPY = "COPY engage_backfill (line, email_key, metric_type, metric_value, recorded_at) FROM STDIN"
+
+_STAGING = """
+CREATE TEMP TABLE engage_backfill (
+    line         bigint NOT NULL,
+    email_key    text NOT NULL,
+    metric_type  text NOT NULL,
+    metric_value numeric NOT NULL,
+    recorded_at  timestamptz NOT NULL
+) ON COMMIT DROP
+"""
+
+_UNKNOWN = """
+SELECT s.line, s.email_key, count(*) OVER ()
+  FROM engage_backfill s
+ WHERE NOT EXISTS (SELECT FROM users u WHERE u.email_key = s.email_key)
+ ORDER BY s.line
+ LIMIT %s
+"""
+
+# One statement: the rollup trigger runs once for the whole load. A row equal
+# to one already stored (user, type, time, value) is skipped.
+_INSERT = """
+INSERT INTO engagement_metrics (user_id, metric_type, metric_value, recorded_at)
+SELECT u.id, s.metric_type, s.metric_value, s.recorded_at
+  FROM engage_backfill s
+  JOIN users u ON u.email_key = s.email_key
+ WHERE NOT EXISTS (
+        SELECT FROM engagement_metrics m
+         WHERE m.user_id = u.id AND m.metric_type = s.metric_type
+           AND m.recorded_at = s.recorded_at AND m.metric_value = s.metric_value)
+ ORDER BY u.id, s.recorded_at
+"""
+
+
+def _copy_text(rows: Iterable[StagedMetric]) -> Iterable[bytes]:
+    """COPY text lines in chunks. Types, values and times were validated and
+    cannot hold a tab, newline or backslash; only the email is escaped."""
+    chunk: list[str] = []
+    for row in rows:
+        chunk.append(
+            f"{row.line}\t{_escaped(row.email)}\t{row.metric_type}\t{row.metric_value}\t"
+            f"{row.recorded_at.isoformat()}\n"
+        )
+        if len(chunk) >= COPY_CHUNK_ROWS:
+            yield "".join(chunk).encode("utf-8")
+            chunk.clear()
+    if chunk:
+        yield "".join(chunk).encode("utf-8")
+
+
+def _escaped(text: str) -> str:
+    """COPY text format escapes for a free-form field."""
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+class PostgresBulkMetricStore:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    async def load(
+        self, rows: Iterable[StagedMetric], *, commit: Callable[[], bool]
+    ) -> LoadOutcome:
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute(_STAGING)
+            async with conn.cursor() as cur, cur.copy(_COPY) as copy:
+                for chunk in _copy_text(rows):
+                    await copy.write(chunk)
+            unknown = await (await conn.execute(_UNKNOWN, [REPORTED_UNKNOWN])).fetchall()
+            if unknown or not commit():
+                outcome = LoadOutcome(
+                    committed=False,
+                    unknown_emails=tuple(
+                        RowFault(line, f"email {email} is not a user") for line, email, _ in unknown
+                    ),
+                    unknown_email_rows=unknown[0][2] if unknown else 0,
+                )
+                raise psycopg.Rollback  # nothing of this load is kept
+            staged = await (await conn.execute("SELECT count(*) FROM engage_backfill")).fetchone()
+            inserted = (await conn.execute(_INSERT)).rowcount
+            total = staged[0] if staged else 0
+            # Leaving the block commits; this is reached only if that succeeded.
+            return LoadOutcome(committed=True, inserted=inserted, skipped=total - inserted)
+        return outcome  # rolled back
+
+    async def export(
+        self, *, user_id: UUID | None, since: datetime | None, until: datetime | None
+    ) -> AsyncIterator[ExportedMetric]:
+        conditions = [sql.SQL("TRUE")]
+        params: dict[str, Any] = {}
+        if user_id is not None:
+            conditions.append(sql.SQL("m.user_id = %(user)s"))
+            params["user"] = user_id
+        if since is not None:
+            conditions.append(sql.SQL("m.recorded_at >= %(since)s"))
+            params["since"] = since
+        if until is not None:
+            conditions.append(sql.SQL("m.recorded_at < %(until)s"))
+            params["until"] = until
+        query = sql.SQL(
+            "SELECT u.email, m.metric_type, m.metric_value, m.recorded_at"
+            " FROM engagement_metrics m JOIN users u ON u.id = m.user_id"
+            " WHERE {} ORDER BY m.user_id, m.recorded_at, m.id"
+        ).format(sql.SQL(" AND ").join(conditions))
+        async with self._pool.connection() as conn, conn.cursor(name="engage_export") as cur:
+            cur.itersize = 5_000
+            await cur.execute(query, params)
+            async for email, metric_type, value, recorded_at in cur:
+                yield ExportedMetric(email, metric_type, value, recorded_at)
