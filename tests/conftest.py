@@ -12,6 +12,7 @@ import asyncio
 import os
 import re
 from collections.abc import AsyncIterator, Iterator
+from urllib.parse import quote, urlencode
 
 import psycopg
 import pytest
@@ -36,7 +37,14 @@ TABLES = "users, engagement_metrics, sessions, metric_rollups, idempotency_keys"
 
 
 def with_database(conninfo: str, name: str) -> str:
-    return make_conninfo(conninfo, dbname=name)
+    """The same server, another database, as a ``postgresql://`` URL (what
+    ENGAGE_DATABASE_URL takes)."""
+    params = conninfo_to_dict(make_conninfo(conninfo, dbname=name))
+    user = quote(str(params.pop("user", "")), safe="")
+    password = quote(str(params.pop("password", "") or ""), safe="")
+    dbname = quote(str(params.pop("dbname", "")), safe="")
+    credentials = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    return f"postgresql://{credentials}/{dbname}?{urlencode(params)}"
 
 
 def _recreate(admin: str, name: str, template: str | None = None) -> None:

@@ -14,14 +14,16 @@ from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
 from litestar.enums import ScopeType
+from litestar.exceptions import PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware.base import MiddlewareProtocol
 from litestar.middleware.csrf import CSRFMiddleware, generate_csrf_token
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from engage_adapters.bootstrap import Services
 from engage_core.errors import Forbidden, RateLimited, Unauthorized
 from engage_core.services.auth import BrowserLogin, Principal
+from engage_http.problems import render
 
 ACCESS_COOKIE = "engage_access"
 REFRESH_COOKIE = "engage_refresh"
@@ -176,7 +178,23 @@ class CookieSessionCSRFMiddleware(MiddlewareProtocol):
         ):
             await self.app(scope, receive, send)
             return
-        await self.checked(scope, receive, send)
+        started = False
+
+        async def noting_start(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.checked(scope, receive, noting_start)
+        except PermissionDeniedException as exc:
+            if started:
+                raise
+            # Answered here, not by the app's outermost handler, so that the
+            # middlewares around this one (request ids, metrics) see a 403.
+            request: Request[Any, Any, Any] = Request(scope, receive)
+            response = render(request, exc).to_asgi_response(app=None, request=request)
+            await response(scope, receive, send)
 
 
 def _rides_on_session_cookie(scope: Scope) -> bool:
