@@ -1,4 +1,4 @@
-"""`engage db`: the schema and, later, backups."""
+"""`engage db`: the schema, backups and restores."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ import typer
 from engage_adapters.bootstrap import database_url
 from engage_adapters.postgres import migrate
 from engage_adapters.settings import load_settings
+from engage_cli import backup
 from engage_cli.errors import reported_errors
 
-app = typer.Typer(help="Database schema: upgrade and status.", no_args_is_help=True)
+app = typer.Typer(
+    help="Database: schema upgrade and status, backup and restore.", no_args_is_help=True
+)
 
 
 @app.command()
@@ -44,3 +47,7 @@ def status() -> None:
         typer.echo(f"unknown  {unknown.version:04d}_{unknown.name} (newer than this engage)")
     if state.changed or state.unknown:
         raise typer.Exit(1)
+
+
+app.command()(backup.backup)
+app.command()(backup.restore)

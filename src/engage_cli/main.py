@@ -8,7 +8,7 @@ import attrs
 import typer
 
 from engage_adapters.settings import KNOWN_VARIABLES, load_settings
-from engage_cli import db, metrics
+from engage_cli import db, metrics, users
 from engage_cli.errors import reported_errors
 from engage_cli.serve import serve
 
@@ -23,6 +23,7 @@ app = typer.Typer(
 settings_app = typer.Typer(help="Inspect the ENGAGE_* settings.", no_args_is_help=True)
 app.command()(serve)
 app.add_typer(db.app, name="db")
+app.add_typer(users.app, name="user")
 app.add_typer(metrics.app, name="metrics")
 app.add_typer(settings_app, name="settings")
 

@@ -6,7 +6,6 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -23,7 +22,7 @@ HEADER = "email,metric_type,metric_value,recorded_at\n"
 
 
 @pytest.fixture
-def env(pg_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+def env(pg_url: str, tmp_path: Path) -> dict[str, str]:
     environment = {
         "ENGAGE_DATABASE_URL": pg_url,
         "ENGAGE_JWT_SECRET": "j" * 40,
@@ -33,7 +32,7 @@ def env(pg_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
     with psycopg.connect(pg_url) as conn:
         conn.execute("TRUNCATE users, engagement_metrics, sessions, metric_rollups CASCADE")
     asyncio.run(_create_users(environment, ["ada@example.com", "bob@example.com"]))
-    yield environment
+    return environment
 
 
 async def _create_users(environment: dict[str, str], emails: list[str]) -> None:
