@@ -32,6 +32,7 @@ from engage_http.dto import (
     UserOut,
 )
 from engage_http.responses import empty, json
+from engage_http.telemetry import login_attempt
 
 _ENTRY_GUARDS = [refuse_foreign_origin, limit_auth_attempts]
 # Credentials in the body, not a cookie, authenticate these: the Origin guard
@@ -77,7 +78,8 @@ class AuthController(Controller):
     async def log_in(
         self, request: Request[Any, Any, Any], data: JSONBody[Credentials]
     ) -> Response[LoginOut]:
-        login = await services_of(request).auth.log_in(email=data.email, password=data.password)
+        with login_attempt("browser"):
+            login = await services_of(request).auth.log_in(email=data.email, password=data.password)
         return _browser_session(request, login)
 
     @post(
@@ -90,9 +92,10 @@ class AuthController(Controller):
     async def issue_token(
         self, request: Request[Any, Any, Any], data: JSONBody[Credentials]
     ) -> Response[TokenOut]:
-        grant = await services_of(request).auth.issue_token(
-            email=data.email, password=data.password
-        )
+        with login_attempt("token"):
+            grant = await services_of(request).auth.issue_token(
+                email=data.email, password=data.password
+            )
         return json(TokenOut(access_token=grant.access_token, expires_in=grant.expires_in))
 
     @post("/refresh", guards=[limit_auth_attempts], status_code=200, summary="Rotate the session")
@@ -100,7 +103,8 @@ class AuthController(Controller):
         token = request.cookies.get(REFRESH_COOKIE)
         if not token:
             raise Unauthorized("no refresh cookie", reason="no refresh cookie")
-        login = await services_of(request).auth.refresh(token)
+        with login_attempt("refresh"):
+            login = await services_of(request).auth.refresh(token)
         return _browser_session(request, login)
 
     @post("/logout", status_code=204, summary="End this session, or all of them")
