@@ -1,0 +1,105 @@
+"""`engage serve` as an operator runs it: migrations on start, a real server, graceful stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def server(pg_url: str, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("TRUNCATE users CASCADE")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "ENGAGE_DATABASE_URL": pg_url,
+        "ENGAGE_JWT_SECRET": "s" * 40,
+        "ENGAGE_DATA_DIR": str(tmp_path),
+        "ENGAGE_BCRYPT_ROUNDS": "12",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "engage_cli", "serve", "--port", str(port), "--workers", "1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group: workers included in the clean-up
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    else:
+        os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail(f"engage serve did not become ready:\n{process.communicate()[0]}")
+    yield process, base
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+    process.communicate(timeout=30)  # reaps it and closes its pipe
+
+
+def test_serves_the_api_and_refuses_a_busy_port(
+    server: tuple[subprocess.Popen[str], str], pg_url: str, tmp_path: Path
+) -> None:
+    _, base = server
+    assert httpx.get(f"{base}/healthz").json()["status"] == "ok"
+    port = base.rsplit(":", 1)[1]
+    second = subprocess.run(
+        [sys.executable, "-m", "engage_cli", "serve", "--port", port],
+        env={
+            **os.environ,
+            "ENGAGE_DATABASE_URL": pg_url,
+            "ENGAGE_JWT_SECRET": "s" * 40,
+            "ENGAGE_DATA_DIR": str(tmp_path),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert second.returncode == 1
+    assert second.stderr.strip() == f"engage: error: port {port} on 127.0.0.1 is already in use"
+
+
+def test_sigterm_lets_requests_in_flight_finish(server: tuple[subprocess.Popen[str], str]) -> None:
+    process, base = server
+
+    def sign_up(n: int) -> int:
+        body = {"email": f"user{n}@example.com", "password": "password-123"}
+        return httpx.post(f"{base}/api/auth/signup", json=body, timeout=30).status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        # Four bcrypt hashes at cost 12 keep the server busy for a good while.
+        pending = [pool.submit(sign_up, n) for n in range(4)]
+        time.sleep(0.3)
+        process.send_signal(signal.SIGTERM)
+        statuses = [f.result() for f in pending]
+    assert statuses == [201, 201, 201, 201]
+    assert process.wait(timeout=60) == 0
