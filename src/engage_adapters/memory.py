@@ -13,7 +13,7 @@ import itertools
 import secrets
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 from uuid import UUID
@@ -490,7 +490,7 @@ class InMemoryBulkMetricStore:
 
     async def export(
         self, *, user_id: UUID | None, since: datetime | None, until: datetime | None
-    ) -> AsyncIterator[ExportedMetric]:
+    ) -> AsyncGenerator[ExportedMetric, None]:
         for owner, metrics in list(self._metrics._rows.items()):
             if user_id is not None and owner != user_id:
                 continue

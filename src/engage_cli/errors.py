@@ -11,6 +11,7 @@ import psycopg
 import typer
 
 from engage_adapters.embedded_pg import EmbeddedPostgresError
+from engage_adapters.postgres.backup import BackupError
 from engage_adapters.postgres.migrate import MigrationError
 from engage_adapters.settings import SettingsError
 from engage_cli.files import FileError
@@ -38,10 +39,14 @@ def reported_errors() -> Iterator[None]:
         fail("; ".join(f"{e.field} {e.message}" for e in exc.errors))
     except EngageError as exc:
         fail(exc.detail)
-    except (MigrationError, EmbeddedPostgresError, FileError) as exc:
+    except (MigrationError, EmbeddedPostgresError, FileError, BackupError) as exc:
         fail(str(exc))
     except psycopg.OperationalError as exc:
         fail(f"cannot reach the database: {_first_line(exc)}")
+    except BrokenPipeError:
+        raise  # the reader went away; the command decides what that means
+    except OSError as exc:  # files the operator named: unreadable, unwritable, missing
+        fail(f"{exc.filename or 'file system'}: {exc.strerror or exc}")
     except KeyboardInterrupt:
         typer.echo("engage: interrupted", err=True)
         sys.exit(130)

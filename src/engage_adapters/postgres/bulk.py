@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -102,7 +102,7 @@ class PostgresBulkMetricStore:
 
     async def export(
         self, *, user_id: UUID | None, since: datetime | None, until: datetime | None
-    ) -> AsyncIterator[ExportedMetric]:
+    ) -> AsyncGenerator[ExportedMetric, None]:
         conditions = [sql.SQL("TRUE")]
         params: dict[str, Any] = {}
         if user_id is not None:

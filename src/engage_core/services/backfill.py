@@ -10,7 +10,7 @@ skipped, so loading a file twice does not double-count.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
@@ -99,7 +99,7 @@ class BulkMetricStore(Protocol):
 
     def export(
         self, *, user_id: UUID | None, since: datetime | None, until: datetime | None
-    ) -> AsyncIterator[ExportedMetric]:
+    ) -> AsyncGenerator[ExportedMetric, None]:
         """Every matching metric with its user's email, oldest first, streamed."""
         ...
 
@@ -156,7 +156,7 @@ class BackfillService:
         user_id: UUID | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
-    ) -> AsyncIterator[ExportedMetric]:
+    ) -> AsyncGenerator[ExportedMetric, None]:
         return self.store.export(user_id=user_id, since=since, until=until)
 
     def _validated(

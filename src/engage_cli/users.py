@@ -1,0 +1,156 @@
+"""`engage user`: create, list and delete accounts, and set a password, by email.
+
+Prompts run between service calls, never inside the event loop, so Ctrl-C at a
+prompt stops the command at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC
+from functools import partial
+
+import typer
+
+from engage_adapters.bootstrap import Services
+from engage_cli import terminal
+from engage_cli.context import with_services
+from engage_cli.errors import fail, guarded
+from engage_core.errors import Conflict, NotFound
+from engage_core.model import Email, User
+
+app = typer.Typer(help="User accounts: create, list, delete, set a password.", no_args_is_help=True)
+PAGE_SIZE = 500
+
+EMAIL = typer.Argument(..., metavar="EMAIL", help="The user's email address (any letter case).")
+PASSWORD_STDIN = typer.Option(
+    False,
+    "--password-stdin",
+    help="Read the password from the first line of stdin instead of prompting.",
+)
+
+
+@app.command()
+def create(email: str = EMAIL, password_stdin: bool = PASSWORD_STDIN) -> None:
+    """Create a user with the API's rules for email and password; print their id."""
+    guarded(lambda: Email(email))
+    if not password_stdin:
+        _require_terminal("no terminal to ask for the password on: pass --password-stdin")
+        with_services(partial(_refuse_taken, email))  # before the operator types a password
+    password = _read_password(password_stdin)
+    user = with_services(lambda s: s.admin.create_user(email=email, password=password))
+    typer.echo(str(user.id))
+
+
+@app.command("list")
+def list_users(
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON array instead of a table."),
+) -> None:
+    """List every user, ordered by email: id, created_at (UTC), email."""
+
+    async def work(services: Services) -> None:
+        if as_json:
+            await _echo_json_array(services)
+            return
+        typer.echo(f"{'id':<36}  {'created_at':<25}  email")
+        async for user in _every_user(services):
+            created = user.created_at.astimezone(UTC).isoformat(timespec="seconds")
+            typer.echo(f"{user.id}  {created:<25}  {user.email}")
+
+    try:
+        with_services(work)
+    except BrokenPipeError:  # `engage user list | head`: the reader has all it wants
+        # As the Python docs advise: no second error when the interpreter flushes stdout.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+
+
+@app.command()
+def delete(
+    email: str = EMAIL,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Delete without asking."),
+) -> None:
+    """Delete a user and all their data (metrics, sessions); their sessions end at once."""
+    guarded(lambda: Email(email))
+    if not yes:
+        _require_terminal("refusing to delete a user without confirmation: pass --yes")
+        found = with_services(lambda s: s.admin.find(email))
+        question = f"Delete {found.email} ({found.id}) and all their metrics and sessions?"
+        if not typer.confirm(question, default=False):
+            fail("nothing deleted")
+    user = with_services(lambda s: s.admin.delete_user(email))
+    typer.echo(f"deleted {user.email} ({user.id})")
+
+
+@app.command("set-password")
+def set_password(email: str = EMAIL, password_stdin: bool = PASSWORD_STDIN) -> None:
+    """Replace a user's password; every session of theirs ends."""
+    guarded(lambda: Email(email))
+    if not password_stdin:
+        _require_terminal("no terminal to ask for the password on: pass --password-stdin")
+        with_services(lambda s: s.admin.find(email))  # before the operator types a password
+    password = _read_password(password_stdin)
+    user = with_services(lambda s: s.admin.set_password(email, password))
+    typer.echo(f"password set for {user.email}; their sessions have ended")
+
+
+async def _refuse_taken(email: str, services: Services) -> None:
+    with contextlib.suppress(NotFound):
+        await services.admin.find(email)
+        raise Conflict("an account with this email already exists")
+
+
+async def _every_user(services: Services) -> AsyncIterator[User]:
+    """Every user, a page at a time."""
+    after: str | None = None
+    while True:
+        page = await services.admin.list_users(after_email=after, limit=PAGE_SIZE)
+        for user in page:
+            yield user
+        if len(page) < PAGE_SIZE:
+            return
+        after = page[-1].email.canonical
+
+
+async def _echo_json_array(services: Services) -> None:
+    """A JSON array, one user per line, streamed: memory stays flat however many there are."""
+    typer.echo("[")
+    previous: str | None = None
+    async for user in _every_user(services):
+        if previous is not None:
+            typer.echo(f"  {previous},")
+        previous = json.dumps(
+            {
+                "id": str(user.id),
+                "email": str(user.email),
+                "created_at": user.created_at.astimezone(UTC).isoformat(),
+            },
+            ensure_ascii=False,
+        )
+    if previous is not None:
+        typer.echo(f"  {previous}")
+    typer.echo("]")
+
+
+def _require_terminal(refusal: str) -> None:
+    if not terminal.stdin_is_terminal():
+        fail(refusal)
+
+
+def _read_password(password_stdin: bool) -> str:
+    """One line of stdin (without its line ending), or a twice-typed, unechoed prompt."""
+    if not password_stdin:
+        password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+        return password
+    line = sys.stdin.buffer.readline()
+    if not line:
+        fail("--password-stdin: stdin is empty")
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        fail("--password-stdin: the password is not valid UTF-8")
+    return text.removesuffix("\n").removesuffix("\r")
