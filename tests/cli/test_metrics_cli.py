@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -16,19 +14,15 @@ import pytest
 from engage_adapters.bootstrap import build_services
 from engage_adapters.memory import FakePasswordHasher
 from engage_adapters.settings import load_settings
+from support.cli import cli_settings, engage
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 HEADER = "email,metric_type,metric_value,recorded_at\n"
 
 
 @pytest.fixture
-def env(pg_url: str, tmp_path: Path) -> dict[str, str]:
-    environment = {
-        "ENGAGE_DATABASE_URL": pg_url,
-        "ENGAGE_JWT_SECRET": "j" * 40,
-        "ENGAGE_DATA_DIR": str(tmp_path / "data"),
-        "PATH": "/usr/bin:/bin",
-    }
+def env(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    environment = cli_settings(pg_url, tmp_path / "data", monkeypatch)
     with psycopg.connect(pg_url) as conn:
         conn.execute("TRUNCATE users, engagement_metrics, sessions, metric_rollups CASCADE")
     asyncio.run(_create_users(environment, ["ada@example.com", "bob@example.com"]))
@@ -40,20 +34,6 @@ async def _create_users(environment: dict[str, str], emails: list[str]) -> None:
     async with build_services(settings, hasher=FakePasswordHasher()) as services:
         for email in emails:
             await services.admin.create_user(email=email, password="password-123")
-
-
-def engage(
-    env: dict[str, str], *args: str, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "engage_cli", *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
 
 
 def counts(pg_url: str) -> tuple[int, int, Decimal]:

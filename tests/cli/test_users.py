@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 from uuid import UUID
@@ -20,6 +18,7 @@ from engage_adapters.settings import load_settings
 from engage_cli import terminal, users
 from engage_cli.main import app
 from engage_core.errors import Unauthorized
+from support.cli import assert_one_error_line, cli_settings, engage
 
 PASSWORD = "correct horse battery"
 TABLES = "users, engagement_metrics, sessions, metric_rollups, idempotency_keys"
@@ -34,41 +33,7 @@ def env(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[st
     """
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
-    settings = {
-        "ENGAGE_DATABASE_URL": pg_url,  # a postgresql:// URL
-        "ENGAGE_JWT_SECRET": "a-test-secret-that-is-long-enough-0123456789",
-        "ENGAGE_DATA_DIR": str(tmp_path / "data"),
-        "ENGAGE_BCRYPT_ROUNDS": "4",
-    }
-    for name, value in settings.items():
-        monkeypatch.setenv(name, value)
-    return {"PATH": "/usr/bin:/bin", **settings}
-
-
-def engage(
-    env: dict[str, str], *args: str, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run the real command; without ``stdin`` its stdin is /dev/null (no terminal)."""
-    return subprocess.run(
-        [sys.executable, "-m", "engage_cli", *args],
-        env=env,
-        input=stdin,
-        stdin=subprocess.DEVNULL if stdin is None else None,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-
-
-def assert_one_error_line(completed: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    assert completed.returncode == 1, completed.stderr
-    assert completed.stdout == ""
-    assert completed.stderr.startswith("engage: error: ")
-    assert completed.stderr.count("\n") == 1, completed.stderr
-    assert "Traceback" not in completed.stderr
-    for fragment in fragments:
-        assert fragment in completed.stderr
+    return cli_settings(pg_url, tmp_path / "data", monkeypatch)
 
 
 def create(env: dict[str, str], email: str, password: str = PASSWORD) -> UUID:
