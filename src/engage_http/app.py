@@ -27,6 +27,7 @@ from engage_http.auth import (
 from engage_http.controllers.auth import AuthController
 from engage_http.controllers.metrics import MetricsController
 from engage_http.controllers.ops import OpsController
+from engage_http.metrics_export import exporting
 from engage_http.observability import RequestIdMiddleware
 from engage_http.problems import EXCEPTION_HANDLERS
 
@@ -46,7 +47,8 @@ def create_app(services: ServicesFactory, policy: HttpPolicy) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with services() as built:
             app.state.services = built
-            yield
+            with exporting(built):
+                yield
 
     return Litestar(
         route_handlers=[AuthController, MetricsController, OpsController, PrometheusController],

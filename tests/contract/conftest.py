@@ -47,6 +47,8 @@ from engage_adapters.postgres.idempotency import PostgresIdempotencyStore
 from engage_adapters.postgres.metrics import PostgresMetricRepository
 from engage_adapters.postgres.sessions import PostgresSessionRepository
 from engage_adapters.postgres.users import PostgresUserRepository
+from engage_adapters.redis_breaker import CircuitBreaker, GuardedCache, GuardedRateLimiter
+from engage_adapters.redis_store import RedisCache, RedisIdempotencyStore, RedisRateLimiter
 from engage_core.model import Email, User
 from engage_core.ports import (
     Cache,
@@ -185,6 +187,7 @@ SESSION_REPOSITORIES: dict[str, Factory[Subject[SessionRepository]]] = {
 IDEMPOTENCY_STORES: dict[str, Factory[Subject[IdempotencyStore]]] = {
     "memory": lambda env: memory_owned(env, InMemoryIdempotencyStore(env.clock)),
     "postgres": lambda env: postgres_owned(env, PostgresIdempotencyStore),
+    "redis": lambda env: redis_keyed(env, RedisIdempotencyStore),
 }
 
 # --- Stores keyed by plain strings ----------------------------------------------
@@ -195,13 +198,29 @@ async def any_user_id() -> UUID:
     return uuid4()
 
 
+def redis_keyed(env: Env, store: Callable[..., P]) -> Subject[P]:
+    """A Redis store on the session's server, under a key prefix of this test's own."""
+    return Subject(
+        store(env.fixture("redis_client"), prefix=f"test:{uuid4().hex}"), sleeping, any_user_id
+    )
+
+
+def guarded(subject: Subject[Any], guard: Callable[[Any, CircuitBreaker], P]) -> Subject[P]:
+    """A Redis store behind the circuit breaker, as the application uses it."""
+    return Subject(guard(subject.impl, CircuitBreaker("redis")), subject.advance, subject.new_user)
+
+
 CACHES: dict[str, Factory[Subject[Cache]]] = {
     "memory": lambda env: Subject(InMemoryCache(env.clock), advancing(env.clock), any_user_id),
+    "redis": lambda env: redis_keyed(env, RedisCache),
+    "redis-guarded": lambda env: guarded(redis_keyed(env, RedisCache), GuardedCache),
 }
 RATE_LIMITERS: dict[str, Factory[Subject[RateLimiter]]] = {
     "memory": lambda env: Subject(
         InMemoryRateLimiter(env.clock), advancing(env.clock), any_user_id
     ),
+    "redis": lambda env: redis_keyed(env, RedisRateLimiter),
+    "redis-guarded": lambda env: guarded(redis_keyed(env, RedisRateLimiter), GuardedRateLimiter),
 }
 
 

@@ -9,6 +9,9 @@ bearer token, record a metric) and ``expect_problem`` checks an RFC 9457 answer;
 Storage is PostgreSQL unless a module parametrizes ``storage``, e.g.
 ``pytestmark = pytest.mark.parametrize("storage", ["postgres", "memory"])``. Settings
 come from ``environ``; override that fixture (or extend it) to change them.
+
+The modules named in ``WITH_REDIS`` run every test twice: with the in-process
+cache and limits, and with ``ENGAGE_REDIS_URL`` set to a real Redis (``shared_cache``).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -45,6 +48,27 @@ PROBLEM_JSON = "application/problem+json"
 TABLES = "users, engagement_metrics, sessions, metric_rollups, idempotency_keys"
 
 Client = httpx.AsyncClient
+SharedCache = Literal["in-process", "redis"]
+
+# Test modules that also run over Redis: sessions, limits and dashboards live there.
+WITH_REDIS = frozenset(
+    {
+        "test_auth",
+        "test_sessions",
+        "test_metrics",
+        "test_summary",
+        "test_limits",
+        "test_idempotency",
+        "test_security",
+        "test_errors",
+        "test_telemetry",
+    }
+)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "shared_cache" in metafunc.fixturenames and metafunc.definition.path.stem in WITH_REDIS:
+        metafunc.parametrize("shared_cache", ["in-process", "redis"])
 
 
 # --- the app under test -------------------------------------------------------------
@@ -98,8 +122,21 @@ def as_url(conninfo: str) -> str:
 
 
 @pytest.fixture
-def settings(environ: dict[str, str], database_url: str | None) -> Settings:
+def shared_cache() -> SharedCache:
+    """Where cache and limits live: this process, or Redis (see ``WITH_REDIS``)."""
+    return "in-process"
+
+
+@pytest.fixture
+def settings(
+    request: pytest.FixtureRequest,
+    environ: dict[str, str],
+    database_url: str | None,
+    shared_cache: SharedCache,
+) -> Settings:
     extra = {"ENGAGE_DATABASE_URL": as_url(database_url)} if database_url else {}
+    if shared_cache == "redis":
+        extra["ENGAGE_REDIS_URL"] = request.getfixturevalue("fresh_redis_url")
     return load_settings({**environ, **extra})
 
 

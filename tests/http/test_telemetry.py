@@ -25,3 +25,10 @@ async def test_login_outcomes_are_counted_by_flavour(client: AsyncTestClient[Lit
     after = (await client.get("/metrics")).text
     for flavour, outcome in (("browser", "success"), ("browser", "refused"), ("token", "refused")):
         assert _count(after, flavour, outcome) == _count(before, flavour, outcome) + 1
+
+
+async def test_the_database_pool_is_reported(client: AsyncTestClient[Litestar]) -> None:
+    text = (await client.get("/metrics")).text
+    match = re.search(r'engage_db_pool_connections\{state="open"\} ([0-9.e+]+)', text)
+    assert match is not None
+    assert float(match[1]) >= 1

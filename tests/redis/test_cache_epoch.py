@@ -1,0 +1,67 @@
+"""RedisCache's epoch: one process moves it on, and no process trusts older entries."""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+import pytest
+import redis.asyncio as aioredis
+
+from engage_adapters.redis_store import RedisCache
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"test:{uuid4().hex}"
+
+
+async def test_every_process_sees_entries_of_the_others(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    one, other = RedisCache(redis_client, prefix=prefix), RedisCache(redis_client, prefix=prefix)
+
+    await one.set("key", b"value", ttl=60)
+
+    assert await other.get("key") == b"value"
+
+
+async def test_moving_the_epoch_on_orphans_every_entry_in_every_process(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    one, other = RedisCache(redis_client, prefix=prefix), RedisCache(redis_client, prefix=prefix)
+    await one.set("session", b"live", ttl=60)
+    assert await other.get("session") == b"live"
+
+    await one.advance_epoch()
+
+    assert await other.get("session") is None  # no refresh interval: the very next read
+    assert await one.get("session") is None
+    assert await other.set("session", b"live", ttl=60, only_if_absent=True) is True
+
+
+async def test_a_write_racing_a_move_lands_under_the_new_epoch(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    stale, mover = RedisCache(redis_client, prefix=prefix), RedisCache(redis_client, prefix=prefix)
+    await stale.get("anything")  # learns the epoch
+    await mover.advance_epoch()  # behind stale's back
+
+    await stale.set("session", b"ended", ttl=60)
+
+    assert await mover.get("session") == b"ended"
+    assert stale.epoch == mover.epoch
+
+
+async def test_counters_and_deletes_follow_the_epoch_too(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    stale, mover = RedisCache(redis_client, prefix=prefix), RedisCache(redis_client, prefix=prefix)
+    await stale.incr("counter")
+    await mover.set("version", b"token", ttl=60)
+    await mover.advance_epoch()
+    await mover.set("version", b"token", ttl=60)
+
+    assert await stale.incr("counter") == 1
+    await stale.delete("version")
+
+    assert await mover.get("version") is None
