@@ -29,6 +29,10 @@ EARLIEST_RECORDED_AT = datetime(1970, 1, 1, tzinfo=UTC)
 
 _METRIC_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]*", re.ASCII)
 _NUMERIC_STRING = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d{1,4})?", re.ASCII)
+# The common spelling ("42", "-3.25"): at most 15 integer digits, so below 10^15,
+# and at most 64 characters, so within the limits checked for the general case.
+_PLAIN_DECIMAL = re.compile(r"-?\d{1,15}(\.\d{0,47})?", re.ASCII)
+_ZERO = Decimal(0)
 
 
 def _encodable(text: str) -> bool:
@@ -131,6 +135,14 @@ class MetricType:
 
 
 def _to_decimal(raw: object) -> Decimal:
+    if type(raw) is str:
+        plain = _PLAIN_DECIMAL.fullmatch(raw)
+        if plain is not None:
+            # A fast path with the general case's result: trailing fraction
+            # zeros dropped (exactly), and every zero the plain 0.
+            text = raw.rstrip("0").rstrip(".") if plain.group(1) else raw
+            number = Decimal(text)
+            return number if number else _ZERO
     # bool is an int subclass; True is not a measurement.
     if isinstance(raw, bool):
         raise ValidationFailed.single("metric_value", "must be a number, not a boolean")
@@ -222,6 +234,13 @@ class Timestamp:
 
     def isoformat(self) -> str:
         return self.value.isoformat()
+
+
+# The rules as plain functions, for callers that check many values at once (a
+# backfill checks millions): the same results and the same errors as the value
+# objects above, without building one per value.
+parse_metric_value = _to_decimal
+parse_timestamp = _to_utc
 
 
 # --- entities -----------------------------------------------------------------
