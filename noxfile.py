@@ -1,4 +1,4 @@
-"""Developer and CI sessions: `nox -s tests`, `lint`, `typecheck`, `imports`."""
+"""Developer and CI sessions: `nox -s tests`, `lint`, `typecheck`, `imports`; `bench` on demand."""
 
 from __future__ import annotations
 
@@ -37,3 +37,11 @@ def imports(session: nox.Session) -> None:
     """import-linter: the hexagon's dependency rules."""
     session.install("-e", ".[typecheck]")
     session.run("lint-imports")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The performance suite against this machine's limits (bench/README.md); its
+    options after --, e.g. `nox -s bench -- --json bench.json`. Not run by default."""
+    session.install("-e", ".[bench]")
+    session.run("python", "bench/suite.py", *session.posargs)

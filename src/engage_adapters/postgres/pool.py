@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 # Every session speaks UTC, so timestamptz values come back in UTC.
@@ -18,9 +23,32 @@ async def open_pool(conninfo: str, *, min_size: int = 1, max_size: int = 10) -> 
         open=False,
         timeout=10.0,
         name="engage",
+        reset=_in_transaction_mode,
     )
     await pool.open(wait=True, timeout=15.0)
     return pool
+
+
+@asynccontextmanager
+async def autocommit(pool: AsyncConnectionPool) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """A pooled connection on which each statement commits on its own.
+
+    For repositories whose every operation is a single statement (atomic by
+    itself): on a plain pooled connection each one also costs a BEGIN and a
+    COMMIT, two more round trips, which measured 9% of the CPU of an
+    authenticated read for the session check alone. The pool puts the
+    connection back in transaction mode when it returns.
+    """
+    async with pool.connection() as conn:
+        await conn.set_autocommit(True)
+        yield conn
+
+
+async def _in_transaction_mode(conn: psycopg.AsyncConnection[Any]) -> None:
+    """The pool's reset: every connection is lent in transaction mode, however
+    its last borrower left it."""
+    if conn.autocommit:
+        await conn.set_autocommit(False)
 
 
 async def ping(pool: AsyncConnectionPool) -> None:
