@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -18,15 +14,10 @@ import httpx
 import psycopg
 import pytest
 
+from support.serve import running_server
+
 PASSWORD = "correct horse battery staple"
 WORKERS = 2
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +27,6 @@ def server(
     """``engage serve --workers 2`` with ENGAGE_REDIS_URL set; its base URL."""
     with psycopg.connect(pg_url) as conn:
         conn.execute("TRUNCATE users CASCADE")
-    port = _free_port()
     env = {
         **os.environ,
         "ENGAGE_DATABASE_URL": pg_url,
@@ -47,33 +37,8 @@ def server(
         "ENGAGE_AUTH_RATE_PER_MINUTE": "100000",
         "ENGAGE_LOG_LEVEL": "WARNING",
     }
-    command = [sys.executable, "-m", "engage_cli", "serve", "--port", str(port)]
-    process = subprocess.Popen(
-        [*command, "--workers", str(WORKERS)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group: workers included in the clean-up
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.2)
-    else:
-        os.killpg(process.pid, signal.SIGKILL)
-        pytest.fail(f"engage serve did not become ready:\n{process.communicate()[0]}")
-    yield base
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-    process.communicate(timeout=30)
+    with running_server(env, workers=WORKERS) as (_, base):
+        yield base
 
 
 async def bearer(client: httpx.AsyncClient, email: str) -> dict[str, str]:

@@ -5,37 +5,16 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 
+from support.cli import engage
+from support.serve import running_server
+
 ROWS = 100_000
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _engage(
-    env: dict[str, str], *args: str, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "engage_cli", *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
 
 
 def test_cli_and_server_share_the_embedded_database(tmp_path: Path) -> None:
@@ -43,27 +22,8 @@ def test_cli_and_server_share_the_embedded_database(tmp_path: Path) -> None:
         "ENGAGE_DATA_DIR": str(tmp_path / "data"),
         "ENGAGE_BCRYPT_ROUNDS": "4",
     }
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "engage_cli", "serve", "--port", str(port), "--workers", "1"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "engage serve did not become ready"
-            time.sleep(0.3)
-
-        created = _engage(
+    with running_server(env) as (server, base):
+        created = engage(
             env, "user", "create", "ada@example.com", "--password-stdin", stdin="password-123\n"
         )
         assert created.returncode == 0, created.stderr
@@ -73,7 +33,7 @@ def test_cli_and_server_share_the_embedded_database(tmp_path: Path) -> None:
         ]
         file = tmp_path / "views.csv"
         file.write_text("\n".join(lines) + "\n")
-        loaded = _engage(env, "metrics", "backfill", str(file), "--user", "ada@example.com")
+        loaded = engage(env, "metrics", "backfill", str(file), "--user", "ada@example.com")
         assert loaded.returncode == 0, loaded.stderr
         assert f"loaded {ROWS} metrics" in loaded.stdout
 
@@ -90,7 +50,6 @@ def test_cli_and_server_share_the_embedded_database(tmp_path: Path) -> None:
             f"{base}/api/dashboard/summary", params={"bucket": "week"}, headers=auth
         ).json()
         assert sum(p["count"] for s in summary["series"] for p in s["points"]) == ROWS
-    finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=60) == 0
     # The last process using the embedded server has exited: it is stopped.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,19 +15,13 @@ import httpx
 import psycopg
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+from support.serve import running_server
 
 
 @pytest.fixture
 def server(pg_url: str, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
     with psycopg.connect(pg_url) as conn:
         conn.execute("TRUNCATE users CASCADE")
-    port = _free_port()
     env = {
         **os.environ,
         "ENGAGE_DATABASE_URL": pg_url,
@@ -36,33 +29,8 @@ def server(pg_url: str, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str],
         "ENGAGE_DATA_DIR": str(tmp_path),
         "ENGAGE_BCRYPT_ROUNDS": "12",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "engage_cli", "serve", "--port", str(port), "--workers", "1"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group: workers included in the clean-up
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.2)
-    else:
-        os.killpg(process.pid, signal.SIGKILL)
-        pytest.fail(f"engage serve did not become ready:\n{process.communicate()[0]}")
-    yield process, base
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-    process.communicate(timeout=30)  # reaps it and closes its pipe
+    with running_server(env) as running:
+        yield running
 
 
 def test_serves_the_api_and_refuses_a_busy_port(
