@@ -8,7 +8,7 @@ other work on the machine hits both alike:
 * the ceilings -- a bare Litestar handler served by granian with the same
   options and worker count as ``engage serve`` (measured twice, around the
   reads and writes, and averaged); bcrypt at cost 12, checks per second on a
-  thread pool of one thread per core (right before the logins); a raw
+  thread pool of one thread per core (before and after the logins); a raw
   ``\\copy`` of the backfill CSV into a bare table with the embedded ``psql``;
 * engage-suite, as ``engage serve --workers N`` in a subprocess on a loopback
   port, loaded by ``wrk``: logins (``POST /api/auth/token``), authenticated
@@ -59,6 +59,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
 import random
@@ -715,10 +716,12 @@ class Cpu:
     """Server CPU time per request, in microseconds: the workers' and PostgreSQL's."""
 
     app_us: float
-    db_us: float = 0.0
+    db_us: float | None = None  # None: PostgreSQL not involved
 
     def __str__(self) -> str:
-        return f"{self.app_us:,.0f} + {self.db_us:,.0f}" if self.db_us else f"{self.app_us:,.0f}"
+        if self.db_us is None:
+            return f"{self.app_us:,.0f}"
+        return f"{self.app_us:,.0f} + {self.db_us:,.0f}"
 
 
 @frozen(kw_only=True)
@@ -737,7 +740,9 @@ class Row:
 
     @property
     def ratio(self) -> float | None:
-        return self.value / self.ceiling if self.ceiling else None
+        if not self.ceiling or math.isnan(self.ceiling):
+            return None
+        return self.value / self.ceiling
 
 
 @define
@@ -869,7 +874,7 @@ def measure(
     per_request = 1e6 / max(load.requests, 1)
     cpu = Cpu(
         app_us=(cpu_seconds(workers) - app_before) * per_request,
-        db_us=(cpu_seconds(backends) - db_before) * per_request,
+        db_us=(cpu_seconds(backends) - db_before) * per_request if database else None,
     )
     _progress(
         f"  {label}: {load.rate:,.0f} req/s, p50 {load.p50_ms:.1f} ms, p99 {load.p99_ms:.1f} ms,"
@@ -984,11 +989,15 @@ def measure_engage(ctx: Context, now: datetime) -> None:
         running(engage_server(ctx, "engage-granian"), "/readyz") as engage,
     ):
         # bcrypt's ceiling, then logins right after it (the servers are idle meanwhile).
-        bcrypt_rate, threads = bcrypt_ceiling(args.bcrypt_duration)
-        _progress(f"  bcrypt: {bcrypt_rate:.2f} hashes/s on {threads} threads")
+        bcrypt_before, threads = bcrypt_ceiling(args.bcrypt_duration)
+        _progress(f"  bcrypt: {bcrypt_before:.2f} hashes/s on {threads} threads")
         login_script = ctx.wrk.script("login", _LUA_LOGIN + _LUA_COLLECT_TOKENS)
         logins, tokens, login_rate = login_storm(ctx, engage, login_script, args.login_duration)
         _progress(f"  logins: {login_rate:.2f}/s, p50 {logins.p50_ms:.0f} ms")
+        time.sleep(1.0)  # the hashes the server still had in hand when wrk left
+        bcrypt_after, _ = bcrypt_ceiling(args.bcrypt_duration)
+        _progress(f"  bcrypt again: {bcrypt_after:.2f} hashes/s")
+        bcrypt_rate = (bcrypt_before + bcrypt_after) / 2
         if not logins.clean:
             ctx.notes.append(
                 f"logins: {logins.errors} errors, {logins.bad_status} non-2xx responses"
@@ -1132,6 +1141,7 @@ def measure_engage(ctx: Context, now: datetime) -> None:
             logins_during_storm_per_s=storm_rate,
             tokens=len(tokens),
             bare_runs_per_s=[bare_1.rate, bare_2.rate],
+            bcrypt_runs_per_s=[bcrypt_before, bcrypt_after],
         )
 
     bare_rate = (bare_1.rate + bare_2.rate) / 2
@@ -1316,7 +1326,7 @@ def render(rows: Sequence[Row]) -> str:
                 f"{row.load.p50_ms:.1f}" if row.load else "",
                 f"{row.load.p99_ms:.1f}" if row.load else "",
                 str(row.cpu) if row.cpu is not None else "",
-                f"{_number(row.ceiling)} ({row.ceiling_name})" if row.ceiling else "",
+                f"{_number(row.ceiling)} ({row.ceiling_name})" if row.ratio is not None else "",
                 f"{row.ratio:.1%}" if row.ratio is not None else "",
                 row.goal,
                 "" if row.met is None else ("yes" if row.met else "NO"),
@@ -1485,9 +1495,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     )
     runs = ctx.extra.get("bare_runs_per_s", [])
+    hashing = ctx.extra.get("bcrypt_runs_per_s", [])
     print(
-        "bare handler runs: " + ", ".join(f"{r:,.0f}" for r in runs) + " req/s;"
-        f" logins while reads ran: {ctx.extra.get('logins_during_storm_per_s', 0):.2f}/s"
+        "ceilings, each the mean of two runs: bare "
+        + " and ".join(f"{r:,.0f}" for r in runs)
+        + " req/s, bcrypt "
+        + " and ".join(f"{r:.2f}" for r in hashing)
+        + f"/s; logins while the reads ran: {ctx.extra.get('logins_during_storm_per_s', 0):.2f}/s"
     )
     if servers := ctx.extra.get("servers"):
         g, u = servers["granian"], servers["uvicorn"]
@@ -1532,6 +1546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "workers_rss_bytes": {str(k): v for k, v in rss.items()},
             "workers_uss_bytes": {str(k): v for k, v in uss.items()},
             "bare_runs_per_s": runs,
+            "bcrypt_runs_per_s": hashing,
             "logins_during_storm_per_s": ctx.extra.get("logins_during_storm_per_s"),
             "servers": ctx.extra.get("servers"),
             "load": ctx.extra.get("load"),
