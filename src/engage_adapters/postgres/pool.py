@@ -35,7 +35,7 @@ async def autocommit(pool: AsyncConnectionPool) -> AsyncIterator[psycopg.AsyncCo
 
     For repositories whose every operation is a single statement (atomic by
     itself): on a plain pooled connection each one also costs a BEGIN and a
-    COMMIT, two more round trips, which measured 9% of the CPU of an
+    COMMIT, two more round trips, which measured 8-9% of the CPU of an
     authenticated read for the session check alone. The pool puts the
     connection back in transaction mode when it returns.
     """
