@@ -64,6 +64,7 @@ from typing import Any
 
 import psycopg
 from attrs import asdict, frozen
+from common import positive, table
 
 from engage_adapters.embedded_pg import embedded_bin_dir, start_embedded
 from engage_adapters.postgres.bulk import _INSERT, _STAGING
@@ -429,33 +430,18 @@ def render(steps: Sequence[Step], raw: Step) -> str:
         )
         for s in steps
     ]
-    widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
-
-    def fmt(row: Sequence[str]) -> str:
-        first = row[0].ljust(widths[0])
-        rest = [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
-        return "  ".join([first, *rest])
-
-    rule = "-" * len(fmt(header))
-    return "\n".join([fmt(header), rule, *(fmt(row) for row in lines)])
+    return table(header, lines)
 
 
 # --- main -----------------------------------------------------------------------
-
-
-def _positive(text: str) -> int:
-    value = int(text.replace("_", ""))
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Time `engage metrics backfill` against a raw \\copy of the same CSV."
     )
-    parser.add_argument("--rows", type=_positive, default=1_000_000)
-    parser.add_argument("--users", type=_positive, default=1_000)
+    parser.add_argument("--rows", type=positive, default=1_000_000)
+    parser.add_argument("--users", type=positive, default=1_000)
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument(
         "--database-url", help="an empty, scratch database (default: a temporary embedded one)"

@@ -73,6 +73,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 from attrs import asdict, frozen
+from common import positive, table
 from psycopg_pool import AsyncConnectionPool
 
 from engage_adapters.clock import SystemClock
@@ -484,15 +485,7 @@ def render(results: Sequence[Result]) -> str:
         )
         for r in results
     ]
-    widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
-
-    def fmt(row: Sequence[str]) -> str:
-        first = row[0].ljust(widths[0])
-        rest = [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
-        return "  ".join([first, *rest])
-
-    rule = "-" * len(fmt(header))
-    return "\n".join([fmt(header), rule, *(fmt(row) for row in lines)])
+    return table(header, lines)
 
 
 def _mib(size: int) -> str:
@@ -502,22 +495,15 @@ def _mib(size: int) -> str:
 # --- main -----------------------------------------------------------------------
 
 
-def _positive(text: str) -> int:
-    value = int(text.replace("_", ""))
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Load N metrics for M users, then time dashboard reads (p50/p95/p99)."
     )
-    parser.add_argument("--users", type=_positive, default=1_000)
-    parser.add_argument("--metrics", type=_positive, default=1_000_000)
-    parser.add_argument("--samples", type=_positive, default=200, help="timed calls per read")
+    parser.add_argument("--users", type=positive, default=1_000)
+    parser.add_argument("--metrics", type=positive, default=1_000_000)
+    parser.add_argument("--samples", type=positive, default=200, help="timed calls per read")
     parser.add_argument("--warmup", type=int, default=50, help="untimed calls per read first")
-    parser.add_argument("--chunk", type=_positive, default=250_000, help="rows per COPY")
+    parser.add_argument("--chunk", type=positive, default=250_000, help="rows per COPY")
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument(
         "--database-url", help="an empty, scratch database (default: a temporary embedded one)"

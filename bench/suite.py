@@ -87,6 +87,7 @@ import bcrypt
 import psutil
 import psycopg
 from attrs import asdict, define, frozen
+from common import positive, table
 
 from engage_adapters.bcrypt_hasher import BcryptPasswordHasher
 from engage_adapters.embedded_pg import embedded_bin_dir, start_embedded
@@ -1332,14 +1333,7 @@ def render(rows: Sequence[Row]) -> str:
                 "" if row.met is None else ("yes" if row.met else "NO"),
             )
         )
-    widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
-
-    def fmt(line: Sequence[str]) -> str:
-        cells = [line[0].ljust(widths[0])]
-        cells += [cell.rjust(width) for cell, width in zip(line[1:], widths[1:], strict=True)]
-        return "  ".join(cells).rstrip()
-
-    return "\n".join([fmt(header), "-" * len(fmt(header)), *(fmt(line) for line in lines)])
+    return table(header, lines)
 
 
 # --- main -----------------------------------------------------------------------------
@@ -1349,32 +1343,25 @@ class TimeLimit(Exception):
     pass
 
 
-def _positive(text: str) -> int:
-    value = int(text.replace("_", ""))
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="engage-suite over HTTP against the machine's limits, in one run."
     )
-    parser.add_argument("--users", type=_positive, default=10_000)
-    parser.add_argument("--metrics", type=_positive, default=1_000_000)
+    parser.add_argument("--users", type=positive, default=10_000)
+    parser.add_argument("--metrics", type=positive, default=1_000_000)
     parser.add_argument("--backfill-rows", type=int, default=1_000_000, help="0: skip it")
-    parser.add_argument("--workers", type=_positive, default=2, help="server worker processes")
+    parser.add_argument("--workers", type=positive, default=2, help="server worker processes")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per timed run")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per run")
     parser.add_argument("--login-duration", type=float, default=10.0)
     parser.add_argument("--bcrypt-duration", type=float, default=5.0)
-    parser.add_argument("--connections", type=_positive, default=32, help="for throughput runs")
-    parser.add_argument("--login-connections", type=_positive, default=8)
-    parser.add_argument("--summary-connections", type=_positive, default=4)
-    parser.add_argument("--batch-connections", type=_positive, default=8)
-    parser.add_argument("--storm-connections", type=_positive, default=8)
-    parser.add_argument("--threads", type=_positive, default=2, help="wrk threads")
-    parser.add_argument("--tokens", type=_positive, default=64, help="users the reads spread over")
+    parser.add_argument("--connections", type=positive, default=32, help="for throughput runs")
+    parser.add_argument("--login-connections", type=positive, default=8)
+    parser.add_argument("--summary-connections", type=positive, default=4)
+    parser.add_argument("--batch-connections", type=positive, default=8)
+    parser.add_argument("--storm-connections", type=positive, default=8)
+    parser.add_argument("--threads", type=positive, default=2, help="wrk threads")
+    parser.add_argument("--tokens", type=positive, default=64, help="users the reads spread over")
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--wrk", help="path of wrk (default: from PATH)")
     parser.add_argument("--redis", action="store_true", help="a valkey-server as ENGAGE_REDIS_URL")
