@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import sys
+import threading
 from collections.abc import AsyncIterator
 
 import bcrypt
@@ -175,3 +178,27 @@ async def test_bcrypt_hashes_off_the_event_loop(
 
     # Had hashing blocked the loop, the ticker could not have run in between.
     assert ticks >= 4
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+async def test_bcrypt_hashes_at_the_lowest_cpu_priority(
+    bcrypt_hashers: list[BcryptPasswordHasher],
+) -> None:
+    # A login storm must not take the cores from the event loop's requests.
+    hasher = BcryptPasswordHasher(rounds=4)
+    bcrypt_hashers.append(hasher)
+    seen: list[tuple[int, int]] = []
+    real_hash_now = hasher.hash_now
+
+    def noting_priority(password: Password) -> str:
+        seen.append(
+            (threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        )
+        return real_hash_now(password)
+
+    hasher.hash_now = noting_priority  # type: ignore[method-assign]
+    await asyncio.gather(*(hasher.hash(CORRECT) for _ in range(4)))
+
+    assert [priority for _, priority in seen] == [19] * 4
+    # The event loop's own thread keeps the process's priority.
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) < 19
