@@ -30,7 +30,6 @@ REFRESH_COOKIE = "engage_refresh"
 REFRESH_PATH = "/api/auth"
 CSRF_COOKIE = "csrftoken"
 CSRF_HEADER = "x-csrftoken"
-_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _SESSION_COOKIES = (f"{ACCESS_COOKIE}=".encode(), f"{REFRESH_COOKIE}=".encode())
 
 
@@ -164,20 +163,62 @@ def csrf_config(policy: HttpPolicy) -> CSRFConfig:
 class CookieSessionCSRFMiddleware(MiddlewareProtocol):
     """Litestar's CSRF check, for the requests it protects: state changes
     authenticated by a session cookie. A request with a bearer token, or with
-    no session cookie at all, cannot ride on a browser's ambient credentials."""
+    no session cookie at all, cannot ride on a browser's ambient credentials.
+
+    Safe methods do what Litestar's middleware does for them (pass, and set the
+    ``csrftoken`` cookie on the response when the request brought none) without
+    building a Request and parsing every header and cookie: that measured 7% of
+    the CPU of an authenticated read.
+    """
 
     def __init__(self, app: ASGIApp, config: CSRFConfig) -> None:
         self.app = app
         self.checked = CSRFMiddleware(app, config)
+        self._secret = config.secret
+        self._safe_methods = frozenset(config.safe_methods)
+        # The cookie's attributes as Litestar renders them, after "csrftoken=<token>".
+        rendered = Cookie(
+            key=config.cookie_name,
+            value="-",
+            path=config.cookie_path,
+            secure=config.cookie_secure,
+            httponly=config.cookie_httponly,
+            samesite=config.cookie_samesite,
+            domain=config.cookie_domain,
+        ).to_header(header="")
+        self._cookie_prefix = f"{config.cookie_name}=".encode()
+        self._cookie_attributes = rendered.partition(";")[2].encode("latin-1")
+        self._cookie_name = config.cookie_name
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == ScopeType.HTTP
-            and scope["method"] not in _SAFE_METHODS
-            and not _rides_on_session_cookie(scope)
-        ):
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
-            return
+        elif scope["method"] in self._safe_methods:
+            if _has_cookie(scope, self._cookie_name):
+                await self.app(scope, receive, send)
+            else:
+                await self.app(scope, receive, self._issuing_token(send))
+        elif _rides_on_session_cookie(scope):
+            await self._check(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    def _issuing_token(self, send: Send) -> Send:
+        header = (
+            self._cookie_prefix
+            + generate_csrf_token(self._secret).encode("ascii")
+            + b";"
+            + self._cookie_attributes
+        )
+
+        async def with_token(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), (b"set-cookie", header)]
+            await send(message)
+
+        return with_token
+
+    async def _check(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
 
         async def noting_start(message: Message) -> None:
@@ -195,6 +236,20 @@ class CookieSessionCSRFMiddleware(MiddlewareProtocol):
             request: Request[Any, Any, Any] = Request(scope, receive)
             response = render(request, exc).to_asgi_response(app=None, request=request)
             await response(scope, receive, send)
+
+
+def _cookie_headers(scope: Scope) -> list[bytes]:
+    return [value for name, value in scope["headers"] if name == b"cookie"]
+
+
+def _has_cookie(scope: Scope, name: str) -> bool:
+    """Whether the request brings a non-empty cookie of this name."""
+    for header in _cookie_headers(scope):
+        for pair in header.decode("latin-1").split(";"):
+            key, _, value = pair.partition("=")
+            if key.strip() == name and value.strip().strip('"'):
+                return True
+    return False
 
 
 def _rides_on_session_cookie(scope: Scope) -> bool:

@@ -326,6 +326,23 @@ async def test_any_get_response_sets_the_csrf_cookie(client: httpx.AsyncClient, 
     assert client.cookies["csrftoken"]
 
 
+async def test_a_get_keeps_the_csrf_cookie_the_browser_already_has(
+    client: httpx.AsyncClient, api: Any
+) -> None:
+    first = (await client.get("/healthz")).cookies["csrftoken"]
+
+    again = await client.get("/healthz")
+
+    assert "csrftoken" not in set_cookies(again)
+    assert client.cookies["csrftoken"] == first
+    # The token issued on a GET is one the CSRF check accepts.
+    await api.sign_up("ada@example.com")
+    await api.log_in("ada@example.com")
+    assert client.cookies["csrftoken"] == first
+    response = await client.post("/api/auth/logout", headers={"X-CSRFToken": first})
+    assert response.status_code == 204, response.text
+
+
 @pytest.mark.parametrize("path", ["/api/auth/signup", "/api/auth/login", "/api/auth/token"])
 async def test_signing_in_needs_no_csrf_token_even_with_old_session_cookies(
     client: httpx.AsyncClient, api: Any, new_browser: Browser, path: str
