@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import os
@@ -53,11 +54,10 @@ def _yield_to_requests() -> None:
     rate when nothing else runs and reads keep theirs when they do. Linux
     gives each thread its own nice value; elsewhere this is a no-op.
     """
-    if hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
-        try:
+    # Not permitted here (OSError): hash at the process's priority.
+    if hasattr(os, "setpriority"):
+        with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        except OSError:  # not permitted here: hash at the process's priority
-            pass
 
 
 class BcryptPasswordHasher:

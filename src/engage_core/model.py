@@ -133,6 +133,14 @@ class MetricType:
     def __str__(self) -> str:
         return self.value
 
+    @classmethod
+    def stored(cls, value: str) -> MetricType:
+        """A metric type read back from storage, which took it only after it was
+        validated: not checked again on every read."""
+        made = object.__new__(cls)
+        object.__setattr__(made, "value", value)
+        return made
+
 
 def _to_decimal(raw: object) -> Decimal:
     if type(raw) is str:
@@ -198,6 +206,14 @@ class MetricValue:
 
     def __str__(self) -> str:
         return str(self.value)
+
+    @classmethod
+    def stored(cls, value: Decimal) -> MetricValue:
+        """A value read back from storage, which took it only after it was
+        validated (and had its trailing zeros dropped): not checked again."""
+        made = object.__new__(cls)
+        object.__setattr__(made, "value", value)
+        return made
 
 
 def _to_utc(raw: object) -> datetime:

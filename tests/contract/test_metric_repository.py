@@ -148,6 +148,28 @@ async def test_add_many_stores_every_draft_and_returns_their_count(
     assert all(before.id < m.id < after.id for m in stored if m.id not in {before.id, after.id})
 
 
+@pytest.mark.parametrize(
+    "spelling", ["1.50", "1E+2", "-0", "0.000", "2.5e-3", "100", "-12.340", "0.1000000000000001"]
+)
+async def test_values_read_back_print_as_they_were_validated(
+    metric_repository: Subject[MetricRepository], spelling: str
+) -> None:
+    repo, user_id = metric_repository.impl, await metric_repository.new_user()
+    at = datetime(2025, 6, 1, tzinfo=UTC)
+    validated = MetricValue(spelling)
+    await repo.add(user_id, _draft("single", spelling, at))
+    await repo.add_many(user_id, [_draft("batch", spelling, at)])
+
+    read = await repo.page(user_id, EVERYTHING)
+
+    assert [str(m.metric_value) for m in read] == [str(validated)] * 2
+    assert [m.metric_value for m in read] == [validated] * 2
+    assert {hash(m.metric_type) for m in read} == {
+        hash(MetricType("single")),
+        hash(MetricType("batch")),
+    }
+
+
 async def test_add_many_of_nothing_stores_nothing(
     metric_repository: Subject[MetricRepository],
 ) -> None:

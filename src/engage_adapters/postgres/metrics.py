@@ -64,11 +64,12 @@ def _ceil_slot(moment: datetime) -> datetime:
 
 
 def _metric(user_id: UUID, row: tuple[Any, ...]) -> EngagementMetric:
+    # Rows were validated on their way in: reads do not check them again.
     return EngagementMetric(
         id=row[0],
         user_id=user_id,
-        metric_type=MetricType(row[1]),
-        metric_value=MetricValue(row[2]),
+        metric_type=MetricType.stored(row[1]),
+        metric_value=MetricValue.stored(row[2]),
         recorded_at=row[3],
     )
 
@@ -179,6 +180,6 @@ class PostgresMetricRepository:
             )
         # Sorted here, not by the database's collation: the same order as the reference.
         return [
-            Series(metric_type=MetricType(t), points=tuple(sorted(p, key=lambda x: x.start)))
+            Series(metric_type=MetricType.stored(t), points=tuple(sorted(p, key=lambda x: x.start)))
             for t, p in sorted(series.items())
         ]
