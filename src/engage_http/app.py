@@ -30,6 +30,7 @@ from engage_http.controllers.ops import OpsController
 from engage_http.metrics_export import exporting
 from engage_http.observability import RequestIdMiddleware
 from engage_http.problems import EXCEPTION_HANDLERS
+from engage_http.route_metrics import RouteMetricsMiddleware
 
 MAX_BODY_BYTES = 1024 * 1024
 ServicesFactory = Callable[[], AbstractAsyncContextManager[Services]]
@@ -41,7 +42,12 @@ def create_app(services: ServicesFactory, policy: HttpPolicy) -> Litestar:
     ``services`` is entered in the app's lifespan (inside the server's event
     loop) and closed at shutdown; tests pass one over fakes or over PostgreSQL.
     """
-    prometheus = PrometheusConfig(app_name="engage", prefix="engage", group_path=True)
+    prometheus = PrometheusConfig(
+        app_name="engage",
+        prefix="engage",
+        group_path=True,
+        middleware_class=RouteMetricsMiddleware,
+    )
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

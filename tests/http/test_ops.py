@@ -102,12 +102,17 @@ def database_down() -> None:
 async def test_readyz_is_503_while_the_database_is_unreachable(
     database_down: None, client: httpx.AsyncClient
 ) -> None:
+    errors = {"method": "GET", "path": "/readyz", "status_code": "503"}
+    before = sample((await client.get("/metrics")).text, "engage_requests_error_total", **errors)
+
     response = await client.get("/readyz")
 
     assert response.status_code == 503
     body = response.json()
     assert body["status"] != "ok"
     assert body["checks"]["database"] != "ok"
+    after = sample((await client.get("/metrics")).text, "engage_requests_error_total", **errors)
+    assert after == before + 1  # a 5xx is counted as an error
 
 
 async def test_healthz_stays_200_while_the_database_is_unreachable(
@@ -147,10 +152,12 @@ async def test_metrics_is_prometheus_text_counting_requests_by_route_and_status(
     healthz = {"method": "GET", "path": "/healthz", "status_code": "200"}
     me = {"method": "GET", "path": "/api/auth/me", "status_code": "401"}
     for labels, count in [(healthz, 2), (me, 1)]:
-        grown = sample(response.text, "engage_requests_total", **labels) - sample(
-            before, "engage_requests_total", **labels
-        )
-        assert grown == count
+        for name in ("engage_requests_total", "engage_request_duration_seconds_count"):
+            grown = sample(response.text, name, **labels) - sample(before, name, **labels)
+            assert grown == count, name
+    in_progress = {"method": "GET", "path": "/healthz"}
+    assert sample(response.text, "engage_requests_in_progress", **in_progress) == 0
+    assert sample(response.text, "engage_requests_in_progress", path="/metrics") == 1
 
 
 # --- OpenAPI ------------------------------------------------------------------------------
