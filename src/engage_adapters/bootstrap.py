@@ -27,7 +27,7 @@ from engage_adapters.postgres import migrate
 from engage_adapters.postgres.bulk import PostgresBulkMetricStore
 from engage_adapters.postgres.idempotency import PostgresIdempotencyStore
 from engage_adapters.postgres.metrics import PostgresMetricRepository
-from engage_adapters.postgres.pool import open_pool, ping
+from engage_adapters.postgres.pool import DEFAULT_POOL_SIZE, open_pool, ping
 from engage_adapters.postgres.sessions import PostgresSessionRepository
 from engage_adapters.postgres.users import PostgresUserRepository
 from engage_adapters.redis_breaker import (
@@ -187,7 +187,7 @@ async def build_services(
             if upgrade:
                 await migrate.upgrade(conninfo)
             await migrate.require_current(conninfo)
-            pool = await open_pool(conninfo)
+            pool = await open_pool(conninfo, max_size=settings.db_pool_size or DEFAULT_POOL_SIZE)
             stack.push_async_callback(pool.close)
             users = PostgresUserRepository(pool)
             metrics = PostgresMetricRepository(pool)

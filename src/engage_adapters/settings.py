@@ -62,6 +62,9 @@ class Settings:
     log_level: str = "INFO"
     auth_rate_per_minute: int = 30
     login_failures_per_email: int = 5
+    # Database connections one process keeps at most; None: DEFAULT_DB_POOL_SIZE,
+    # or fewer per worker when `engage serve` would otherwise pass max_connections.
+    db_pool_size: int | None = None
 
     def cookies_secure_for(self, host: str) -> bool:
         """Whether cookies get the Secure flag when serving on ``host``."""
@@ -201,6 +204,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "LOG_LEVEL": ("log_level", _log_level),
     "AUTH_RATE_PER_MINUTE": ("auth_rate_per_minute", _integer(1, 1_000_000)),
     "LOGIN_FAILURES_PER_EMAIL": ("login_failures_per_email", _integer(1, 1_000)),
+    "DB_POOL_SIZE": ("db_pool_size", _integer(1, 1_000)),
 }
 KNOWN_VARIABLES = tuple(PREFIX + name for name in _FIELDS)
 

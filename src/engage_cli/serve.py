@@ -15,7 +15,8 @@ import typer
 
 from engage_adapters.bootstrap import database_url
 from engage_adapters.postgres import migrate
-from engage_adapters.settings import load_settings, resolve_jwt_secret
+from engage_adapters.postgres.pool import HEADROOM, connection_budget, pool_size_per_worker
+from engage_adapters.settings import Settings, load_settings, resolve_jwt_secret
 from engage_cli.errors import fail, reported_errors
 from engage_http.asgi import BIND_HOST_VARIABLE
 
@@ -42,10 +43,13 @@ def serve(
         conninfo = database_url(settings)
         for migration in asyncio.run(migrate.upgrade(conninfo)):
             typer.echo(f"applied {migration.filename}", err=True)
+        pool_size = _pool_size(settings, workers, asyncio.run(connection_budget(conninfo)))
     _check_port_free(host, port)
     # Workers inherit these: the same database (the embedded one this process
-    # holds open) and the bind address that decides the Secure-cookie default.
+    # holds open), their pool's size, and the bind address that decides the
+    # Secure-cookie default.
     os.environ["ENGAGE_DATABASE_URL"] = conninfo
+    os.environ["ENGAGE_DB_POOL_SIZE"] = str(pool_size)
     os.environ[BIND_HOST_VARIABLE] = host
     metrics_dir = _prometheus_multiprocess_dir(workers)
 
@@ -74,6 +78,21 @@ def server_options(workers: int) -> dict[str, Any]:
         "log_access": False,  # the app logs each request as JSON, with its request id
         "workers_kill_timeout": 30,  # SIGTERM: in-flight requests get 30 s to finish
     }
+
+
+def _pool_size(settings: Settings, workers: int, budget: int) -> int:
+    """Each worker's database pool: ENGAGE_DB_POOL_SIZE, or as many as the
+    server's max_connections allows for this many workers (at most 10)."""
+    size = settings.db_pool_size or pool_size_per_worker(workers, budget)
+    if workers * size > budget - HEADROOM:
+        typer.echo(
+            f"warning: {workers} workers x {size} database connections exceed what the"
+            f" database allows ({budget} connections, {HEADROOM} kept for the CLI and"
+            " backups); requests may wait or fail: lower --workers or ENGAGE_DB_POOL_SIZE,"
+            " or raise the server's max_connections",
+            err=True,
+        )
+    return size
 
 
 def _check_port_free(host: str, port: int) -> None:

@@ -46,3 +46,29 @@ def test_bad_settings_are_one_line_and_exit_1() -> None:
 def test_an_unknown_command_is_a_usage_error() -> None:
     result = runner.invoke(app, ["frobnicate"])
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("variables", "workers", "size", "warned"),
+    [
+        ({}, 2, 10, False),
+        ({}, 16, 5, False),  # sized down to fit max_connections
+        ({}, 200, 1, True),  # cannot fit: one each, and a warning
+        ({"ENGAGE_DB_POOL_SIZE": "3"}, 4, 3, False),
+        ({"ENGAGE_DB_POOL_SIZE": "50"}, 4, 50, True),  # as configured, with a warning
+    ],
+)
+def test_serve_sizes_each_workers_pool_within_max_connections(
+    capsys: pytest.CaptureFixture[str],
+    variables: dict[str, str],
+    workers: int,
+    size: int,
+    warned: bool,
+) -> None:
+    from engage_adapters.settings import load_settings
+    from engage_cli.serve import _pool_size
+
+    assert _pool_size(load_settings(variables), workers, budget=97) == size
+    warning = capsys.readouterr().err
+    assert ("exceed what the database allows" in warning) is warned
+    assert warning.count("\n") == (1 if warned else 0)

@@ -27,6 +27,7 @@ def test_defaults_follow_the_contract() -> None:
     assert settings.login_failures_per_email == 5
     assert settings.cors_origins == ()
     assert settings.jwt_algorithm == "HS256"
+    assert settings.db_pool_size is None  # sized by `engage serve` for its workers
 
 
 def test_values_are_parsed() -> None:
@@ -40,8 +41,10 @@ def test_values_are_parsed() -> None:
             "ENGAGE_COOKIE_SECURE": "off",
             "ENGAGE_LOG_LEVEL": "debug",
             "ENGAGE_JWT_SECRET": SECRET,
+            "ENGAGE_DB_POOL_SIZE": "4",
         }
     )
+    assert settings.db_pool_size == 4
     assert settings.bcrypt_rounds == 10
     assert settings.access_ttl == timedelta(minutes=5)
     assert settings.refresh_ttl == timedelta(days=7)
@@ -60,11 +63,13 @@ def test_every_fault_is_reported_at_once_one_line_each() -> None:
                 "ENGAGE_DATABASE_URL": "mysql://x",
                 "ENGAGE_CORS_ORIGINS": "*",
                 "ENGAGE_COOKIE_SECURE": "maybe",
+                "ENGAGE_DB_POOL_SIZE": "0",
             }
         )
     faults = caught.value.faults
-    assert len(faults) == 6
-    for name in ("JWT_SECRET", "BCRYPT_ROUNDS", "ACCESS_TTL", "DATABASE_URL", "CORS_ORIGINS"):
+    assert len(faults) == 7
+    names = ("JWT_SECRET", "BCRYPT_ROUNDS", "ACCESS_TTL", "DATABASE_URL", "CORS_ORIGINS")
+    for name in (*names, "DB_POOL_SIZE"):
         assert any(f.startswith(f"ENGAGE_{name} ") for f in faults), name
     assert all("\n" not in f for f in faults)
 

@@ -11,9 +11,36 @@ from psycopg_pool import AsyncConnectionPool
 
 # Every session speaks UTC, so timestamptz values come back in UTC.
 _OPTIONS = "-c TimeZone=UTC -c application_name=engage"
+# A worker is one event loop on one core: a handful of connections keep it busy
+# (each request holds one for a single statement), more only queue in PostgreSQL.
+DEFAULT_POOL_SIZE = 10
+# Connections left for everything but the workers: the CLI, backups, psql.
+HEADROOM = 10
 
 
-async def open_pool(conninfo: str, *, min_size: int = 1, max_size: int = 10) -> AsyncConnectionPool:
+async def connection_budget(conninfo: str) -> int:
+    """How many connections the server lets ordinary roles open at once:
+    max_connections less the slots it reserves for superusers and others."""
+    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT sum(setting::int * CASE name WHEN 'max_connections' THEN 1 ELSE -1 END)"
+            " FROM pg_settings"
+            " WHERE name IN ("
+            "'max_connections', 'superuser_reserved_connections', 'reserved_connections')"
+        )
+        row = await cur.fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def pool_size_per_worker(workers: int, budget: int) -> int:
+    """Each worker's pool: DEFAULT_POOL_SIZE, or fewer so that all the workers
+    together stay within ``budget`` less HEADROOM (at least one each)."""
+    return max(1, min(DEFAULT_POOL_SIZE, (budget - HEADROOM) // workers))
+
+
+async def open_pool(
+    conninfo: str, *, min_size: int = 1, max_size: int = DEFAULT_POOL_SIZE
+) -> AsyncConnectionPool:
     """Open a pool and wait until its first connection works (a clear error if not)."""
     pool = AsyncConnectionPool(
         conninfo,
