@@ -51,7 +51,7 @@ Ctrl-C, SIGTERM or the ``--time-limit``.
 Usage::
 
     python bench/suite.py [--json out.json] [--compare-uvicorn] [--redis]
-                          [--profile DIR] [--duration 8] [--connections 32]
+                          [--profile DIR [--profile-format raw]] [--duration 8] [--connections 32]
 """
 
 from __future__ import annotations
@@ -959,7 +959,8 @@ def profile_workers(ctx: Context, server: Server, label: str) -> list[subprocess
     ctx.args.profile.mkdir(parents=True, exist_ok=True)
     spies = []
     for worker in server.workers():
-        out = ctx.args.profile / f"{label}-{worker.pid}.svg"
+        suffix = {"flamegraph": "svg", "raw": "txt", "speedscope": "json"}[ctx.args.profile_format]
+        out = ctx.args.profile / f"{label}-{worker.pid}.{suffix}"
         spies.append(
             subprocess.Popen(  # noqa: S603
                 [
@@ -972,6 +973,8 @@ def profile_workers(ctx: Context, server: Server, label: str) -> list[subprocess
                     "--rate",
                     "250",
                     "--nonblocking",
+                    "--format",
+                    ctx.args.profile_format,
                     "-o",
                     str(out),
                 ],
@@ -1071,6 +1074,7 @@ def measure_engage(ctx: Context, now: datetime) -> None:
                 connections=args.connections,
                 label="the read's two queries alone",
             )
+        spies = profile_workers(ctx, engage, "writes")
         writes, writes_cpu = measure(
             ctx,
             engage,
@@ -1080,6 +1084,8 @@ def measure_engage(ctx: Context, now: datetime) -> None:
             args=[*token_args, str(one)],
             label="single writes",
         )
+        for spy in spies:
+            spy.wait(timeout=60)
         bare_2, bare_cpu_2 = measure(
             ctx,
             bare,
@@ -1366,7 +1372,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--wrk", help="path of wrk (default: from PATH)")
     parser.add_argument("--redis", action="store_true", help="a valkey-server as ENGAGE_REDIS_URL")
     parser.add_argument("--compare-uvicorn", action="store_true")
-    parser.add_argument("--profile", type=Path, help="py-spy flame graphs of the reads, here")
+    parser.add_argument("--profile", type=Path, help="py-spy flame graphs of the reads and single writes, here")
+    parser.add_argument(
+        "--profile-format",
+        choices=["flamegraph", "raw", "speedscope"],
+        default="flamegraph",
+        help="py-spy's output: an SVG flame graph, collapsed stacks (text), or speedscope JSON",
+    )
     parser.add_argument("--time-limit", type=float, default=570.0, help="stop after this (s)")
     parser.add_argument("--json", type=Path, help="also write the results here as JSON")
     args = parser.parse_args(argv)
