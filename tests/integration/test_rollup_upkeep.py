@@ -9,6 +9,7 @@ with it and leave every other user's slots, shared or not, exact.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -120,3 +121,49 @@ async def test_emptying_users_with_truncate_cascade_empties_the_rollups(
         await conn.execute("TRUNCATE users CASCADE")
         row = await (await conn.execute("SELECT count(*) FROM metric_rollups")).fetchone()
     assert row == (0,)
+
+
+async def test_new_spans_overlapping_spans_and_new_spans_again_roll_up_exactly(
+    pg_pool: AsyncConnectionPool,
+) -> None:
+    # Slots of a new time span are written with a plain INSERT, slots of a span
+    # that already has some with the upsert (migration 0003): the same result.
+    users = await _users(pg_pool, 3)
+    await _insert(pg_pool, _rows(users, 2_000, seed=6))
+    await _insert(pg_pool, _rows(users[:2], 2_000, seed=7))  # the same span: upsert
+    later = [(u, t, v, at + timedelta(days=3)) for u, t, v, at in _rows(users, 2_000, seed=8)]
+    await _insert(pg_pool, later)  # a span no user has slots in yet: plain insert
+    assert sum(slot[3] for slot in await _agree(pg_pool)) == 6_000  # type: ignore[misc]
+
+
+async def test_a_slot_made_by_a_concurrent_transaction_is_added_to_not_lost(
+    pg_pool: AsyncConnectionPool,
+) -> None:
+    # The second writer does not see the first one's uncommitted slot, so it
+    # tries the plain INSERT, waits for the first to commit, fails on the key
+    # and falls back to the upsert: both metrics are counted in the one slot.
+    (user,) = await _users(pg_pool, 1)
+    row = [(user, "views", 1, T0)]
+    async with pg_pool.connection() as first:
+        await first.execute("BEGIN")
+        await first.execute(
+            "INSERT INTO engagement_metrics (user_id, metric_type, metric_value, recorded_at)"
+            " VALUES (%s, 'views', 2, %s)",
+            [user, T0 + timedelta(minutes=1)],
+        )
+        second = asyncio.create_task(_insert(pg_pool, row))
+        for _ in range(200):  # until the second writer waits for the first
+            waiting = await (
+                await first.execute(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
+            ).fetchone()
+            if waiting and waiting[0]:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the second writer never waited for the first")
+        await first.execute("COMMIT")
+    await second
+    assert [slot[3:] for slot in await _agree(pg_pool)] == [(2, 3, 1, 2)]
