@@ -17,9 +17,9 @@ for ``--users`` users is loaded, in the same run, in these ways:
   and no de-duplication; the tables are emptied again afterwards.
 * ``SQL only``         -- the backfill's own SQL from ``psql``, without its Python:
   ``\\copy`` into the same staging table, then the same ``INSERT ... SELECT``
-  (taken from ``engage_adapters.postgres.bulk``), in one transaction. What the
-  schema alone costs: the floor for any backfill that keeps the indexes, the
-  foreign key and the rollups. The tables are emptied again afterwards.
+  (taken from ``engage_adapters.postgres.bulk``), in one transaction: the
+  ``\\copy, table`` row plus staging and de-duplication, the floor for the
+  command itself. The tables are emptied again afterwards.
 * ``backfill``         -- ``engage metrics backfill FILE``, the real command in a
   subprocess: every row validated with the API's rules, COPY into a staging
   table, the unknown-email check, the de-duplicating insert into
