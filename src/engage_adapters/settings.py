@@ -25,6 +25,7 @@ from engage_adapters.bcrypt_hasher import MAX_ROUNDS, MIN_ROUNDS
 from engage_adapters.jwt_tokens import ALGORITHMS, KEY_BYTES, MIN_SECRET_BYTES
 
 log = logging.getLogger("engage.settings")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 PREFIX = "ENGAGE_"
 SECRET_FILE = "jwt-secret"
@@ -65,6 +66,8 @@ class Settings:
     # Database connections one process keeps at most; None: DEFAULT_DB_POOL_SIZE,
     # or fewer per worker when `engage serve` would otherwise pass max_connections.
     db_pool_size: int | None = None
+    # Proxies whose X-Forwarded-For names the client (for per-address limits).
+    trusted_proxies: tuple[Network, ...] = ()
 
     def cookies_secure_for(self, host: str) -> bool:
         """Whether cookies get the Secure flag when serving on ``host``."""
@@ -155,6 +158,23 @@ def _origins(text: str) -> tuple[str, ...]:
     return tuple(origins)
 
 
+def _networks(text: str) -> tuple[Network, ...]:
+    networks = []
+    for raw in text.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        if item == "*":
+            raise ValueError("may not be '*': any client could then choose its own address")
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(
+                f"{item!r} is not an IP address or network such as 10.0.0.0/8"
+            ) from None
+    return tuple(networks)
+
+
 def _log_level(text: str) -> str:
     level = text.strip().upper()
     if level not in _LOG_LEVELS:
@@ -205,6 +225,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AUTH_RATE_PER_MINUTE": ("auth_rate_per_minute", _integer(1, 1_000_000)),
     "LOGIN_FAILURES_PER_EMAIL": ("login_failures_per_email", _integer(1, 1_000)),
     "DB_POOL_SIZE": ("db_pool_size", _integer(1, 1_000)),
+    "TRUSTED_PROXIES": ("trusted_proxies", _networks),
 }
 KNOWN_VARIABLES = tuple(PREFIX + name for name in _FIELDS)
 

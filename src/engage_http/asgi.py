@@ -28,5 +28,6 @@ def app_from_environment() -> Litestar:
         cors_origins=settings.cors_origins,
         auth_rate_per_minute=settings.auth_rate_per_minute,
         csrf_secret=derive_key(secret, "csrf").hex(),
+        trusted_proxies=settings.trusted_proxies,
     )
     return create_app(lambda: build_services(settings), policy)

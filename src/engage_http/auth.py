@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from datetime import datetime
 from typing import Any
@@ -21,6 +22,7 @@ from litestar.middleware.csrf import CSRFMiddleware, generate_csrf_token
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from engage_adapters.bootstrap import Services
+from engage_adapters.settings import Network
 from engage_core.errors import Forbidden, RateLimited, Unauthorized
 from engage_core.services.auth import BrowserLogin, Principal
 from engage_http.problems import render
@@ -41,6 +43,8 @@ class HttpPolicy:
     cors_origins: tuple[str, ...]
     auth_rate_per_minute: int
     csrf_secret: str
+    # Proxies whose X-Forwarded-For is believed (ENGAGE_TRUSTED_PROXIES).
+    trusted_proxies: tuple[Network, ...] = ()
 
 
 def policy_of(request: Request[Any, Any, Any]) -> HttpPolicy:
@@ -296,7 +300,7 @@ async def limit_auth_attempts(
     """Guard: signup, login, token and refresh together, per client address."""
     policy: HttpPolicy = connection.app.state.http_policy
     services: Services = connection.app.state.services
-    address = connection.client.host if connection.client else "unknown"
+    address = client_address(connection, policy.trusted_proxies)
     decision = await services.limiter.hit(
         f"auth-address:{address}", limit=policy.auth_rate_per_minute, window=60.0
     )
@@ -305,3 +309,38 @@ async def limit_auth_attempts(
             "too many authentication requests from this address; slow down",
             retry_after=math.ceil(decision.retry_after),
         )
+
+
+def client_address(
+    connection: ASGIConnection[Any, Any, Any, Any], trusted_proxies: tuple[Network, ...]
+) -> str:
+    """The client's address: the peer's, or, when the peer is a trusted proxy, the
+    nearest address in X-Forwarded-For that is not one (each proxy appends the
+    address it was reached from, so only the entries after the last untrusted
+    one are believed; a client cannot choose its address by sending the header)."""
+    peer = connection.client.host if connection.client else "unknown"
+    if not trusted_proxies or not _is_trusted(peer, trusted_proxies):
+        return peer
+    hops = [
+        hop.strip()
+        for header in connection.headers.getall("x-forwarded-for", [])
+        for hop in header.split(",")
+    ]
+    address = peer
+    for hop in reversed(hops):
+        try:
+            parsed = ipaddress.ip_address(hop)
+        except ValueError:
+            return address  # a proxy wrote no address here: stop at the last known one
+        address = str(parsed)
+        if not _is_trusted(address, trusted_proxies):
+            return address
+    return address
+
+
+def _is_trusted(address: str, trusted_proxies: tuple[Network, ...]) -> bool:
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(parsed in network for network in trusted_proxies)

@@ -148,6 +148,7 @@ def policy(settings: Settings) -> HttpPolicy:
         cors_origins=settings.cors_origins,
         auth_rate_per_minute=settings.auth_rate_per_minute,
         csrf_secret=derive_key(JWT_SECRET.encode(), "csrf").hex(),
+        trusted_proxies=settings.trusted_proxies,
     )
 
 

@@ -3,6 +3,7 @@ telling an unknown email from a wrong password."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -231,3 +232,77 @@ async def test_unknown_email_and_wrong_password_get_the_same_answer_after_the_sa
     assert answer(bad_syntax) == answer(wrong_password)
     assert answer(short_password) == answer(wrong_password)
     assert checks_for_wrong_password == checks_for_unknown_email == 1
+
+
+# --- behind proxies (ENGAGE_TRUSTED_PROXIES) ---------------------------------------------
+
+
+def _stranger() -> str:
+    """A new unknown email each time: these tests are about addresses, not the
+    per-email limit on failed logins."""
+    return f"nobody-{uuid.uuid4().hex[:12]}@example.com"
+
+
+async def _spend_three(sender: httpx.AsyncClient, forwarded_for: str | None) -> None:
+    headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
+    for _ in range(3):
+        response = await sender.post(
+            "/api/auth/token", json=credentials(_stranger()), headers=headers
+        )
+        assert response.status_code == 401
+
+
+async def _refused(sender: httpx.AsyncClient, forwarded_for: str | None) -> bool:
+    headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
+    response = await sender.post("/api/auth/token", json=credentials(_stranger()), headers=headers)
+    assert response.status_code in (401, 429), response.text
+    return response.status_code == 429
+
+
+@pytest.mark.parametrize("environ", [{"ENGAGE_AUTH_RATE_PER_MINUTE": "3"}], indirect=True)
+async def test_without_trusted_proxies_x_forwarded_for_is_ignored(
+    environ: dict[str, str], from_address: FromAddress
+) -> None:
+    client = from_address("203.0.113.7")
+    await _spend_three(client, "198.51.100.1")
+
+    # Another claimed address does not buy another budget.
+    assert await _refused(client, "198.51.100.2")
+    assert await _refused(client, None)
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [{"ENGAGE_AUTH_RATE_PER_MINUTE": "3", "ENGAGE_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1"}],
+    indirect=True,
+)
+async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget(
+    environ: dict[str, str], from_address: FromAddress
+) -> None:
+    proxy = from_address("10.1.2.3")
+    await _spend_three(proxy, "203.0.113.7")
+
+    assert await _refused(proxy, "203.0.113.7")
+    # A client cannot escape by prepending an address: the proxy appended the real one.
+    assert await _refused(proxy, "198.51.100.50, 203.0.113.7")
+    # Through two trusted proxies, the address the outer one saw counts.
+    assert await _refused(proxy, "203.0.113.7, 192.0.2.1")
+    # Another client behind the same proxy has its own budget.
+    assert not await _refused(proxy, "203.0.113.8")
+    # The proxy's own requests (no header) count against the proxy's address.
+    await _spend_three(proxy, None)
+    assert await _refused(proxy, None)
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [{"ENGAGE_AUTH_RATE_PER_MINUTE": "3", "ENGAGE_TRUSTED_PROXIES": "10.0.0.0/8"}],
+    indirect=True,
+)
+async def test_x_forwarded_for_from_an_untrusted_peer_is_ignored(
+    environ: dict[str, str], from_address: FromAddress
+) -> None:
+    direct = from_address("203.0.113.7")
+    await _spend_three(direct, "10.9.9.9")
+
+    assert await _refused(direct, "198.51.100.3")

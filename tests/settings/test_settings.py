@@ -141,3 +141,16 @@ async def test_the_composition_root_builds_working_services(tmp_path: Path) -> N
         await services.metrics.record(principal.user_id, metric_type="clicks", metric_value=2)
         page = await services.metrics.list(principal.user_id)
     assert [m.metric_value.value for m in page.items] == [2]
+
+
+def test_trusted_proxies_are_addresses_or_networks() -> None:
+    settings = load_settings({"ENGAGE_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1 ,fd00::/8,"})
+    assert [str(n) for n in settings.trusted_proxies] == ["10.0.0.0/8", "192.0.2.1/32", "fd00::/8"]
+    assert load_settings({}).trusted_proxies == ()
+
+
+@pytest.mark.parametrize("value", ["*", "10.0.0.300", "proxy.internal", "10.0.0.0/33"])
+def test_a_bad_trusted_proxy_is_refused(value: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"ENGAGE_TRUSTED_PROXIES": value})
+    assert caught.value.faults[0].startswith("ENGAGE_TRUSTED_PROXIES ")
