@@ -1267,13 +1267,14 @@ def measure_engage(ctx: Context, now: datetime) -> None:
 
 
 def compare_uvicorn(ctx: Context) -> None:
-    """The bare handler and the authenticated read on granian and on uvicorn, same
-    workers, alternating (``--compare-uvicorn``)."""
+    """The bare handler, the authenticated read and the single write on granian and
+    on uvicorn, same workers, one server after the other (``--compare-uvicorn``)."""
     if find_spec("uvicorn") is None or find_spec("httptools") is None:
         ctx.notes.append("--compare-uvicorn: uvicorn and httptools are needed (the bench extra)")
         return
     args = ctx.args
     get_script = ctx.wrk.script("bearer-get", _LUA_BEARER_GET)
+    post_script = ctx.wrk.script("bearer-post", _LUA_BEARER_POST)
     bare_script = ctx.wrk.script("bare", "")
     token_args = [str(ctx.root / "tokens.txt")]
     results: dict[str, dict[str, float]] = {}
@@ -1299,11 +1300,22 @@ def compare_uvicorn(ctx: Context) -> None:
                 args=token_args,
                 label=f"reads on {server_name}",
             )
+            writes, writes_cpu = measure(
+                ctx,
+                server,
+                "/api/dashboard/metrics",
+                post_script,
+                connections=args.connections,
+                args=[*token_args, str(ctx.root / "one.json")],
+                label=f"single writes on {server_name}",
+            )
         results[server_name] = {
             "bare_per_s": bare.rate,
             "bare_cpu_us": bare_cpu.app_us,
             "reads_per_s": reads.rate,
             "reads_cpu_us": reads_cpu.app_us + reads_cpu.db_us,
+            "writes_per_s": writes.rate,
+            "writes_cpu_us": writes_cpu.app_us + writes_cpu.db_us,
         }
     ctx.extra["servers"] = results
 
@@ -1372,7 +1384,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--wrk", help="path of wrk (default: from PATH)")
     parser.add_argument("--redis", action="store_true", help="a valkey-server as ENGAGE_REDIS_URL")
     parser.add_argument("--compare-uvicorn", action="store_true")
-    parser.add_argument("--profile", type=Path, help="py-spy flame graphs of the reads and single writes, here")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy flame graphs of the reads and single writes, here"
+    )
     parser.add_argument(
         "--profile-format",
         choices=["flamegraph", "raw", "speedscope"],
@@ -1509,7 +1523,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f" {u['bare_per_s']:,.0f} req/s ({g['bare_cpu_us']:,.0f} vs {u['bare_cpu_us']:,.0f}"
             f" us CPU/req); authenticated reads {g['reads_per_s']:,.0f} vs"
             f" {u['reads_per_s']:,.0f} req/s ({g['reads_cpu_us']:,.0f} vs"
-            f" {u['reads_cpu_us']:,.0f} us CPU/req)"
+            f" {u['reads_cpu_us']:,.0f} us CPU/req); single writes {g['writes_per_s']:,.0f} vs"
+            f" {u['writes_per_s']:,.0f} req/s ({g['writes_cpu_us']:,.0f} vs"
+            f" {u['writes_cpu_us']:,.0f} us CPU/req)"
         )
     for note in ctx.notes:
         print(f"note: {note}")
