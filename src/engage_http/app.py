@@ -7,7 +7,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from litestar import Litestar, Request
+from litestar import Litestar, Request, Response
 from litestar.config.cors import CORSConfig
 from litestar.exceptions import ClientException
 from litestar.middleware import DefineMiddleware
@@ -23,13 +23,14 @@ from engage_http.auth import (
     CookieSessionCSRFMiddleware,
     HttpPolicy,
     csrf_config,
+    csrf_cookie_if_unrouted,
 )
 from engage_http.controllers.auth import AuthController
 from engage_http.controllers.metrics import MetricsController
 from engage_http.controllers.ops import OpsController
 from engage_http.metrics_export import exporting
 from engage_http.observability import RequestIdMiddleware
-from engage_http.problems import EXCEPTION_HANDLERS
+from engage_http.problems import EXCEPTION_HANDLERS, render
 from engage_http.route_metrics import RouteMetricsMiddleware
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -67,12 +68,20 @@ def create_app(services: ServicesFactory, policy: HttpPolicy) -> Litestar:
             DefineMiddleware(CookieSessionCSRFMiddleware, config=csrf_config(policy)),
         ],
         before_request=_require_json_bodies,
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers=dict.fromkeys(EXCEPTION_HANDLERS, _render),
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=_openapi(),
         debug=False,
         logging_config=None,  # observability.configure_logging owns the log format
     )
+
+
+def _render(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Problem details; a GET that matched no route gets the CSRF cookie too."""
+    response = render(request, exc)
+    if (cookie := csrf_cookie_if_unrouted(request)) is not None:
+        response.set_cookie(cookie)
+    return response
 
 
 def _state(policy: HttpPolicy) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import math
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from attrs import frozen
@@ -197,7 +197,9 @@ class CookieSessionCSRFMiddleware(MiddlewareProtocol):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
-        elif scope["method"] in self._safe_methods:
+            return
+        cast("dict[str, Any]", scope)[_CSRF_SEEN] = True
+        if scope["method"] in self._safe_methods:
             if _has_cookie(scope, self._cookie_name):
                 await self.app(scope, receive, send)
             else:
@@ -240,6 +242,31 @@ class CookieSessionCSRFMiddleware(MiddlewareProtocol):
             request: Request[Any, Any, Any] = Request(scope, receive)
             response = render(request, exc).to_asgi_response(app=None, request=request)
             await response(scope, receive, send)
+
+
+# Marks a request the middleware above saw. Requests that match no route (404,
+# 405) are answered before any middleware runs.
+_CSRF_SEEN = "engage.csrf_seen"
+
+
+def csrf_cookie_if_unrouted(request: Request[Any, Any, Any]) -> Cookie | None:
+    """The ``csrftoken`` cookie for a GET or HEAD that matched no route and
+    brought none: the contract has every GET response set it."""
+    if (
+        request.scope.get(_CSRF_SEEN)
+        or request.method not in ("GET", "HEAD")
+        or request.cookies.get(CSRF_COOKIE)
+    ):
+        return None
+    policy = policy_of(request)
+    return Cookie(
+        key=CSRF_COOKIE,
+        value=generate_csrf_token(policy.csrf_secret),
+        path="/",
+        httponly=False,
+        secure=policy.cookie_secure,
+        samesite="lax",
+    )
 
 
 def _cookie_headers(scope: Scope) -> list[bytes]:

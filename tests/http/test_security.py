@@ -316,7 +316,18 @@ async def test_bearer_requests_need_no_csrf_token_even_from_a_browser_with_cooki
     assert response.status_code == 201
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/api/auth/me", "/api/dashboard/metrics"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/healthz",
+        "/readyz",
+        "/api/auth/me",
+        "/api/dashboard/metrics",
+        "/api/dashboard/metrics?limit=0",  # 400
+        "/no/such/path",  # 404, answered before any middleware
+        "/api/auth/signup",  # 405
+    ],
+)
 async def test_any_get_response_sets_the_csrf_cookie(client: httpx.AsyncClient, path: str) -> None:
     response = await client.get(path)
 
