@@ -152,18 +152,21 @@ async def test_a_slot_made_by_a_concurrent_transaction_is_added_to_not_lost(
             [user, T0 + timedelta(minutes=1)],
         )
         second = asyncio.create_task(_insert(pg_pool, row))
-        for _ in range(200):  # until the second writer waits for the first
-            waiting = await (
-                await first.execute(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE wait_event_type = 'Lock' AND datname = current_database()"
-                )
-            ).fetchone()
-            if waiting and waiting[0]:
-                break
-            await asyncio.sleep(0.01)
-        else:
-            raise AssertionError("the second writer never waited for the first")
+        # Watched from another connection: within first's transaction,
+        # pg_stat_activity would answer from one snapshot.
+        async with pg_pool.connection() as watcher:
+            for _ in range(500):  # until the second writer waits for the first
+                waiting = await (
+                    await watcher.execute(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                    )
+                ).fetchone()
+                if waiting and waiting[0]:
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                raise AssertionError("the second writer never waited for the first")
         await first.execute("COMMIT")
     await second
     assert [slot[3:] for slot in await _agree(pg_pool)] == [(2, 3, 1, 2)]

@@ -108,7 +108,12 @@ class PostgresBulkMetricStore:
             " FROM engagement_metrics m JOIN users u ON u.id = m.user_id"
             " WHERE {} ORDER BY m.user_id, m.recorded_at, m.id"
         ).format(sql.SQL(" AND ").join(conditions))
-        async with self._pool.connection() as conn, conn.cursor(name="engage_export") as cur:
+        # A server-side cursor lives in a transaction (the pool's connections autocommit).
+        async with (
+            self._pool.connection() as conn,
+            conn.transaction(),
+            conn.cursor(name="engage_export") as cur,
+        ):
             cur.itersize = 5_000
             await cur.execute(query, params)
             async for email, metric_type, value, recorded_at in cur:

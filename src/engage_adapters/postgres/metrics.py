@@ -16,7 +16,6 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from engage_adapters.postgres.pool import autocommit
 from engage_core.errors import ValidationFailed
 from engage_core.model import EngagementMetric, MetricDraft, MetricType, MetricValue
 from engage_core.queries import Bucket, MetricPageQuery, Point, Series, SummaryQuery
@@ -79,7 +78,7 @@ class PostgresMetricRepository:
         self._pool = pool
 
     async def add(self, user_id: UUID, draft: MetricDraft) -> EngagementMetric:
-        async with autocommit(self._pool) as conn:
+        async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "INSERT INTO engagement_metrics (user_id, metric_type, metric_value, recorded_at)"
                 " VALUES (%s, %s, %s, %s) RETURNING id",
@@ -104,7 +103,7 @@ class PostgresMetricRepository:
         if not drafts:
             return 0
         # One statement, one round trip, one rollup upsert: all rows or none.
-        async with autocommit(self._pool) as conn:
+        async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "INSERT INTO engagement_metrics (user_id, metric_type, metric_value, recorded_at)"
                 " SELECT %s, t, v, r"
@@ -138,7 +137,7 @@ class PostgresMetricRepository:
             "SELECT id, metric_type, metric_value, recorded_at FROM engagement_metrics"
             " WHERE {conditions} ORDER BY recorded_at DESC, id DESC LIMIT %(limit)s"
         ).format(conditions=sql.SQL(" AND ").join(conditions))
-        async with autocommit(self._pool) as conn:
+        async with self._pool.connection() as conn:
             cur = await conn.execute(statement, params)
             rows = await cur.fetchall()
         return [_metric(user_id, row) for row in rows]
@@ -163,7 +162,7 @@ class PostgresMetricRepository:
             "whole_to": max(whole_to, whole_from),
         }
         try:
-            async with autocommit(self._pool) as conn:
+            async with self._pool.connection() as conn:
                 cur = await conn.execute(statement, params)
                 rows = await cur.fetchall()
         except psycopg.errors.InvalidParameterValue:

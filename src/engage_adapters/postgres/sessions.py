@@ -12,7 +12,6 @@ from uuid import UUID
 
 from psycopg_pool import AsyncConnectionPool
 
-from engage_adapters.postgres.pool import autocommit
 from engage_core.model import Session
 
 _COLUMNS = "id, user_id, family_id, token, created_at, expires_at, ended_at, end_reason"
@@ -52,17 +51,17 @@ class PostgresSessionRepository:
         self._pool = pool
 
     async def add(self, session: Session) -> None:
-        async with autocommit(self._pool) as conn:
+        async with self._pool.connection() as conn:
             await conn.execute(_INSERT, _values(session))
 
     async def get(self, session_id: UUID) -> Session | None:
-        async with autocommit(self._pool) as conn:
+        async with self._pool.connection() as conn:
             cur = await conn.execute(f"SELECT {_COLUMNS} FROM sessions WHERE id = %s", [session_id])
             row = await cur.fetchone()
         return _session(row) if row else None
 
     async def find_by_token_hash(self, token_hash: str) -> Session | None:
-        async with autocommit(self._pool) as conn:
+        async with self._pool.connection() as conn:
             cur = await conn.execute(
                 f"SELECT {_COLUMNS} FROM sessions WHERE token = %s", [token_hash]
             )
@@ -72,7 +71,7 @@ class PostgresSessionRepository:
     async def rotate(self, old_id: UUID, new: Session, at: datetime) -> bool:
         # One statement: the old session ends and the new one starts together,
         # and only if the old one was still live (a concurrent rotation loses).
-        async with autocommit(self._pool) as conn:
+        async with self._pool.connection() as conn:
             cur = await conn.execute(
                 f"""
                 WITH spent AS (
@@ -88,7 +87,7 @@ class PostgresSessionRepository:
             return cur.rowcount == 1
 
     async def end(self, session_id: UUID, at: datetime, reason: str) -> bool:
-        async with autocommit(self._pool) as conn:
+        async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "UPDATE sessions SET ended_at = %s, end_reason = %s"
                 " WHERE id = %s AND ended_at IS NULL",
@@ -97,7 +96,7 @@ class PostgresSessionRepository:
             return cur.rowcount == 1
 
     async def end_family(self, family_id: UUID, at: datetime, reason: str) -> list[UUID]:
-        async with autocommit(self._pool) as conn:
+        async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "UPDATE sessions SET ended_at = %s, end_reason = %s"
                 " WHERE family_id = %s AND ended_at IS NULL AND expires_at > %s RETURNING id",
@@ -108,7 +107,7 @@ class PostgresSessionRepository:
     async def end_all_for_user(
         self, user_id: UUID, at: datetime, reason: str, *, keep_family: UUID | None = None
     ) -> list[UUID]:
-        async with autocommit(self._pool) as conn:
+        async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "UPDATE sessions SET ended_at = %s, end_reason = %s"
                 " WHERE user_id = %s AND ended_at IS NULL AND expires_at > %s"
@@ -118,7 +117,7 @@ class PostgresSessionRepository:
             return [row[0] for row in await cur.fetchall()]
 
     async def live_ids_for_user(self, user_id: UUID, at: datetime) -> list[UUID]:
-        async with autocommit(self._pool) as conn:
+        async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT id FROM sessions"
                 " WHERE user_id = %s AND ended_at IS NULL AND expires_at > %s",
