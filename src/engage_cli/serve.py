@@ -18,7 +18,12 @@ from engage_adapters.postgres import migrate
 from engage_adapters.postgres.pool import HEADROOM, connection_budget, pool_size_per_worker
 from engage_adapters.settings import Settings, load_settings, resolve_jwt_secret
 from engage_cli.errors import fail, reported_errors
-from engage_http.asgi import BIND_HOST_VARIABLE
+from engage_http import BIND_HOST_VARIABLE
+
+# Nothing here imports engage_http.app (nor prometheus_client) at module level:
+# prometheus_client must first be imported in the workers, after
+# _prometheus_multiprocess_dir has set its directory, or they count in memory
+# and /metrics reads empty files (engage_http.asgi refuses to start then).
 
 APP_FACTORY = "engage_http.asgi:app_from_environment"
 

@@ -8,17 +8,15 @@ from litestar import Litestar
 
 from engage_adapters.bootstrap import build_services, derive_key
 from engage_adapters.settings import load_settings, resolve_jwt_secret
+from engage_http import BIND_HOST_VARIABLE
 from engage_http.app import create_app
 from engage_http.auth import HttpPolicy
 from engage_http.observability import configure_logging, init_sentry
 
-# Set by `engage serve` for its workers: the address it binds to (for the
-# Secure-cookie default).
-BIND_HOST_VARIABLE = "_ENGAGE_SERVE_BIND_HOST"
-
 
 def app_from_environment() -> Litestar:
     """Each worker process calls this once: settings, logs, Sentry, then the app."""
+    _require_shared_metrics()
     settings = load_settings()
     configure_logging(settings.log_level)
     init_sentry(settings.sentry_dsn)
@@ -31,3 +29,19 @@ def app_from_environment() -> Litestar:
         trusted_proxies=settings.trusted_proxies,
     )
     return create_app(lambda: build_services(settings), policy)
+
+
+def _require_shared_metrics() -> None:
+    """With several workers (PROMETHEUS_MULTIPROC_DIR set by ``engage serve``),
+    every metric must be kept in that directory. prometheus_client decides this
+    once, when it is first imported: imported earlier in the parent process, the
+    workers would count in memory and /metrics would show nothing."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    from prometheus_client import values
+
+    if values.ValueClass is values.MutexValue:
+        raise RuntimeError(
+            "prometheus_client was imported before PROMETHEUS_MULTIPROC_DIR was set;"
+            " the workers' metrics would not be shared"
+        )

@@ -71,3 +71,25 @@ def test_sigterm_lets_requests_in_flight_finish(server: tuple[subprocess.Popen[s
         statuses = [f.result() for f in pending]
     assert statuses == [201, 201, 201, 201]
     assert process.wait(timeout=60) == 0
+
+
+def test_metrics_add_up_every_workers_requests(pg_url: str, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "ENGAGE_DATABASE_URL": pg_url,
+        "ENGAGE_JWT_SECRET": "s" * 40,
+        "ENGAGE_DATA_DIR": str(tmp_path),
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    with running_server(env, workers=2) as (_, base):
+        for _ in range(40):  # a new connection each: the kernel spreads them over both workers
+            assert httpx.get(f"{base}/healthz").status_code == 200
+        text = httpx.get(f"{base}/metrics").text
+
+    counted = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("engage_requests_total{") and 'path="/healthz"' in line
+    )
+    assert counted == 40, text[:2000]
+    assert "engage_db_pool_connections{" in text
