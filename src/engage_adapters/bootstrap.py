@@ -172,9 +172,13 @@ async def build_services(
     async with AsyncExitStack() as stack:
         shared = None
         if settings.redis_url is not None:
-            client = open_redis(settings.redis_url)
+            client = open_redis(
+                settings.redis_url,
+                connect_timeout=settings.redis_timeout,
+                command_timeout=settings.redis_timeout,
+            )
             stack.push_async_callback(client.aclose)
-            shared = _SharedState.over(client)
+            shared = _SharedState.over(client, call_timeout=2 * settings.redis_timeout)
         users: UserRepository
         metrics: MetricRepository
         sessions: SessionRepository
@@ -273,8 +277,9 @@ class _SharedState:
     probe: Probe
 
     @classmethod
-    def over(cls, client: aioredis.Redis) -> _SharedState:
-        breaker = CircuitBreaker("redis")
+    def over(cls, client: aioredis.Redis, *, call_timeout: float) -> _SharedState:
+        # A call may take a connect and a command: twice the client's timeout.
+        breaker = CircuitBreaker("redis", call_timeout=call_timeout)
         shared_cache = RedisCache(client)
 
         async def drop_idle_connections() -> None:

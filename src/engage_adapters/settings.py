@@ -49,6 +49,8 @@ class SettingsError(Exception):
 class Settings:
     database_url: str | None = None
     redis_url: str | None = None
+    # How long one Redis connect or command may take before it counts as a failure.
+    redis_timeout: float = 0.25
     data_dir: Path = Path(platformdirs.user_data_dir("engage", appauthor=False))
     jwt_secret: str | None = None
     jwt_algorithm: str = "HS256"
@@ -108,6 +110,22 @@ def _duration(low: timedelta, high: timedelta) -> Callable[[str], timedelta]:
         value = timedelta(seconds=int(match[1]) * _UNITS[match[2]])
         if not low <= value <= high:
             raise ValueError(f"must be from {_human(low)} to {_human(high)}")
+        return value
+
+    return parse
+
+
+_SHORT_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s)?", re.ASCII)
+
+
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        match = _SHORT_DURATION.fullmatch(text.strip().lower())
+        if not match:
+            raise ValueError("must be a duration such as 0.25, 0.25s or 250ms")
+        value = float(match[1]) / (1000 if match[2] == "ms" else 1)
+        if not low <= value <= high:
+            raise ValueError(f"must be from {low:g} s to {high:g} s")
         return value
 
     return parse
@@ -210,6 +228,7 @@ def _path(text: str) -> Path:
 _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DATABASE_URL": ("database_url", _url("postgresql", "postgres")),
     "REDIS_URL": ("redis_url", _url("redis", "rediss", "unix")),
+    "REDIS_TIMEOUT": ("redis_timeout", _seconds(0.01, 10.0)),
     "DATA_DIR": ("data_dir", _path),
     "JWT_SECRET": ("jwt_secret", _secret),
     "JWT_ALGORITHM": ("jwt_algorithm", _algorithm),

@@ -133,3 +133,24 @@ async def test_a_backfill_makes_every_users_next_read_fresh(
         assert report.ok
         assert report.inserted == 1
         assert (await server.metrics.summary(ada.id)).series[0].points[0].sum == 5
+
+
+async def test_the_redis_timeout_setting_bounds_every_call(
+    tmp_path: Any, database_url: str, redis_url: str
+) -> None:
+    from engage_adapters.bootstrap import build_services
+    from engage_adapters.memory import FakePasswordHasher
+    from engage_adapters.settings import load_settings
+
+    settings = load_settings(
+        {
+            "ENGAGE_JWT_SECRET": "s" * 40,
+            "ENGAGE_DATA_DIR": str(tmp_path),
+            "ENGAGE_DATABASE_URL": database_url,
+            "ENGAGE_REDIS_URL": redis_url,
+            "ENGAGE_REDIS_TIMEOUT": "1500ms",
+        }
+    )
+    async with build_services(settings, hasher=FakePasswordHasher()) as services:
+        # A call may need a connect and a command, each given the timeout.
+        assert services.breakers["redis"].call_timeout == 3.0

@@ -154,3 +154,18 @@ def test_a_bad_trusted_proxy_is_refused(value: str) -> None:
     with pytest.raises(SettingsError) as caught:
         load_settings({"ENGAGE_TRUSTED_PROXIES": value})
     assert caught.value.faults[0].startswith("ENGAGE_TRUSTED_PROXIES ")
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [("0.25", 0.25), ("1", 1.0), ("1.5s", 1.5), ("250ms", 0.25)]
+)
+def test_the_redis_timeout_takes_seconds_or_milliseconds(value: str, seconds: float) -> None:
+    assert load_settings({"ENGAGE_REDIS_TIMEOUT": value}).redis_timeout == seconds
+    assert load_settings({}).redis_timeout == 0.25
+
+
+@pytest.mark.parametrize("value", ["0", "5ms", "11", "soon", "-1"])
+def test_a_redis_timeout_out_of_range_is_refused(value: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"ENGAGE_REDIS_TIMEOUT": value})
+    assert caught.value.faults[0].startswith("ENGAGE_REDIS_TIMEOUT ")
