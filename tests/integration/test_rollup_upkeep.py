@@ -16,6 +16,8 @@ from datetime import UTC, datetime, timedelta
 
 from psycopg_pool import AsyncConnectionPool
 
+from support.rows import insert_users
+
 T0 = datetime(2025, 6, 1, tzinfo=UTC)
 TYPES = ("views", "clicks", "a.b:c-d")
 
@@ -29,15 +31,7 @@ SELECT user_id, metric_type, engage_rollup_slot(recorded_at), count(*),
 
 
 async def _users(pool: AsyncConnectionPool, count: int) -> list[uuid.UUID]:
-    ids = [uuid.uuid4() for _ in range(count)]
-    async with pool.connection() as conn:
-        await conn.execute(
-            "INSERT INTO users (id, email, email_key, password_hash)"
-            " SELECT id, id::text || '@x.test', id::text || '@x.test', 'h'"
-            " FROM unnest(%s::uuid[]) id",
-            [ids],
-        )
-    return ids
+    return await insert_users(pool, count)
 
 
 async def _insert(

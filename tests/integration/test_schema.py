@@ -13,6 +13,7 @@ from engage_adapters.postgres.metrics import PostgresMetricRepository
 from engage_adapters.postgres.sessions import PostgresSessionRepository
 from engage_adapters.postgres.users import PostgresUserRepository
 from engage_core.model import Email, MetricDraft, Session, User
+from support.rows import insert_users
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -26,14 +27,8 @@ async def _user(pool: AsyncConnectionPool, email: str = "a@example.com") -> User
 
 
 async def _load(pool: AsyncConnectionPool, users: int, per_user: int) -> list[uuid.UUID]:
-    ids = [uuid.uuid4() for _ in range(users)]
+    ids = await insert_users(pool, users)
     async with pool.connection() as conn:
-        await conn.execute(
-            "INSERT INTO users (id, email, email_key, password_hash)"
-            " SELECT id, id::text || '@x.test', id::text || '@x.test', 'h'"
-            " FROM unnest(%s::uuid[]) id",
-            [ids],
-        )
         await conn.execute(
             "INSERT INTO engagement_metrics (user_id, metric_type, metric_value, recorded_at)"
             " SELECT u, 'type_' || (g %% 5), g, %s - g * interval '1 minute'"
