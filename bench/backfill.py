@@ -72,7 +72,7 @@ from typing import Any
 
 import psycopg
 from attrs import asdict, frozen
-from common import positive, table
+from common import external_database, positive, table
 
 from engage_adapters.embedded_pg import embedded_bin_dir, start_embedded
 from engage_adapters.postgres.bulk import _INSERT, _STAGING
@@ -452,25 +452,6 @@ def embedded_database(root: Path) -> Iterator[str]:
         get_server(root / "postgres", start=False).cleanup()
 
 
-@contextmanager
-def external_database(url: str) -> Iterator[str]:
-    """A database the caller named: refused unless empty, emptied again after."""
-    asyncio.run(upgrade(url))
-    with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT EXISTS (SELECT FROM users)").fetchone()
-    if row and row[0]:
-        raise SystemExit(
-            "bench: the database already holds users; point --database-url at a scratch database"
-        )
-    try:
-        yield url
-    finally:
-        with psycopg.connect(url) as conn:
-            conn.execute("TRUNCATE users, engagement_metrics, metric_rollups CASCADE")
-            conn.execute(f"DROP TABLE IF EXISTS {RAW_TABLE}")
-            conn.execute(f"DROP TABLE IF EXISTS {SHAPED_TABLE}")
-
-
 # --- output ---------------------------------------------------------------------
 
 
@@ -539,7 +520,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The small file's rows are older than the big file's: new rows, not re-loads.
         write_csv(small, rows=small_rows, users=args.users, end=now - HISTORY, seed=args.seed + 1)
         database = (
-            external_database(args.database_url)
+            external_database(args.database_url, scratch_tables=[RAW_TABLE])
             if args.database_url
             else embedded_database(root / "server")
         )

@@ -73,7 +73,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 from attrs import asdict, frozen
-from common import positive, table
+from common import external_database, positive, table
 from psycopg_pool import AsyncConnectionPool
 
 from engage_adapters.clock import SystemClock
@@ -437,24 +437,6 @@ def _stop_embedded(pgdata: Path) -> None:
     # The handle start_embedded opened (cached per directory); releasing the
     # last handle stops the server, so the directory can be removed.
     get_server(pgdata, start=False).cleanup()
-
-
-@contextmanager
-def external_database(url: str, *, keep: bool) -> Iterator[str]:
-    """A database the caller named: refused unless empty, emptied again after."""
-    asyncio.run(upgrade(url))
-    with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT EXISTS (SELECT FROM users)").fetchone()
-    if row and row[0]:
-        raise SystemExit(
-            "bench: the database already holds users; point --database-url at a scratch database"
-        )
-    try:
-        yield url
-    finally:
-        if not keep:
-            with psycopg.connect(url) as conn:
-                conn.execute("TRUNCATE users, engagement_metrics, metric_rollups CASCADE")
 
 
 # --- output ---------------------------------------------------------------------
