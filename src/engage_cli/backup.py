@@ -1,7 +1,12 @@
-"""`engage db backup` and `engage db restore`: verified pg_dump archives, whole restores."""
+"""`engage db backup`, `restore` and `verify`: verified pg_dump archives, whole restores, drills."""
 
 from __future__ import annotations
 
+import json
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -10,11 +15,17 @@ import typer
 
 from engage_adapters.bootstrap import database_url
 from engage_adapters.postgres import backup as archives
-from engage_adapters.settings import load_settings
+from engage_adapters.postgres import drill
+from engage_adapters.settings import Settings, load_settings
 from engage_cli import terminal
 from engage_cli.errors import fail, reported_errors
 
 DEFAULT_KEEP = 7
+
+
+def default_directory(settings: Settings) -> Path:
+    """Where `engage db backup` writes and `engage db verify` looks without a DIR."""
+    return settings.data_dir / "backups"
 
 
 def backup(
@@ -40,7 +51,7 @@ def backup(
     with reported_errors():
         settings = load_settings()
         conninfo = database_url(settings)
-        where = directory if directory is not None else settings.data_dir / "backups"
+        where = directory if directory is not None else default_directory(settings)
         written = archives.write_backup(conninfo, where, now=datetime.now(UTC))
     typer.echo(str(written.path))  # before pruning: the archive stands even if that fails
     with reported_errors():
@@ -80,3 +91,105 @@ def restore(
     )
     for table in tables:
         typer.echo(f"  {table.name}: {table.rows} row{'' if table.rows == 1 else 's'}")
+
+
+def verify(
+    backup: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="BACKUP",
+            show_default=False,
+            help="An archive, or a folder whose newest engage-*.dump is checked "
+            "(default: the newest in ENGAGE_DATA_DIR/backups).",
+        ),
+    ] = None,
+    scratch_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--scratch-dir",
+            metavar="DIR",
+            show_default=False,
+            help="Where the scratch server's temporary directory goes, with room for a "
+            "restored copy of the database (default: $TMPDIR or /tmp).",
+        ),
+    ] = None,
+    as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
+) -> None:
+    """Restore drill: prove a backup restores, in a scratch server.
+
+    Restores BACKUP into a new embedded PostgreSQL in a temporary directory
+    (never the live database, so it runs while `engage serve` does), applies
+    this version's migrations, checks every table's row count against the
+    rows in the archive and the rollups against a recomputation from the raw
+    metrics, prints a report and removes the scratch server. Exit 0 if all
+    matches; 1 with one error line on a mismatch or an unreadable archive.
+    Nightly: `engage db backup && engage db verify`.
+    """
+    with reported_errors(), _stopped_by_sigterm():
+        if backup is None:
+            path = archives.newest_backup(default_directory(load_settings()))
+        else:
+            path = archives.newest_backup(backup) if backup.is_dir() else backup
+        report = drill.verify_backup(path, scratch_parent=scratch_dir)
+    typer.echo(json.dumps(_report_json(report)) if as_json else _report_text(report))
+    if not report.ok:
+        fail(f"{path} failed the restore drill: {'; '.join(report.faults)}")
+
+
+def _report_text(report: drill.DrillReport) -> str:
+    contents = report.archive
+    lines = [
+        f"verified {contents.path} (made {contents.created_at} from database "
+        f"{contents.database}) in a scratch server"
+    ]
+    for table in report.tables:
+        rows = f"{table.restored} row{'' if table.restored == 1 else 's'}"
+        lines.append(
+            f"  {table.name}: {rows}" + ("" if table.ok else f", archive {table.archived}")
+        )
+    applied = ", ".join(report.migrations_applied) or "none pending"
+    lines.append(f"migrations applied: {applied}")
+    rollups = report.rollups
+    if rollups.ok:
+        lines.append(f"rollups: all {rollups.buckets} slots match the raw metrics")
+    else:
+        lines.append(f"rollups: {rollups.differing} of {rollups.buckets} slots differ")
+    lines.append(f"took {report.seconds:.1f} s")
+    return "\n".join(lines)
+
+
+def _report_json(report: drill.DrillReport) -> dict[str, object]:
+    contents = report.archive
+    return {
+        "archive": str(contents.path),
+        "created_at": contents.created_at,
+        "database": contents.database,
+        "ok": report.ok,
+        "tables": [
+            {"name": t.name, "rows": t.restored, "archived_rows": t.archived, "ok": t.ok}
+            for t in report.tables
+        ],
+        "migrations_applied": list(report.migrations_applied),
+        "rollups": {
+            "slots": report.rollups.buckets,
+            "differing": report.rollups.differing,
+            "first_difference": report.rollups.first_difference,
+            "ok": report.rollups.ok,
+        },
+        "faults": report.faults,
+        "seconds": round(report.seconds, 3),
+    }
+
+
+@contextmanager
+def _stopped_by_sigterm() -> Iterator[None]:
+    """A SIGTERM (systemd stopping the timer's unit) unwinds, so the scratch server is removed."""
+
+    def stop(signum: int, frame: object) -> None:
+        sys.exit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

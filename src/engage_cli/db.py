@@ -1,4 +1,4 @@
-"""`engage db`: the schema, backups and restores."""
+"""`engage db`: the schema, backups, restores and restore drills."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from engage_cli import backup
 from engage_cli.errors import reported_errors
 
 app = typer.Typer(
-    help="Database: schema upgrade and status, backup and restore.", no_args_is_help=True
+    help="Database: schema upgrade and status, backup, restore and the restore drill.",
+    no_args_is_help=True,
 )
 
 
@@ -51,3 +52,4 @@ def status() -> None:
 
 app.command()(backup.backup)
 app.command()(backup.restore)
+app.command()(backup.verify)

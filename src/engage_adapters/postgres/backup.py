@@ -132,8 +132,10 @@ def write_backup(
     except OSError as exc:
         raise BackupError(f"cannot write in {directory}: {exc.strerror}") from None
     try:
-        dbname, env = _connection(conninfo)
-        _run([tools.pg_dump, "--format=custom", f"--file={partial}", f"--dbname={dbname}"], env)
+        dbname, env = program_env(conninfo)
+        run_program(
+            [tools.pg_dump, "--format=custom", f"--file={partial}", f"--dbname={dbname}"], env
+        )
         contents = read_archive(partial, tools)
         os.replace(partial, target)
         _sync_directory(directory)
@@ -169,6 +171,19 @@ def prune_backups(directory: Path, keep: int, *, spare: Path | None = None) -> l
     return removed
 
 
+def newest_backup(directory: Path) -> Path:
+    """The newest ``engage-<timestamp>.dump`` in ``directory`` (by name: names sort by time)."""
+    try:
+        archives = [p for p in directory.iterdir() if _ARCHIVE_NAME.fullmatch(p.name)]
+    except FileNotFoundError:
+        raise BackupError(f"no backups in {directory}: it does not exist") from None
+    except OSError as exc:
+        raise BackupError(f"cannot read {directory}: {exc.strerror}") from None
+    if not archives:
+        raise BackupError(f"no backups (engage-*.dump) in {directory}; run `engage db backup`")
+    return max(archives, key=lambda p: p.name)
+
+
 def read_archive(path: Path, tools: PgTools | None = None) -> ArchiveContents:
     """The archive's table of contents; ``BackupError`` if it is not a valid archive."""
     tools = tools or find_tools()
@@ -176,7 +191,7 @@ def read_archive(path: Path, tools: PgTools | None = None) -> ArchiveContents:
         raise BackupError(f"no such file: {path}")
     if not path.is_file():
         raise BackupError(f"{path} is not a file")
-    listing = _run(
+    listing = run_program(
         [tools.pg_restore, "--list", str(path)], None, what=f"{path} is not a valid backup"
     ).splitlines()
     header = {m[1]: m[2] for m in map(_TOC_HEADER.match, listing) if m}
@@ -200,8 +215,8 @@ def restore_backup(
     """
     tools = tools or find_tools()
     contents = require_engage_archive(path, tools)
-    dbname, env = _connection(conninfo)
-    _run(
+    dbname, env = program_env(conninfo)
+    run_program(
         [
             tools.pg_restore,
             "--clean",
@@ -237,7 +252,7 @@ def describe_target(conninfo: str) -> str:
     return f"database {params.get('dbname', '?')} on {where}"
 
 
-def _connection(conninfo: str) -> tuple[str, dict[str, str]]:
+def program_env(conninfo: str) -> tuple[str, dict[str, str]]:
     """The conninfo without its password, and an environment that carries it."""
     params = conninfo_to_dict(conninfo)
     env = dict(os.environ)
@@ -247,7 +262,7 @@ def _connection(conninfo: str) -> tuple[str, dict[str, str]]:
     return make_conninfo(**{k: str(v) for k, v in params.items() if v is not None}), env
 
 
-def _run(command: Sequence[str], env: dict[str, str] | None, *, what: str = "") -> str:
+def run_program(command: Sequence[str], env: dict[str, str] | None, *, what: str = "") -> str:
     """Run a PostgreSQL program; its stdout, or ``BackupError`` with its error line."""
     try:
         completed = subprocess.run(  # noqa: S603 - fixed programs, no shell
@@ -262,32 +277,40 @@ def _run(command: Sequence[str], env: dict[str, str] | None, *, what: str = "") 
     except OSError as exc:
         raise BackupError(f"cannot run {command[0]}: {exc.strerror}") from None
     if completed.returncode != 0:
-        reason = _error_line(completed.stderr) or f"exit status {completed.returncode}"
+        reason = error_line(completed.stderr) or f"exit status {completed.returncode}"
         raise BackupError(f"{what}: {reason}" if what else reason)
     return completed.stdout
 
 
-def _error_line(stderr: str) -> str:
+def error_line(stderr: str) -> str:
     """The line that says what went wrong (pg_restore leads with context lines)."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     found = next((line for line in lines if "error:" in line), lines[0] if lines else "")
     return _PROGRAM_ERROR.sub(r"\1: ", found)  # "engage: error: pg_dump: error: ..." says it twice
 
 
-def _row_counts(conninfo: str, tables: Sequence[tuple[str, str]]) -> list[RestoredTable]:
-    counted = []
+def table_name(schema: str, table: str) -> str:
+    """``table``, or ``schema.table`` outside the public schema: how messages name a table."""
+    return table if schema == "public" else f"{schema}.{table}"
+
+
+def count_rows(conninfo: str, tables: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """``count(*)`` of each (schema, table)."""
+    counted = {}
     with psycopg.connect(conninfo, autocommit=True) as conn:
         for schema, table in tables:
             query = sql.SQL("SELECT count(*) FROM {}.{}").format(
                 sql.Identifier(schema), sql.Identifier(table)
             )
             row = conn.execute(query).fetchone()
-            counted.append(
-                RestoredTable(
-                    table if schema == "public" else f"{schema}.{table}", row[0] if row else 0
-                )
-            )
+            counted[schema, table] = row[0] if row else 0
     return counted
+
+
+def _row_counts(conninfo: str, tables: Sequence[tuple[str, str]]) -> list[RestoredTable]:
+    return [
+        RestoredTable(table_name(*key), rows) for key, rows in count_rows(conninfo, tables).items()
+    ]
 
 
 def _sync_directory(directory: Path) -> None:
