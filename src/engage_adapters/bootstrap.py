@@ -29,6 +29,7 @@ from engage_adapters.postgres.idempotency import PostgresIdempotencyStore
 from engage_adapters.postgres.metrics import PostgresMetricRepository
 from engage_adapters.postgres.pool import DEFAULT_POOL_SIZE, open_pool, ping
 from engage_adapters.postgres.sessions import PostgresSessionRepository
+from engage_adapters.postgres.transaction import PostgresUnitOfWork
 from engage_adapters.postgres.users import PostgresUserRepository
 from engage_adapters.redis_breaker import (
     BreakerState,
@@ -48,6 +49,7 @@ from engage_core.ports import (
     RateLimiter,
     SessionRepository,
     TokenIssuer,
+    UnitOfWork,
     UserRepository,
 )
 from engage_core.queries import CursorCodec
@@ -184,6 +186,7 @@ async def build_services(
         sessions: SessionRepository
         idempotency: IdempotencyStore
         bulk: BulkMetricStore
+        uow: UnitOfWork
         probes: dict[str, Probe] = {}
         pool_stats: Callable[[], dict[str, int]] | None = None
         if storage == "postgres":
@@ -199,6 +202,7 @@ async def build_services(
             # Even with Redis: written in the database that holds the rows they guard.
             idempotency = PostgresIdempotencyStore(pool)
             bulk = PostgresBulkMetricStore(pool)
+            uow = PostgresUnitOfWork(pool)
             probes["database"] = partial(ping, pool)
             pool_stats = pool.get_stats
         else:
@@ -207,6 +211,9 @@ async def build_services(
             sessions = memory_sessions = memory.InMemorySessionRepository()
             idempotency = memory_keys = memory.InMemoryIdempotencyStore()
             memory.link_cascade(memory_users, memory_metrics, memory_sessions, memory_keys)
+            uow = memory.InMemoryUnitOfWork(
+                memory_users, memory_metrics, memory_sessions, memory_keys
+            )
             bulk = memory.InMemoryBulkMetricStore(memory_users, memory_metrics)
         cache: Cache = memory.InMemoryCache()
         limiter: RateLimiter = memory.InMemoryRateLimiter()
@@ -236,6 +243,7 @@ async def build_services(
             cache=cache,
             limiter=limiter,
             clock=clock,
+            uow=uow,
             policy=policy,
         )
         yield Services(

@@ -7,13 +7,25 @@ not safe across threads or processes, only within one event loop.
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import hashlib
 import hmac
 import itertools
 import secrets
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Sequence,
+)
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 from uuid import UUID
@@ -57,6 +69,7 @@ __all__ = [
     "InMemoryRateLimiter",
     "InMemoryServices",
     "InMemorySessionRepository",
+    "InMemoryUnitOfWork",
     "InMemoryUserRepository",
     "in_memory_services",
     "link_cascade",
@@ -88,6 +101,14 @@ class InMemoryUserRepository:
         self._by_id: dict[UUID, User] = {}
         self._by_email: dict[str, UUID] = {}
         self.on_delete: list[Callable[[UUID], None]] = []
+
+    def checkpoint(self) -> Callable[[], None]:
+        by_id, by_email = copy.deepcopy((self._by_id, self._by_email))
+
+        def restore() -> None:
+            self._by_id, self._by_email = by_id, by_email
+
+        return restore
 
     async def add(self, user: User) -> None:
         key = user.email.canonical
@@ -132,6 +153,14 @@ class InMemoryMetricRepository:
     def forget_user(self, user_id: UUID) -> None:
         self._rows.pop(user_id, None)
 
+    def checkpoint(self) -> Callable[[], None]:
+        rows = copy.deepcopy(self._rows)
+
+        def restore() -> None:
+            self._rows = rows  # ids are not given back, as with a PostgreSQL sequence
+
+        return restore
+
     async def add(self, user_id: UUID, draft: MetricDraft) -> EngagementMetric:
         metric = EngagementMetric(
             id=next(self._ids),
@@ -173,6 +202,14 @@ class InMemorySessionRepository:
     def forget_user(self, user_id: UUID) -> None:
         for session_id in [s.id for s in self._by_id.values() if s.user_id == user_id]:
             del self._by_id[session_id]
+
+    def checkpoint(self) -> Callable[[], None]:
+        by_id = copy.deepcopy(self._by_id)
+
+        def restore() -> None:
+            self._by_id = by_id
+
+        return restore
 
     async def add(self, session: Session) -> None:
         self._by_id[session.id] = attrs.evolve(session)
@@ -232,6 +269,74 @@ def link_cascade(users: InMemoryUserRepository, *owned: _OwnedByUsers) -> None:
     """Make deleting a user delete what they own (metrics, sessions, idempotency
     keys) in the given fakes, as the database's ON DELETE CASCADE does."""
     users.on_delete.extend(store.forget_user for store in owned)
+
+
+class _Restorable(Protocol):
+    def checkpoint(self) -> Callable[[], None]:
+        """A function that puts the store's rows back as they are now."""
+        ...
+
+
+@define
+class _Unit:
+    owner: InMemoryUnitOfWork
+    restore: list[Callable[[], None]]
+    after_commit: list[Callable[[], Awaitable[object]]] = field(factory=list)
+    open: bool = True
+
+
+_current_unit: ContextVar[_Unit | None] = ContextVar("engage_memory_unit", default=None)
+
+
+class InMemoryUnitOfWork:
+    """Units of work over the given fakes: a block copies their rows on entry and
+    puts the copy back if it fails. Units run one at a time (a lock), but other
+    tasks' single operations do not wait: they see a unit's writes before it
+    commits, and a rollback undoes what they wrote meanwhile. Tests that need
+    isolation between tasks run over PostgreSQL."""
+
+    def __init__(self, *stores: _Restorable) -> None:
+        self._stores = stores
+        self._lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def atomic(self) -> AsyncIterator[None]:
+        outer = self._bound()
+        if outer is not None:
+            with self._block() as inner:
+                yield
+            outer.after_commit.extend(inner.after_commit)
+            return
+        async with self._lock:
+            with self._block() as unit:
+                yield
+        for action in unit.after_commit:
+            await action()
+
+    async def after_commit(self, action: Callable[[], Awaitable[object]]) -> None:
+        unit = self._bound()
+        if unit is None:
+            await action()
+        else:
+            unit.after_commit.append(action)
+
+    def _bound(self) -> _Unit | None:
+        unit = _current_unit.get()
+        return unit if unit is not None and unit.open and unit.owner is self else None
+
+    @contextmanager
+    def _block(self) -> Iterator[_Unit]:
+        unit = _Unit(self, [store.checkpoint() for store in self._stores])
+        token = _current_unit.set(unit)
+        try:
+            yield unit
+        except BaseException:
+            for restore in unit.restore:
+                restore()
+            raise
+        finally:
+            unit.open = False
+            _current_unit.reset(token)
 
 
 class FakePasswordHasher:
@@ -396,6 +501,14 @@ class InMemoryIdempotencyStore:
         for owner_key in [k for k in self._items if k[0] == user_id]:
             del self._items[owner_key]
 
+    def checkpoint(self) -> Callable[[], None]:
+        items = dict(self._items)  # its values are immutable
+
+        def restore() -> None:
+            self._items = items
+
+        return restore
+
 
 @define(kw_only=True)
 class InMemoryServices:
@@ -421,6 +534,7 @@ def in_memory_services(
     sessions = InMemorySessionRepository()
     keys = InMemoryIdempotencyStore(clock)
     link_cascade(users, metrics, sessions, keys)
+    uow = InMemoryUnitOfWork(users, metrics, sessions, keys)
     return InMemoryServices(
         clock=clock,
         users=users,
@@ -434,6 +548,7 @@ def in_memory_services(
             cache=InMemoryCache(clock),
             limiter=InMemoryRateLimiter(clock),
             clock=clock,
+            uow=uow,
             policy=policy or AuthPolicy(),
         ),
         metrics=MetricsService(

@@ -42,6 +42,7 @@ from engage_core.ports import (
     SessionRepository,
     StoredResponse,
     TokenIssuer,
+    UnitOfWork,
     UserRepository,
 )
 from engage_core.queries import (
@@ -113,6 +114,7 @@ __all__ = [
     "Timestamp",
     "TokenIssuer",
     "Unauthorized",
+    "UnitOfWork",
     "User",
     "UserRepository",
     "ValidationFailed",

@@ -8,7 +8,8 @@ tests as the real adapters.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
@@ -22,6 +23,28 @@ from engage_core.queries import MetricPageQuery, Series, SummaryQuery
 class Clock(Protocol):
     def now(self) -> datetime:
         """The current moment, timezone-aware (UTC)."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """Steps that commit together or not at all::
+
+        async with uow.atomic():
+            await users.set_password_hash(...)
+            await sessions.end_all_for_user(...)
+
+    The repositories take part in the unit in progress of the task calling them;
+    outside one, each operation commits by itself. A block inside another joins
+    it: nothing commits before the outermost block does. An error leaving a
+    block undoes what that block wrote (all of it, unless caught outside); to
+    carry on after a step that may fail, give that step a block of its own.
+    """
+
+    def atomic(self) -> AbstractAsyncContextManager[None]: ...
+
+    async def after_commit(self, action: Callable[[], Awaitable[object]]) -> None:
+        """Run ``action`` once the unit in progress commits, never if it rolls back;
+        at once outside a unit. For effects outside the database (the cache)."""
         ...
 
 

@@ -40,12 +40,14 @@ from engage_adapters.memory import (
     InMemoryMetricRepository,
     InMemoryRateLimiter,
     InMemorySessionRepository,
+    InMemoryUnitOfWork,
     InMemoryUserRepository,
     link_cascade,
 )
 from engage_adapters.postgres.idempotency import PostgresIdempotencyStore
 from engage_adapters.postgres.metrics import PostgresMetricRepository
 from engage_adapters.postgres.sessions import PostgresSessionRepository
+from engage_adapters.postgres.transaction import PostgresUnitOfWork
 from engage_adapters.postgres.users import PostgresUserRepository
 from engage_adapters.redis_breaker import CircuitBreaker, GuardedCache, GuardedRateLimiter
 from engage_adapters.redis_store import RedisCache, RedisIdempotencyStore, RedisRateLimiter
@@ -58,6 +60,7 @@ from engage_core.ports import (
     RateLimiter,
     SessionRepository,
     TokenIssuer,
+    UnitOfWork,
     UserRepository,
 )
 
@@ -188,6 +191,37 @@ IDEMPOTENCY_STORES: dict[str, Factory[Subject[IdempotencyStore]]] = {
     "memory": lambda env: memory_owned(env, InMemoryIdempotencyStore(env.clock)),
     "postgres": lambda env: postgres_owned(env, PostgresIdempotencyStore),
     "redis": lambda env: redis_keyed(env, RedisIdempotencyStore),
+    "redis-cluster": lambda env: redis_keyed(env, RedisIdempotencyStore, cluster=True),
+}
+
+# --- UnitOfWork -----------------------------------------------------------------
+
+
+@frozen
+class Transactional:
+    """A unit of work and repositories on the same storage, which take part in it."""
+
+    uow: UnitOfWork
+    users: UserRepository
+    sessions: SessionRepository
+
+
+def memory_transactional(env: Env) -> Transactional:
+    users, sessions = InMemoryUserRepository(), InMemorySessionRepository()
+    link_cascade(users, sessions)
+    return Transactional(InMemoryUnitOfWork(users, sessions), users, sessions)
+
+
+def postgres_transactional(env: Env) -> Transactional:
+    pool = env.fixture("pg_pool")
+    return Transactional(
+        PostgresUnitOfWork(pool), PostgresUserRepository(pool), PostgresSessionRepository(pool)
+    )
+
+
+UNITS_OF_WORK: dict[str, Factory[Transactional]] = {
+    "memory": memory_transactional,
+    "postgres": postgres_transactional,
 }
 
 # --- Stores keyed by plain strings ----------------------------------------------
@@ -198,11 +232,11 @@ async def any_user_id() -> UUID:
     return uuid4()
 
 
-def redis_keyed(env: Env, store: Callable[..., P]) -> Subject[P]:
-    """A Redis store on the session's server, under a key prefix of this test's own."""
-    return Subject(
-        store(env.fixture("redis_client"), prefix=f"test:{uuid4().hex}"), sleeping, any_user_id
-    )
+def redis_keyed(env: Env, store: Callable[..., P], *, cluster: bool = False) -> Subject[P]:
+    """A Redis store on the session's server (or its Redis Cluster), under a key
+    prefix of this test's own."""
+    client = env.fixture("redis_cluster_client" if cluster else "redis_client")
+    return Subject(store(client, prefix=f"test:{uuid4().hex}"), sleeping, any_user_id)
 
 
 def guarded(subject: Subject[Any], guard: Callable[[Any, CircuitBreaker], P]) -> Subject[P]:
@@ -214,6 +248,7 @@ CACHES: dict[str, Factory[Subject[Cache]]] = {
     "memory": lambda env: Subject(InMemoryCache(env.clock), advancing(env.clock), any_user_id),
     "redis": lambda env: redis_keyed(env, RedisCache),
     "redis-guarded": lambda env: guarded(redis_keyed(env, RedisCache), GuardedCache),
+    "redis-cluster": lambda env: redis_keyed(env, RedisCache, cluster=True),
 }
 RATE_LIMITERS: dict[str, Factory[Subject[RateLimiter]]] = {
     "memory": lambda env: Subject(
@@ -221,6 +256,7 @@ RATE_LIMITERS: dict[str, Factory[Subject[RateLimiter]]] = {
     ),
     "redis": lambda env: redis_keyed(env, RedisRateLimiter),
     "redis-guarded": lambda env: guarded(redis_keyed(env, RedisRateLimiter), GuardedRateLimiter),
+    "redis-cluster": lambda env: redis_keyed(env, RedisRateLimiter, cluster=True),
 }
 
 
@@ -267,6 +303,11 @@ def session_repository(request: pytest.FixtureRequest, env: Env) -> Subject[Sess
 @pytest.fixture(params=list(IDEMPOTENCY_STORES))
 def idempotency_store(request: pytest.FixtureRequest, env: Env) -> Subject[IdempotencyStore]:
     return IDEMPOTENCY_STORES[request.param](env)
+
+
+@pytest.fixture(params=list(UNITS_OF_WORK))
+def transactional(request: pytest.FixtureRequest, env: Env) -> Transactional:
+    return UNITS_OF_WORK[request.param](env)
 
 
 @pytest.fixture(params=list(CACHES))

@@ -82,6 +82,16 @@ def _cascade_user_deletion(
 
 
 @pytest.fixture
+def unit_of_work(
+    users: memory.InMemoryUserRepository,
+    metric_repository: memory.InMemoryMetricRepository,
+    sessions: memory.InMemorySessionRepository,
+    idempotency_store: memory.InMemoryIdempotencyStore,
+) -> memory.InMemoryUnitOfWork:
+    return memory.InMemoryUnitOfWork(users, metric_repository, sessions, idempotency_store)
+
+
+@pytest.fixture
 def cache(clock: memory.FakeClock) -> memory.InMemoryCache:
     return memory.InMemoryCache(clock)
 
@@ -109,6 +119,7 @@ def make_auth(
     cache: memory.InMemoryCache,
     limiter: memory.InMemoryRateLimiter,
     clock: memory.FakeClock,
+    unit_of_work: memory.InMemoryUnitOfWork,
     policy: AuthPolicy,
 ) -> Callable[[memory.FakePasswordHasher], AuthService]:
     """An AuthService over the shared fakes with the given hasher (to change its settings)."""
@@ -122,6 +133,7 @@ def make_auth(
             cache=cache,
             limiter=limiter,
             clock=clock,
+            uow=unit_of_work,
             policy=policy,
         )
 

@@ -6,6 +6,7 @@ from uuid import UUID
 
 from psycopg_pool import AsyncConnectionPool
 
+from engage_adapters.postgres.transaction import connection
 from engage_core.ports import Reservation, StoredResponse
 
 
@@ -16,7 +17,7 @@ class PostgresIdempotencyStore:
     async def reserve(
         self, owner: UUID, key: str, fingerprint: str, *, lease: float
     ) -> Reservation:
-        async with self._pool.connection() as conn:
+        async with connection(self._pool) as conn:
             # Claim the key if it is free or its holder's time ran out; otherwise
             # report the holder. One statement, so two racing requests cannot both win.
             cur = await conn.execute(
@@ -47,7 +48,7 @@ class PostgresIdempotencyStore:
     async def complete(
         self, owner: UUID, key: str, response: StoredResponse, *, ttl: float
     ) -> None:
-        async with self._pool.connection() as conn:
+        async with connection(self._pool) as conn:
             await conn.execute(
                 "UPDATE idempotency_keys SET status = %s, body = %s,"
                 " expires_at = now() + make_interval(secs => %s)"
@@ -56,13 +57,13 @@ class PostgresIdempotencyStore:
             )
 
     async def release(self, owner: UUID, key: str) -> None:
-        async with self._pool.connection() as conn:
+        async with connection(self._pool) as conn:
             await conn.execute(
                 "DELETE FROM idempotency_keys WHERE owner = %s AND key = %s AND status IS NULL",
                 [owner, key],
             )
 
     async def purge_expired(self) -> int:
-        async with self._pool.connection() as conn:
+        async with connection(self._pool) as conn:
             cur = await conn.execute("DELETE FROM idempotency_keys WHERE expires_at <= now()")
             return cur.rowcount

@@ -1,8 +1,8 @@
 """Engagement metrics in PostgreSQL: keyset pages and summaries from rollups.
 
 Every operation is one statement (a batch is one INSERT, whose rollup trigger
-runs inside it), so each runs in autocommit: atomic all the same, and without
-the BEGIN and COMMIT round trips.
+runs inside it), so outside a unit of work each runs in autocommit: atomic all
+the same, and without the BEGIN and COMMIT round trips.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
+from engage_adapters.postgres.transaction import connection
 from engage_core.errors import ValidationFailed
 from engage_core.model import EngagementMetric, MetricDraft, MetricType, MetricValue
 from engage_core.queries import Bucket, MetricPageQuery, Point, Series, SummaryQuery
@@ -78,7 +79,7 @@ class PostgresMetricRepository:
         self._pool = pool
 
     async def add(self, user_id: UUID, draft: MetricDraft) -> EngagementMetric:
-        async with self._pool.connection() as conn:
+        async with connection(self._pool) as conn:
             cur = await conn.execute(
                 "INSERT INTO engagement_metrics (user_id, metric_type, metric_value, recorded_at)"
                 " VALUES (%s, %s, %s, %s) RETURNING id",
@@ -103,7 +104,7 @@ class PostgresMetricRepository:
         if not drafts:
             return 0
         # One statement, one round trip, one rollup upsert: all rows or none.
-        async with self._pool.connection() as conn:
+        async with connection(self._pool) as conn:
             cur = await conn.execute(
                 "INSERT INTO engagement_metrics (user_id, metric_type, metric_value, recorded_at)"
                 " SELECT %s, t, v, r"
@@ -137,7 +138,7 @@ class PostgresMetricRepository:
             "SELECT id, metric_type, metric_value, recorded_at FROM engagement_metrics"
             " WHERE {conditions} ORDER BY recorded_at DESC, id DESC LIMIT %(limit)s"
         ).format(conditions=sql.SQL(" AND ").join(conditions))
-        async with self._pool.connection() as conn:
+        async with connection(self._pool) as conn:
             cur = await conn.execute(statement, params)
             rows = await cur.fetchall()
         return [_metric(user_id, row) for row in rows]
@@ -162,7 +163,7 @@ class PostgresMetricRepository:
             "whole_to": max(whole_to, whole_from),
         }
         try:
-            async with self._pool.connection() as conn:
+            async with connection(self._pool) as conn:
                 cur = await conn.execute(statement, params)
                 rows = await cur.fetchall()
         except psycopg.errors.InvalidParameterValue:

@@ -1,7 +1,8 @@
 """Sessions (refresh-token lineages) in PostgreSQL. ``token`` holds a hash only.
 
-Every operation is one statement, so each runs in autocommit: the liveness
-check behind every authenticated request is one round trip, not three.
+Every operation is one statement, so outside a unit of work each runs in
+autocommit: the liveness check behind every authenticated request is one
+round trip, not three.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from uuid import UUID
 
 from psycopg_pool import AsyncConnectionPool
 
+from engage_adapters.postgres.transaction import connection
 from engage_core.model import Session
 
 _COLUMNS = "id, user_id, family_id, token, created_at, expires_at, ended_at, end_reason"
@@ -51,17 +53,17 @@ class PostgresSessionRepository:
         self._pool = pool
 
     async def add(self, session: Session) -> None:
-        async with self._pool.connection() as conn:
+        async with connection(self._pool) as conn:
             await conn.execute(_INSERT, _values(session))
 
     async def get(self, session_id: UUID) -> Session | None:
-        async with self._pool.connection() as conn:
+        async with connection(self._pool) as conn:
             cur = await conn.execute(f"SELECT {_COLUMNS} FROM sessions WHERE id = %s", [session_id])
             row = await cur.fetchone()
         return _session(row) if row else None
 
     async def find_by_token_hash(self, token_hash: str) -> Session | None:
-        async with self._pool.connection() as conn:
+        async with connection(self._pool) as conn:
             cur = await conn.execute(
                 f"SELECT {_COLUMNS} FROM sessions WHERE token = %s", [token_hash]
             )
@@ -71,7 +73,7 @@ class PostgresSessionRepository:
     async def rotate(self, old_id: UUID, new: Session, at: datetime) -> bool:
         # One statement: the old session ends and the new one starts together,
         # and only if the old one was still live (a concurrent rotation loses).
-        async with self._pool.connection() as conn:
+        async with connection(self._pool) as conn:
             cur = await conn.execute(
                 f"""
                 WITH spent AS (
@@ -87,7 +89,7 @@ class PostgresSessionRepository:
             return cur.rowcount == 1
 
     async def end(self, session_id: UUID, at: datetime, reason: str) -> bool:
-        async with self._pool.connection() as conn:
+        async with connection(self._pool) as conn:
             cur = await conn.execute(
                 "UPDATE sessions SET ended_at = %s, end_reason = %s"
                 " WHERE id = %s AND ended_at IS NULL",
@@ -96,7 +98,7 @@ class PostgresSessionRepository:
             return cur.rowcount == 1
 
     async def end_family(self, family_id: UUID, at: datetime, reason: str) -> list[UUID]:
-        async with self._pool.connection() as conn:
+        async with connection(self._pool) as conn:
             cur = await conn.execute(
                 "UPDATE sessions SET ended_at = %s, end_reason = %s"
                 " WHERE family_id = %s AND ended_at IS NULL AND expires_at > %s RETURNING id",
@@ -107,7 +109,7 @@ class PostgresSessionRepository:
     async def end_all_for_user(
         self, user_id: UUID, at: datetime, reason: str, *, keep_family: UUID | None = None
     ) -> list[UUID]:
-        async with self._pool.connection() as conn:
+        async with connection(self._pool) as conn:
             cur = await conn.execute(
                 "UPDATE sessions SET ended_at = %s, end_reason = %s"
                 " WHERE user_id = %s AND ended_at IS NULL AND expires_at > %s"
@@ -117,7 +119,7 @@ class PostgresSessionRepository:
             return [row[0] for row in await cur.fetchall()]
 
     async def live_ids_for_user(self, user_id: UUID, at: datetime) -> list[UUID]:
-        async with self._pool.connection() as conn:
+        async with connection(self._pool) as conn:
             cur = await conn.execute(
                 "SELECT id FROM sessions"
                 " WHERE user_id = %s AND ended_at IS NULL AND expires_at > %s",

@@ -1,4 +1,5 @@
-"""Users in PostgreSQL, one statement per operation, each in autocommit."""
+"""Users in PostgreSQL, one statement per operation: in autocommit, or in the
+unit of work in progress (``engage_adapters.postgres.transaction``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from uuid import UUID
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from engage_adapters.postgres.transaction import connection
 from engage_core.errors import Conflict
 from engage_core.model import Email, User
 
@@ -32,7 +34,7 @@ class PostgresUserRepository:
 
     async def add(self, user: User) -> None:
         try:
-            async with self._pool.connection() as conn:
+            async with connection(self._pool) as conn:
                 await conn.execute(
                     "INSERT INTO users"
                     " (id, email, email_key, password_hash, created_at, updated_at)"
@@ -50,13 +52,13 @@ class PostgresUserRepository:
             raise Conflict("an account with this email already exists") from None
 
     async def get(self, user_id: UUID) -> User | None:
-        async with self._pool.connection() as conn:
+        async with connection(self._pool) as conn:
             cur = await conn.execute(f"SELECT {_COLUMNS} FROM users WHERE id = %s", [user_id])
             row = await cur.fetchone()
         return _user(row) if row else None
 
     async def get_by_email(self, canonical_email: str) -> User | None:
-        async with self._pool.connection() as conn:
+        async with connection(self._pool) as conn:
             cur = await conn.execute(
                 f"SELECT {_COLUMNS} FROM users WHERE email_key = %s", [canonical_email.lower()]
             )
@@ -64,19 +66,19 @@ class PostgresUserRepository:
         return _user(row) if row else None
 
     async def set_password_hash(self, user_id: UUID, password_hash: str, at: datetime) -> None:
-        async with self._pool.connection() as conn:
+        async with connection(self._pool) as conn:
             await conn.execute(
                 "UPDATE users SET password_hash = %s, updated_at = %s WHERE id = %s",
                 [password_hash, at, user_id],
             )
 
     async def delete(self, user_id: UUID) -> bool:
-        async with self._pool.connection() as conn:
+        async with connection(self._pool) as conn:
             cur = await conn.execute("DELETE FROM users WHERE id = %s", [user_id])
             return cur.rowcount == 1
 
     async def list(self, *, after_email: str | None = None, limit: int = 100) -> Sequence[User]:
-        async with self._pool.connection() as conn:
+        async with connection(self._pool) as conn:
             cur = await conn.execute(
                 f"SELECT {_COLUMNS} FROM users WHERE email_key > %s ORDER BY email_key LIMIT %s",
                 [(after_email or "").lower(), limit],

@@ -46,8 +46,9 @@ class AccountAdmin:
     async def delete_user(self, email: object) -> User:
         """Delete the user and all their data; their sessions end at once."""
         user = await self.find(email)
-        await self.auth.end_sessions_of(user.id, reason="deleted by an operator")
-        await self.users.delete(user.id)
+        async with self.auth.uow.atomic():
+            await self.auth.end_sessions_of(user.id, reason="deleted by an operator")
+            await self.users.delete(user.id)
         return user
 
     async def set_password(self, email: object, password: object) -> User:
@@ -57,7 +58,9 @@ class AccountAdmin:
         except ValidationFailed as exc:
             raise ValidationFailed(FieldError("password", e.message) for e in exc.errors) from None
         user = await self.find(email)
+        new_hash = await self.auth.hasher.hash(new)
         now = self.auth.clock.now()
-        await self.users.set_password_hash(user.id, await self.auth.hasher.hash(new), now)
-        await self.auth.end_sessions_of(user.id, reason="password set by an operator")
+        async with self.auth.uow.atomic():
+            await self.users.set_password_hash(user.id, new_hash, now)
+            await self.auth.end_sessions_of(user.id, reason="password set by an operator")
         return attrs.evolve(user, updated_at=now)

@@ -28,6 +28,7 @@ from engage_core.ports import (
     RateLimiter,
     SessionRepository,
     TokenIssuer,
+    UnitOfWork,
     UserRepository,
 )
 
@@ -115,6 +116,7 @@ class AuthService:
     cache: Cache
     limiter: RateLimiter
     clock: Clock
+    uow: UnitOfWork
     policy: AuthPolicy = AuthPolicy()
     _dummy_hash: str | None = attrs.field(default=None, init=False, repr=False)
 
@@ -149,22 +151,28 @@ class AuthService:
         except ValidationFailed as exc:
             raise _renamed("new_password", exc) from None
         user = await self._confirm(principal, current_password)
-        await self.users.set_password_hash(user.id, await self.hasher.hash(new), self.clock.now())
+        new_hash = await self.hasher.hash(new)
         current = await self.sessions.get(principal.session_id)
-        ended = await self.sessions.end_all_for_user(
-            user.id,
-            self.clock.now(),
-            "password changed",
-            keep_family=current.family_id if current else None,
-        )
-        await self._forget(ended)
+        now = self.clock.now()
+        async with self.uow.atomic():
+            await self.users.set_password_hash(user.id, new_hash, now)
+            ended = await self.sessions.end_all_for_user(
+                user.id,
+                now,
+                "password changed",
+                keep_family=current.family_id if current else None,
+            )
+            await self._forget(ended)
 
     async def delete_account(self, principal: Principal, *, password: object) -> None:
         """Delete the user and, with them, all their sessions and metrics."""
         user = await self._confirm(principal, password)
-        ended = await self.sessions.end_all_for_user(user.id, self.clock.now(), "account deleted")
-        await self.users.delete(user.id)
-        await self._forget(ended)
+        async with self.uow.atomic():
+            ended = await self.sessions.end_all_for_user(
+                user.id, self.clock.now(), "account deleted"
+            )
+            await self.users.delete(user.id)
+            await self._forget(ended)
 
     # --- logging in and out ----------------------------------------------------
 
@@ -245,7 +253,8 @@ class AuthService:
         return Principal(claims.user_id, claims.session_id)
 
     async def end_sessions_of(self, user_id: UUID, *, reason: str) -> None:
-        """End every session of a user, at once in every process."""
+        """End every session of a user, at once in every process (inside a unit of
+        work: as it commits)."""
         await self._forget(await self.sessions.end_all_for_user(user_id, self.clock.now(), reason))
 
     # --- internals -------------------------------------------------------------
@@ -379,11 +388,17 @@ class AuthService:
         return live
 
     async def _forget(self, session_ids: list[UUID]) -> None:
-        """Record in the cache that these sessions ended. This overwrites any
-        "live" answer, and a "live" answer never overwrites it (see above)."""
+        """Record in the cache that these sessions ended, once the unit of work in
+        progress commits (at once outside one): a rollback leaves them live. This
+        overwrites any "live" answer, and a "live" answer never overwrites it (see above)."""
         ttl = self.policy.access_ttl.total_seconds()
-        for session_id in session_ids:
-            await self.cache.set(_liveness_key(session_id), _ENDED, ttl=ttl)
+
+        async def mark_ended() -> None:
+            for session_id in session_ids:
+                await self.cache.set(_liveness_key(session_id), _ENDED, ttl=ttl)
+
+        if session_ids:
+            await self.uow.after_commit(mark_ended)
 
 
 def _liveness_key(session_id: UUID) -> str:
