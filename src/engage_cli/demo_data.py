@@ -39,7 +39,7 @@ def _daily_profile(hour: int) -> float:
     """Activity by local hour: a midday peak, an evening one and quiet nights."""
     midday = math.exp(-(((hour - 12.5) / 3.5) ** 2))
     evening = 0.6 * math.exp(-(((hour - 20.5) / 2.0) ** 2))
-    return 0.08 + midday + evening
+    return 0.15 + midday + evening
 
 
 _PROFILE_MEAN = sum(_daily_profile(h) for h in range(24)) / 24

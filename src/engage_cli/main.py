@@ -9,6 +9,7 @@ import typer
 
 from engage_adapters.settings import KNOWN_VARIABLES, load_settings
 from engage_cli import db, metrics, users
+from engage_cli.demo import demo
 from engage_cli.errors import reported_errors
 from engage_cli.serve import serve
 
@@ -25,6 +26,7 @@ app.command()(serve)
 app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="user")
 app.add_typer(metrics.app, name="metrics")
+app.command()(demo)
 app.add_typer(settings_app, name="settings")
 
 
