@@ -52,7 +52,9 @@ def demo(
     ] = 365,
     seed: Annotated[
         int | None,
-        typer.Option("--seed", help="Make the same metrics again (default: a new random seed)."),
+        typer.Option(
+            "--seed", help="The same seed makes the same metrics (default: a new one, printed)."
+        ),
     ] = None,
     yes: Annotated[
         bool,
