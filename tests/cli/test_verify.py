@@ -62,10 +62,11 @@ def live_counts(pg_url: str) -> dict[str, int]:
 
 
 def scratch_left(tmpdir: Path) -> list[str]:
-    """Scratch directories in TMPDIR, and scratch postgres processes anywhere."""
+    """Scratch directories in TMPDIR, and processes (a scratch postgres) running from one."""
     left = [p.name for p in tmpdir.iterdir() if p.name.startswith(drill.SCRATCH_PREFIX)]
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
-    return left + [line for line in ps.stdout.splitlines() if drill.SCRATCH_PREFIX in line]
+    scratch = str(tmpdir / drill.SCRATCH_PREFIX)
+    return left + [line for line in ps.stdout.splitlines() if scratch in line]
 
 
 @pytest.fixture(scope="module")
