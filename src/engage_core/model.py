@@ -28,7 +28,10 @@ MAX_FUTURE_SKEW = timedelta(minutes=5)
 EARLIEST_RECORDED_AT = datetime(1970, 1, 1, tzinfo=UTC)
 
 _METRIC_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]*", re.ASCII)
-_NUMERIC_STRING = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d{1,4})?", re.ASCII)
+# A numeric string: sign, digits, fraction, exponent; nothing else (no "_", no spaces).
+NUMERIC_STRING_PATTERN = r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d{1,4})?"
+MAX_NUMERIC_STRING_LENGTH = 64
+_NUMERIC_STRING = re.compile(NUMERIC_STRING_PATTERN, re.ASCII)
 # The common spelling ("42", "-3.25"): at most 15 integer digits, so below 10^15,
 # and at most 64 characters, so within the limits checked for the general case.
 _PLAIN_DECIMAL = re.compile(r"-?\d{1,15}(\.\d{0,47})?", re.ASCII)
@@ -162,11 +165,11 @@ def _to_decimal(raw: object) -> Decimal:
         # repr gives the shortest string that round-trips: 0.1 stays 0.1.
         number = Decimal(repr(raw))
     elif isinstance(raw, str):
-        text = raw.strip()
-        if len(text) > 64 or not _NUMERIC_STRING.fullmatch(text):
+        # The pattern, not Decimal(), decides: Decimal() also takes "1_000", " 1 " and "١٢".
+        if len(raw) > MAX_NUMERIC_STRING_LENGTH or not _NUMERIC_STRING.fullmatch(raw):
             raise ValidationFailed.single("metric_value", "must be a number or a numeric string")
         try:
-            number = Decimal(text)
+            number = Decimal(raw)
         except InvalidOperation:  # pragma: no cover - the pattern admits only numbers
             raise ValidationFailed.single("metric_value", "must be a number") from None
     else:

@@ -14,19 +14,39 @@ from uuid import UUID
 import msgspec
 from litestar import Request
 from litestar.exceptions import SerializationException
+from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.types import Empty
 from msgspec import Meta
 
-from engage_core.model import EngagementMetric, User
+from engage_core.model import (
+    MAX_NUMERIC_STRING_LENGTH,
+    NUMERIC_STRING_PATTERN,
+    EngagementMetric,
+    User,
+)
 from engage_core.queries import MetricPage, Summary
 
 Email = Annotated[str, Meta(max_length=1024, examples=["ada@example.com"])]
 Password = Annotated[str, Meta(max_length=4096, description="8 to 256 characters")]
+# Any: the raw JSON value goes to MetricValue, whose rule is the one the backfill uses
+# (msgspec's Decimal would take "1_000" and " 1 " from a string first).
 MetricValueIn = Annotated[
-    Decimal,
+    Any,
     Meta(
         description="A JSON number (or numeric string), finite, |v| < 10^15",
         examples=[12.5],
+        extra_json_schema={
+            "extra": {
+                "one_of": [
+                    Schema(type=OpenAPIType.NUMBER),
+                    Schema(
+                        type=OpenAPIType.STRING,
+                        pattern=f"^{NUMERIC_STRING_PATTERN}$",
+                        max_length=MAX_NUMERIC_STRING_LENGTH,
+                    ),
+                ]
+            }
+        },
     ),
 ]
 Moment = Annotated[

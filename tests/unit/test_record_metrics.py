@@ -148,6 +148,8 @@ async def test_record_accepts_a_valid_metric_type(metrics, stranger_id, metric_t
         "1e15",
         "abc",
         "",
+        "  42 ",
+        "1_000",
         None,
         [1],
         {"value": 1},
@@ -166,7 +168,7 @@ async def test_record_refuses_an_invalid_metric_value(metrics, stranger_id, metr
     [
         (0, Decimal(0)),
         (-3, Decimal(-3)),
-        ("  42 ", Decimal(42)),
+        ("42", Decimal(42)),
         ("1.500", Decimal("1.5")),
         (10**15 - 1, Decimal(10**15 - 1)),
         ("-999999999999999.5", Decimal("-999999999999999.5")),
