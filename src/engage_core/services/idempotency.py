@@ -20,10 +20,11 @@ _KEY = re.compile(r"[\x21-\x7e]{1,255}")  # printable ASCII, no spaces
 
 
 def fingerprint(*parts: bytes | str) -> str:
-    """A digest of what makes two requests the same request."""
+    """A digest of what makes two requests the same request; defined for any input."""
     digest = hashlib.sha256()
     for part in parts:
-        data = part.encode("utf-8") if isinstance(part, str) else part
+        # surrogatepass: a lone surrogate (which JSON and ASGI paths can carry) still digests.
+        data = part.encode("utf-8", "surrogatepass") if isinstance(part, str) else part
         digest.update(len(data).to_bytes(8, "big"))
         digest.update(data)
     return digest.hexdigest()

@@ -44,17 +44,20 @@ async def _once(
     request: Request[Any, Any, Any],
     principal: Principal,
     key: str | None,
-    body: object,
     action: Callable[[], Awaitable[StoredResponse]],
 ) -> Response[Any]:
-    """Run ``action``, or replay its first response when the Idempotency-Key repeats."""
+    """Run ``action``, or replay its first response when the Idempotency-Key repeats.
+
+    The fingerprint is of the body as sent, not as parsed: it is taken before the
+    values are validated, so it must hold for any body, however hostile.
+    """
     if key is None:
         stored = await action()
     else:
         stored = await services_of(request).idempotency.run(
             user_id=principal.user_id,
             key=key,
-            request_fingerprint=fingerprint(request.method, request.url.path, encode(body)),
+            request_fingerprint=fingerprint(request.method, request.url.path, await request.body()),
             action=action,
         )
     return json(stored.body, status=stored.status)
@@ -108,7 +111,7 @@ class MetricsController(Controller):
             )
             return StoredResponse(201, encode(MetricOut.of(metric)))
 
-        return await _once(request, principal, idempotency_key, data, record)
+        return await _once(request, principal, idempotency_key, record)
 
     @post("/metrics/batch", status_code=201, summary="Record up to 1000 metrics, all or none")
     async def record_batch(
@@ -124,7 +127,7 @@ class MetricsController(Controller):
             )
             return StoredResponse(201, encode(BatchOut(inserted=inserted)))
 
-        return await _once(request, principal, idempotency_key, data, record)
+        return await _once(request, principal, idempotency_key, record)
 
     @get("/summary", summary="Count, sum, avg, min and max per bucket and type")
     async def summary(
