@@ -70,6 +70,8 @@ class Settings:
     db_pool_size: int | None = None
     # Proxies whose X-Forwarded-For names the client (for per-address limits).
     trusted_proxies: tuple[Network, ...] = ()
+    # Whether `engage serve` serves the web app's pages at / (off: the JSON API only).
+    web: bool = True
 
     def cookies_secure_for(self, host: str) -> bool:
         """Whether cookies get the Secure flag when serving on ``host``."""
@@ -245,6 +247,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "LOGIN_FAILURES_PER_EMAIL": ("login_failures_per_email", _integer(1, 1_000)),
     "DB_POOL_SIZE": ("db_pool_size", _integer(1, 1_000)),
     "TRUSTED_PROXIES": ("trusted_proxies", _networks),
+    "WEB": ("web", _boolean),
 }
 KNOWN_VARIABLES = tuple(PREFIX + name for name in _FIELDS)
 

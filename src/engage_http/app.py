@@ -32,6 +32,7 @@ from engage_http.metrics_export import exporting
 from engage_http.observability import RequestIdMiddleware
 from engage_http.problems import EXCEPTION_HANDLERS, render
 from engage_http.route_metrics import RouteMetricsMiddleware
+from engage_http.webapp import web_routes
 
 MAX_BODY_BYTES = 1024 * 1024
 ServicesFactory = Callable[[], AbstractAsyncContextManager[Services]]
@@ -58,7 +59,13 @@ def create_app(services: ServicesFactory, policy: HttpPolicy) -> Litestar:
                 yield
 
     return Litestar(
-        route_handlers=[AuthController, MetricsController, OpsController, PrometheusController],
+        route_handlers=[
+            AuthController,
+            MetricsController,
+            OpsController,
+            PrometheusController,
+            *web_routes(policy),
+        ],
         lifespan=[lifespan],
         state=_state(policy),
         cors_config=_cors(policy),

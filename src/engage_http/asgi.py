@@ -27,6 +27,7 @@ def app_from_environment() -> Litestar:
         auth_rate_per_minute=settings.auth_rate_per_minute,
         csrf_secret=derive_key(secret, "csrf").hex(),
         trusted_proxies=settings.trusted_proxies,
+        web=settings.web,
     )
     return create_app(lambda: build_services(settings), policy)
 

@@ -45,6 +45,8 @@ class HttpPolicy:
     csrf_secret: str
     # Proxies whose X-Forwarded-For is believed (ENGAGE_TRUSTED_PROXIES).
     trusted_proxies: tuple[Network, ...] = ()
+    # Serve the web app's pages (ENGAGE_WEB).
+    web: bool = True
 
 
 def policy_of(request: Request[Any, Any, Any]) -> HttpPolicy:

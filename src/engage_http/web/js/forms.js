@@ -1,0 +1,132 @@
+// Forms: labelled fields, the API's messages next to the field they concern,
+// and one announced status line per form.
+
+import { ApiError } from "./api.js";
+import { el, nextId } from "./dom.js";
+import { formatClock, formatWait } from "./format.js";
+
+/** A labelled input with its hint and its error line; ``input`` is the control. */
+export function field({ label, name, type = "text", hint, control, ...attributes }) {
+  const id = nextId(name);
+  const hintId = hint ? `${id}-hint` : null;
+  const errorId = `${id}-error`;
+  const input =
+    control ??
+    el("input", { id, name, type, ...attributes });
+  input.id = id;
+  input.name = name;
+  input.setAttribute("aria-describedby", [hintId, errorId].filter(Boolean).join(" "));
+  const error = el("p", { id: errorId, class: "field-error", hidden: true });
+  const wrapper = el(
+    "div",
+    { class: "field" },
+    el("label", { for: id, text: label }),
+    hint ? el("p", { id: hintId, class: "hint", text: hint }) : null,
+    input,
+    error,
+  );
+  return { name, label, input, error, wrapper };
+}
+
+function setFieldError(entry, message) {
+  entry.error.textContent = message;
+  entry.error.hidden = !message;
+  if (message) entry.input.setAttribute("aria-invalid", "true");
+  else entry.input.removeAttribute("aria-invalid");
+}
+
+export const OFFLINE = "Cannot reach engage. Check the connection and try again.";
+
+// "must be 8 to 256 characters long" reads as a sentence after the field's name.
+const PREDICATE = /^(is|are|must|may|should|has|have|cannot|can|does)\b/;
+
+function sentence(label, message) {
+  const text = String(message).trim();
+  if (!label) return text.charAt(0).toUpperCase() + text.slice(1);
+  return PREDICATE.test(text) ? `${label} ${text}` : `${label}: ${text}`;
+}
+
+/** A status line read out by screen readers as soon as it changes. */
+export function statusLine() {
+  return el("p", { class: "form-status", role: "status", "aria-live": "polite" });
+}
+
+/**
+ * Wire ``form``: on submit, clear old messages, run ``submit(values)``, and show
+ * what went wrong. ``fields`` are field() results; ``fieldFor`` maps a status
+ * without a field list (403 wrong password, 409 email taken) to a field name;
+ * ``messages`` overrides the text shown for a status.
+ */
+export function handleSubmit(form, { fields, status, submit, fieldFor = {}, messages = {} }) {
+  const byName = new Map(fields.map((entry) => [entry.name, entry]));
+  const button = form.querySelector("button[type=submit]");
+  form.noValidate = true; // the API's rules and messages are the ones shown
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (form.getAttribute("aria-busy") === "true") return;
+    for (const entry of fields) setFieldError(entry, "");
+    status.textContent = "";
+    status.classList.remove("is-error", "is-ok");
+    const values = Object.fromEntries(fields.map((entry) => [entry.name, entry.input.value]));
+    form.setAttribute("aria-busy", "true");
+    if (button) button.disabled = true;
+    try {
+      const done = await submit(values);
+      if (done) showStatus(status, done, "is-ok");
+    } catch (error) {
+      if (!(error instanceof ApiError)) {
+        showStatus(status, OFFLINE, "is-error");
+        return;
+      }
+      const invalid = showProblem(error, { byName, status, fieldFor, messages });
+      invalid?.input.focus();
+    } finally {
+      form.removeAttribute("aria-busy");
+      if (button) button.disabled = false;
+    }
+  });
+}
+
+export function showStatus(status, text, kind) {
+  status.textContent = text;
+  status.classList.remove("is-error", "is-ok");
+  if (kind) status.classList.add(kind);
+}
+
+/** The words for a problem: its detail, or when to come back after a 429. */
+export function describeProblem(error, messages = {}) {
+  if (messages[error.status]) return messages[error.status];
+  if (error.status === 429) {
+    const wait = error.retryAfter ?? 60;
+    const at = formatClock(new Date(Date.now() + wait * 1000));
+    return `Too many attempts. Try again ${formatWait(wait)} (at ${at}).`;
+  }
+  if (error.status === 503) return "The service is unavailable for a moment. Try again shortly.";
+  return sentence("", error.problem.detail || error.problem.title || "Something went wrong.");
+}
+
+function showProblem(error, { byName, status, fieldFor, messages }) {
+  let first = null;
+  const unplaced = [];
+  for (const { field: name, message } of error.fieldErrors) {
+    const entry = byName.get(name);
+    if (entry) {
+      setFieldError(entry, sentence(entry.label, message));
+      first ??= entry;
+    } else {
+      unplaced.push(sentence(name, message));
+    }
+  }
+  const text = describeProblem(error, messages);
+  const named = byName.get(fieldFor[error.status]);
+  if (named && !error.fieldErrors.length) {
+    setFieldError(named, text);
+    showStatus(status, text, "is-error");
+    return named;
+  }
+  const lines = error.fieldErrors.length
+    ? [first ? "Please correct the marked fields." : "", ...unplaced]
+    : [text];
+  showStatus(status, lines.filter(Boolean).join(" "), "is-error");
+  return first;
+}

@@ -1,0 +1,136 @@
+// The web app's shell: a History API router that shows one page module at a
+// time in <main>, the signed-in state, and the screen-reader announcer.
+
+import { ApiError, onSignedOut } from "./api.js";
+import { clear, el } from "./dom.js";
+import { routes } from "./routes.js";
+
+const main = document.getElementById("main");
+const nav = document.getElementById("site-nav");
+const announcer = document.getElementById("announcer");
+
+const app = {
+  /** The signed-in user ({id, email, created_at}) once known. */
+  user: null,
+  /** A message for the next page to show (e.g. why the session ended). */
+  notice: null,
+  /** Where to go after signing in. */
+  returnTo: null,
+
+  signedIn(user) {
+    this.user = user;
+    nav.hidden = false;
+  },
+
+  signedOut(notice = null) {
+    this.user = null;
+    this.notice = notice;
+    nav.hidden = true;
+  },
+
+  /** Show the page at ``path`` and record it in the history. */
+  navigate(path, { replace = false } = {}) {
+    if (replace) history.replaceState(null, "", path);
+    else history.pushState(null, "", path);
+    show(new URL(path, location.href).pathname, { focus: true });
+  },
+
+  /** Say ``text`` to screen readers without moving focus. */
+  announce(text) {
+    announcer.textContent = "";
+    requestAnimationFrame(() => {
+      announcer.textContent = text;
+    });
+  },
+
+  /** The notice left for this page, once. */
+  takeNotice() {
+    const notice = this.notice;
+    this.notice = null;
+    return notice;
+  },
+};
+
+let current = null;
+let shown = 0;
+
+async function show(path, { focus }) {
+  const route = routes.find((candidate) => candidate.path === path);
+  const ticket = ++shown;
+  if (!route) {
+    showMissing(path);
+    return;
+  }
+  const page = await route.load();
+  if (ticket !== shown) return; // another navigation started meanwhile
+  current = route;
+  document.title = `${route.title} · engage`;
+  for (const link of nav.querySelectorAll("a")) {
+    if (new URL(link.href).pathname === path) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  const view = el("div", { class: "page" });
+  clear(main).append(view);
+  // A page builds its headings and forms before its first await, so focus can move now.
+  const rendering = page.render(view, app);
+  if (focus && !view.contains(document.activeElement)) {
+    const heading = view.querySelector("h1");
+    if (heading) {
+      heading.tabIndex = -1;
+      heading.focus();
+    }
+  }
+  try {
+    await rendering;
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+    if (error.status !== 401) showFailure(view, error);
+  }
+}
+
+function showMissing(path) {
+  document.title = "Not found · engage";
+  clear(main).append(
+    el(
+      "div",
+      { class: "page" },
+      el("h1", { text: "Page not found" }),
+      el("p", {}, `There is no page at ${path}. `, el("a", { href: "/", text: "Go to the dashboard" })),
+    ),
+  );
+}
+
+function showFailure(view, error) {
+  view.append(
+    el(
+      "p",
+      { class: "notice is-error", role: "alert" },
+      `This page could not load: ${error.message}. `,
+      el("a", { href: location.pathname, text: "Try again" }),
+    ),
+  );
+}
+
+onSignedOut(() => {
+  if (!current?.session || location.pathname === "/signin") return;
+  app.returnTo = location.pathname;
+  app.signedOut("Your session has ended. Sign in again to continue.");
+  app.navigate("/signin", { replace: true });
+});
+
+document.addEventListener("click", (event) => {
+  if (event.defaultPrevented || event.button !== 0) return;
+  if (event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+  const link = event.target.closest("a[href]");
+  if (!link || link.target || link.hasAttribute("download")) return;
+  const url = new URL(link.href);
+  if (url.origin !== location.origin) return;
+  if (url.hash && url.pathname === location.pathname) return; // an in-page link
+  if (!routes.some((route) => route.path === url.pathname)) return;
+  event.preventDefault();
+  app.navigate(url.pathname + url.search);
+});
+
+window.addEventListener("popstate", () => show(location.pathname, { focus: true }));
+
+show(location.pathname, { focus: false });

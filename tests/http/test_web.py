@@ -1,0 +1,138 @@
+"""The web app's files as the server sends them: headers, compression, caching, ENGAGE_WEB."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from engage_adapters.bootstrap import Storage, build_services
+from engage_adapters.settings import Settings, SettingsError, load_settings
+from engage_http.app import create_app
+from engage_http.auth import HttpPolicy
+from engage_http.webapp import ASSETS, PAGE_PATHS, SECURITY_HEADERS, WEB_ROOT, bundle
+
+CSP = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+Client = AsyncTestClient[Litestar]
+Problem = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def storage() -> Storage:
+    return "memory"
+
+
+def asset_urls(page: str) -> list[str]:
+    return re.findall(r'(?:src|href)="(/assets/[^"]+)"', page)
+
+
+@pytest.mark.parametrize("path", PAGE_PATHS)
+async def test_every_page_path_is_the_app_with_its_security_headers(
+    client: Client, path: str
+) -> None:
+    response = await client.get(path)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["content-security-policy"] == CSP
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["referrer-policy"] == "same-origin"
+    assert response.headers["cache-control"] == "no-cache"
+    assert "csrftoken" in client.cookies  # the script reads it for X-CSRFToken
+    assert asset_urls(response.text), "the page loads its scripts and styles from /assets"
+
+
+async def test_the_page_is_revalidated_by_its_etag(client: Client) -> None:
+    first = await client.get("/")
+    again = await client.get("/", headers={"If-None-Match": first.headers["etag"]})
+    assert again.status_code == 304
+    assert again.content == b""
+    assert again.headers["etag"] == first.headers["etag"]
+
+
+async def test_assets_are_gzipped_and_kept_for_good_under_their_version(client: Client) -> None:
+    page = (await client.get("/")).text
+    script = next(url for url in asset_urls(page) if url.endswith("/main.js"))
+    response = await client.get(script, headers={"Accept-Encoding": "gzip"})
+    assert response.status_code == 200
+    assert response.headers["content-encoding"] == "gzip"
+    assert response.headers["vary"] == "Accept-Encoding"
+    assert response.headers["content-type"].startswith("text/javascript")
+    assert response.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert response.content == (WEB_ROOT / "js" / "main.js").read_bytes()  # httpx un-gzips
+    plain = await client.get(script, headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    assert plain.headers["etag"] != response.headers["etag"]
+
+
+async def test_an_asset_of_another_version_is_sent_but_not_kept(client: Client) -> None:
+    response = await client.get(f"{ASSETS}/0123456789ab/app.css")
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-cache"
+
+
+async def test_an_unknown_asset_is_a_404_problem(client: Client, expect_problem: Problem) -> None:
+    version = bundle().version
+    expect_problem(await client.get(f"{ASSETS}/{version}/js/missing.js"), 404)
+    expect_problem(await client.get(f"{ASSETS}/{version}/../webapp.py"), 404)
+
+
+async def test_engage_web_false_serves_the_api_alone(
+    settings: Settings, policy: HttpPolicy, expect_problem: Problem
+) -> None:
+    app = create_app(
+        lambda: build_services(settings, storage="memory"), attrs.evolve(policy, web=False)
+    )
+    async with AsyncTestClient(app) as client:
+        expect_problem(await client.get("/"), 404)
+        expect_problem(await client.get(f"{ASSETS}/{bundle().version}/app.css"), 404)
+        assert (await client.get("/healthz")).status_code == 200
+
+
+@pytest.mark.parametrize(("raw", "web"), [("false", False), ("0", False), ("true", True)])
+def test_the_web_setting_is_a_boolean(raw: str, web: bool) -> None:
+    assert load_settings({"ENGAGE_WEB": raw}).web is web
+    assert load_settings({}).web is True
+
+
+def test_a_bad_web_setting_is_reported_with_the_others() -> None:
+    with pytest.raises(SettingsError) as raised:
+        load_settings({"ENGAGE_WEB": "maybe", "ENGAGE_BCRYPT_ROUNDS": "1"})
+    assert "ENGAGE_WEB must be true or false" in raised.value.faults
+    assert len(raised.value.faults) == 2
+
+
+def test_the_router_and_the_server_know_the_same_pages() -> None:
+    routes = (WEB_ROOT / "js" / "routes.js").read_text()
+    assert tuple(re.findall(r'path: "([^"]+)"', routes)) == PAGE_PATHS
+
+
+def test_the_pages_weigh_under_100_kb_of_scripts_and_styles() -> None:
+    weight = sum(
+        len(file.plain) for name, file in bundle().assets.items() if name.endswith((".js", ".css"))
+    )
+    assert weight < 100_000, weight
+
+
+_HTML_FROM_STRINGS = r"(inner|outer)HTML|insertAdjacentHTML|document\.write"
+
+
+def test_no_inline_script_or_style_and_no_html_from_strings() -> None:
+    page = (WEB_ROOT / "index.html").read_text()
+    assert not re.search(r"<script(?![^>]*\bsrc=)", page), "inline script"
+    assert "<style" not in page
+    for path in WEB_ROOT.rglob("*"):
+        if path.suffix in (".html", ".js"):
+            text = path.read_text()
+            assert not re.search(r"\sstyle=|setAttribute\(\s*\"style\"", text), path
+            assert not re.search(_HTML_FROM_STRINGS, text), path
+            assert "http://" not in text.replace("http://www.w3.org/2000/svg", ""), path
+            assert "https://" not in text, path
+
+
+def test_security_headers_are_the_contract_ones() -> None:
+    assert SECURITY_HEADERS["Content-Security-Policy"] == CSP
