@@ -15,7 +15,6 @@ from functools import partial
 from typing import Literal
 
 import attrs
-import redis.asyncio as aioredis
 from attrs import define, frozen
 
 from engage_adapters import memory
@@ -38,7 +37,13 @@ from engage_adapters.redis_breaker import (
     GuardedRateLimiter,
     Unavailable,
 )
-from engage_adapters.redis_store import RedisCache, RedisRateLimiter, open_redis
+from engage_adapters.redis_store import (
+    RedisCache,
+    RedisClient,
+    RedisRateLimiter,
+    drop_idle_connections,
+    open_redis,
+)
 from engage_adapters.settings import Settings, resolve_jwt_secret
 from engage_core.ports import (
     Cache,
@@ -285,17 +290,13 @@ class _SharedState:
     probe: Probe
 
     @classmethod
-    def over(cls, client: aioredis.Redis, *, call_timeout: float) -> _SharedState:
+    def over(cls, client: RedisClient, *, call_timeout: float) -> _SharedState:
         # A call may take a connect and a command: twice the client's timeout.
         breaker = CircuitBreaker("redis", call_timeout=call_timeout)
         shared_cache = RedisCache(client)
-
-        async def drop_idle_connections() -> None:
-            # After a restart every pooled connection is dead; each would fail once
-            # (there are no retries) and could open the circuit again.
-            await client.connection_pool.disconnect(inuse_connections=False)
-
-        breaker.on_recovery(drop_idle_connections)
+        # After a restart every pooled connection is dead; each would fail once
+        # (there are no retries) and could open the circuit again.
+        breaker.on_recovery(partial(drop_idle_connections, client))
 
         async def ping() -> bool:
             return bool(await client.ping())

@@ -33,7 +33,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from engage_adapters.memory import InMemoryCache, InMemoryRateLimiter
 from engage_core.ports import Cache, RateDecision, RateLimiter
@@ -54,8 +54,14 @@ FAILURE_THRESHOLD = 3
 COOLDOWN = 2.0
 CALL_TIMEOUT = 0.5
 # What a sick Redis raises: its own errors (connection, timeout, loading,
-# read-only replica, out of memory), socket errors, and our own deadline.
-FAILURES: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+# read-only replica, out of memory, cluster down), a cluster client that finds
+# no node or slot to use, socket errors, and our own deadline.
+FAILURES: tuple[type[BaseException], ...] = (
+    RedisError,
+    RedisClusterException,
+    OSError,
+    TimeoutError,
+)
 
 
 class BreakerState(enum.StrEnum):

@@ -1,8 +1,12 @@
 """Redis (or Valkey) behind the cache, rate-limiter and idempotency ports.
 
-Every operation touches one key (scripts included), so the adapters also work
-on a Redis cluster. Each store keeps its keys under its own prefix, so one
-Redis can serve several deployments or test runs side by side.
+One server (``redis://``, ``rediss://``, ``unix://``) or a Redis Cluster
+(``redis+cluster://host:port,host:port``, ``rediss+cluster://`` for TLS): every
+operation stays in one hash slot, so the adapters work the same on both. A
+limiter or idempotency script touches one key; a cache operation touches its
+key and its shard's epoch, which share a hash tag (``{prefix:shard}``). Each
+store keeps its keys under its own prefix, so one Redis can serve several
+deployments or test runs side by side.
 
 The client fails fast (short timeouts, no retries): ``redis_breaker`` decides
 what a failure means, and the caller never waits long on a sick Redis.
@@ -10,14 +14,20 @@ what a failure means, and the caller never waits long on a sick Redis.
 
 from __future__ import annotations
 
+import asyncio
 import math
+import re
 import secrets
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 from uuid import UUID
 
 import redis.asyncio as aioredis
+from attrs import frozen
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -25,18 +35,84 @@ from redis.exceptions import RedisError
 from engage_core.ports import RateDecision, Reservation, StoredResponse
 
 __all__ = [
+    "CACHE_SHARDS",
+    "CLUSTER_SCHEMES",
     "COMMAND_TIMEOUT",
     "CONNECT_TIMEOUT",
+    "ClusterAddress",
     "EpochChurn",
     "RedisCache",
+    "RedisClient",
     "RedisIdempotencyStore",
     "RedisRateLimiter",
+    "drop_idle_connections",
     "open_redis",
+    "parse_cluster_url",
 ]
 
 CONNECT_TIMEOUT = 0.25
 COMMAND_TIMEOUT = 0.25
+CACHE_SHARDS = 64
 _MAX_EPOCH_RETRIES = 5
+DEFAULT_PORT = 6379
+# A cluster URL's scheme → the scheme of one node's URL.
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+# What a cluster URL's query may set: TLS material (anything else is refused).
+_CLUSTER_OPTIONS = ("ssl_ca_certs", "ssl_cert_reqs", "ssl_certfile", "ssl_keyfile")
+
+RedisClient = aioredis.Redis | RedisCluster
+AnyPipeline = Pipeline | ClusterPipeline
+
+
+@frozen
+class ClusterAddress:
+    """A Redis Cluster URL taken apart: the first node's URL (credentials and TLS
+    options included, as redis-py reads them) and every node's address."""
+
+    first_node_url: str
+    nodes: tuple[tuple[str, int], ...]
+
+
+def parse_cluster_url(url: str) -> ClusterAddress | None:
+    """``redis+cluster://[user:password@]host:port,host:port[/0][?ssl_ca_certs=...]``
+    (or ``rediss+cluster://``) taken apart; None for a URL of one server.
+    ``ValueError`` says what is wrong with a malformed one."""
+    scheme, separator, rest = url.strip().partition("://")
+    if not separator or scheme not in CLUSTER_SCHEMES:
+        return None
+    location = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    tail = urlsplit(f"//node{rest[len(location) :]}")  # the path and query, as in any URL
+    credentials, _, hosts = location.rpartition("@")
+    nodes = tuple(_node(raw) for raw in hosts.split(",") if raw.strip())
+    if not nodes:
+        raise ValueError(f"names no cluster node (use {scheme}://host:port,host:port)")
+    if tail.path not in ("", "/", "/0"):
+        raise ValueError(
+            f"names database {tail.path.lstrip('/')!r}: a Redis Cluster has only database 0"
+        )
+    options = parse_qsl(tail.query, keep_blank_values=True)
+    refused = sorted({name for name, _ in options if name not in _CLUSTER_OPTIONS})
+    if refused:
+        raise ValueError(
+            f"sets {', '.join(refused)}: a cluster URL may set only {', '.join(_CLUSTER_OPTIONS)}"
+        )
+    host, port = nodes[0]
+    shown = f"[{host}]" if ":" in host else host
+    userinfo = f"{credentials}@" if credentials else ""
+    query = f"?{tail.query}" if tail.query else ""
+    first = f"{CLUSTER_SCHEMES[scheme]}://{userinfo}{shown}:{port}{query}"
+    return ClusterAddress(first_node_url=first, nodes=nodes)
+
+
+def _node(raw: str) -> tuple[str, int]:
+    try:
+        parts = urlsplit(f"//{raw.strip()}")
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"names cluster node {raw.strip()!r}, which is not host:port") from None
+    if not parts.hostname or port == 0:
+        raise ValueError(f"names cluster node {raw.strip()!r}, which is not host:port")
+    return parts.hostname, port or DEFAULT_PORT
 
 
 def open_redis(
@@ -44,18 +120,35 @@ def open_redis(
     *,
     connect_timeout: float = CONNECT_TIMEOUT,
     command_timeout: float = COMMAND_TIMEOUT,
-) -> aioredis.Redis:
-    """A client for ``url`` that connects lazily and gives up quickly: one try,
-    a quarter of a second to connect and to answer. Close it with ``aclose()``."""
-    return aioredis.Redis.from_url(
-        url,
-        socket_connect_timeout=connect_timeout,
-        socket_timeout=command_timeout,
+) -> RedisClient:
+    """A client for ``url`` (one server, or a cluster by its nodes) that connects
+    lazily and gives up quickly: one try, a quarter of a second to connect and to
+    answer. Close it with ``aclose()``."""
+    options: dict[str, Any] = {
+        "socket_connect_timeout": connect_timeout,
+        "socket_timeout": command_timeout,
         # A failure must reach the circuit breaker at once, not after retries
         # that hold the request; the breaker decides what to do about it.
-        retry=Retry(NoBackoff(), 0),
-        client_name="engage",
+        "retry": Retry(NoBackoff(), 0),
+        "client_name": "engage",
+    }
+    cluster = parse_cluster_url(url)
+    if cluster is None:
+        return aioredis.Redis.from_url(url, **options)
+    return RedisCluster.from_url(
+        cluster.first_node_url,
+        startup_nodes=[ClusterNode(host, port) for host, port in cluster.nodes[1:]],
+        **options,
     )
+
+
+async def drop_idle_connections(client: RedisClient) -> None:
+    """Close the pooled connections nobody is using (after an outage each is dead,
+    and would fail once); the next command opens fresh ones."""
+    if isinstance(client, RedisCluster):
+        await asyncio.gather(*(node.disconnect_free_connections() for node in client.get_nodes()))
+    else:
+        await client.connection_pool.disconnect(inuse_connections=False)
 
 
 def _milliseconds(seconds: float) -> int:
@@ -67,55 +160,69 @@ class EpochChurn(RedisError):
 
 
 class RedisCache:
-    """The cache port in Redis, under an *epoch*.
+    """The cache port in Redis, under *epochs*.
 
-    Keys live at ``<prefix>:<epoch>:<key>``; ``<prefix>:epoch`` holds the
-    current epoch. Moving the epoch on (``advance_epoch``) orphans everything
-    cached so far at once, in every process: that is what a process does once
-    Redis is back after it lost a write there (a session ended, a dashboard
-    changed), since the lost write may have left a stale answer behind.
-    Orphans expire with their TTLs.
+    Keys are spread over ``shards`` hash tags: a key lives at
+    ``{<prefix>:<shard>}:<epoch>:<key>``, and ``{<prefix>:<shard>}:epoch`` holds
+    its shard's current epoch, in the same hash slot (so on one node of a
+    cluster) as the keys it governs, while the shards spread over the nodes.
+    Moving the epochs on (``advance_epoch``) orphans everything cached so far at
+    once, in every process: that is what a process does once Redis is back after
+    it lost a write there (a session ended, a dashboard changed), since the lost
+    write may have left a stale answer behind. Orphans expire with their TTLs.
 
-    Each operation reads the epoch in the same round trip (a pipeline): a read
-    checks the epoch before reading, a write checks it after writing and, if it
-    moved meanwhile, writes again under the new one. So no process reads under
-    an epoch that was already left behind, and no write is lost to a move.
+    Each operation reads its shard's epoch in the same round trip (a pipeline,
+    whose commands one node runs in order): a read checks the epoch before
+    reading, a write checks it after writing and, if it moved meanwhile, writes
+    again under the new one. So no process reads under an epoch that was already
+    left behind, and no write is lost to a move.
     """
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str = "engage:cache") -> None:
+    def __init__(
+        self, client: RedisClient, *, prefix: str = "engage:cache", shards: int = CACHE_SHARDS
+    ) -> None:
         self._client = client
-        self._prefix = prefix
-        self._epoch_key = f"{prefix}:epoch"
-        self._epoch = 0  # the last epoch seen; checked on every operation
+        self._tags = tuple(f"{{{prefix}:{shard}}}" for shard in range(shards))
+        self._epochs = [0] * shards  # the last epoch seen per shard; checked on every operation
 
-    @property
-    def epoch(self) -> int:
-        return self._epoch
+    def epoch_of(self, key: str) -> int:
+        """The epoch last seen for ``key``'s shard."""
+        return self._epochs[self._shard_of(key)]
 
-    async def advance_epoch(self) -> int:
+    async def advance_epoch(self) -> None:
         """Stop trusting anything cached so far, in every process."""
-        self._epoch = int(await self._client.incr(self._epoch_key))
-        return self._epoch
+        async with self._client.pipeline(transaction=False) as pipe:
+            for tag in self._tags:
+                pipe.incr(f"{tag}:epoch")
+            self._epochs = [int(epoch) for epoch in await pipe.execute()]
 
-    def _key(self, key: str, epoch: int) -> str:
-        return f"{self._prefix}:{epoch}:{key}"
+    def _shard_of(self, key: str) -> int:
+        # crc32, not hash(): every process must put a key in the same shard.
+        return zlib.crc32(key.encode("utf-8")) % len(self._tags)
 
-    def _seen(self, raw: object) -> bool:
-        """Record the epoch Redis reported; True when it is the one just used."""
+    def _epoch_key(self, shard: int) -> str:
+        return f"{self._tags[shard]}:epoch"
+
+    def _key(self, shard: int, key: str, epoch: int) -> str:
+        return f"{self._tags[shard]}:{epoch}:{key}"
+
+    def _seen(self, shard: int, raw: object, used: int) -> bool:
+        """Record the epoch Redis reported; True when it is the one just ``used``
+        (compared with that, not with the latest seen: other calls of this
+        process may have learnt a newer one meanwhile)."""
         current = int(raw) if raw is not None else 0  # type: ignore[call-overload]
-        if current == self._epoch:
-            return True
-        self._epoch = current
-        return False
+        self._epochs[shard] = current
+        return current == used
 
     async def get(self, key: str) -> bytes | None:
+        shard = self._shard_of(key)
         for _ in range(_MAX_EPOCH_RETRIES):
-            epoch = self._epoch
+            epoch = self._epochs[shard]
             async with self._client.pipeline(transaction=False) as pipe:
-                pipe.get(self._epoch_key)
-                pipe.get(self._key(key, epoch))
+                pipe.get(self._epoch_key(shard))
+                pipe.get(self._key(shard, key, epoch))
                 current, value = await pipe.execute()
-            if self._seen(current):
+            if self._seen(shard, current, epoch):
                 return value  # type: ignore[no-any-return]
         raise EpochChurn("the cache epoch moved during every try")
 
@@ -135,19 +242,32 @@ class RedisCache:
         return int((await self._write((key,), lambda pipe, k: pipe.incr(k)))[0])
 
     async def _write(
-        self, keys: Sequence[str], command: Callable[[Pipeline, str], object]
+        self, keys: Sequence[str], command: Callable[[AnyPipeline, str], object]
     ) -> list[Any]:
-        """``command(pipe, key)`` for each key under the current epoch, then a
-        check that the epoch did not move meanwhile; if it did, again under the new one."""
+        """``command(pipe, key)`` for each key under its shard's current epoch, each
+        shard's followed by a check that its epoch did not move meanwhile; the
+        shards whose epoch did move, again under the new one. Results in ``keys``' order."""
+        results: dict[int, Any] = {}
+        pending: dict[int, list[int]] = {}  # shard → positions in keys
+        for position, key in enumerate(keys):
+            pending.setdefault(self._shard_of(key), []).append(position)
         for _ in range(_MAX_EPOCH_RETRIES):
-            epoch = self._epoch
+            used = {shard: self._epochs[shard] for shard in pending}
             async with self._client.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    command(pipe, self._key(key, epoch))
-                pipe.get(self._epoch_key)
-                *results, current = await pipe.execute()
-            if self._seen(current):
-                return results
+                for shard, positions in pending.items():
+                    for position in positions:
+                        command(pipe, self._key(shard, keys[position], used[shard]))
+                    pipe.get(self._epoch_key(shard))
+                replies = iter(await pipe.execute())
+            moved: dict[int, list[int]] = {}
+            for shard, positions in pending.items():
+                for position in positions:
+                    results[position] = next(replies)
+                if not self._seen(shard, next(replies), used[shard]):
+                    moved[shard] = positions
+            if not moved:
+                return [results[position] for position in range(len(keys))]
+            pending = moved
         raise EpochChurn("the cache epoch moved during every try")
 
 
@@ -181,7 +301,7 @@ class RedisRateLimiter:
     """The rate-limiter port in Redis: one atomic script per call, shared by
     every process that uses the same Redis."""
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str = "engage:rate") -> None:
+    def __init__(self, client: RedisClient, *, prefix: str = "engage:rate") -> None:
         self._prefix = prefix
         self._client = client
         self._script = client.register_script(_RATE_SCRIPT)
@@ -242,7 +362,7 @@ class RedisIdempotencyStore:
     them out of the database.
     """
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str = "engage:idempotency") -> None:
+    def __init__(self, client: RedisClient, *, prefix: str = "engage:idempotency") -> None:
         self._prefix = prefix
         self._reserve = client.register_script(_RESERVE_SCRIPT)
         self._complete = client.register_script(_COMPLETE_SCRIPT)

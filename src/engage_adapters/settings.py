@@ -23,6 +23,7 @@ from attrs import frozen
 
 from engage_adapters.bcrypt_hasher import MAX_ROUNDS, MIN_ROUNDS
 from engage_adapters.jwt_tokens import ALGORITHMS, KEY_BYTES, MIN_SECRET_BYTES
+from engage_adapters.redis_store import CLUSTER_SCHEMES, parse_cluster_url
 
 log = logging.getLogger("engage.settings")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -163,6 +164,13 @@ def _url(*schemes: str) -> Callable[[str], str]:
     return parse
 
 
+def _redis_url(text: str) -> str:
+    """One server's URL, or a Redis Cluster's (``redis+cluster://host:port,host:port``)."""
+    text = _url("redis", "rediss", "unix", *CLUSTER_SCHEMES)(text)
+    parse_cluster_url(text)  # a malformed cluster URL says what is wrong with it
+    return text
+
+
 def _origins(text: str) -> tuple[str, ...]:
     origins = []
     for raw in text.split(","):
@@ -229,7 +237,7 @@ def _path(text: str) -> Path:
 
 _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DATABASE_URL": ("database_url", _url("postgresql", "postgres")),
-    "REDIS_URL": ("redis_url", _url("redis", "rediss", "unix")),
+    "REDIS_URL": ("redis_url", _redis_url),
     "REDIS_TIMEOUT": ("redis_timeout", _seconds(0.01, 10.0)),
     "DATA_DIR": ("data_dir", _path),
     "JWT_SECRET": ("jwt_secret", _secret),
