@@ -16,6 +16,7 @@ const days = new Intl.DateTimeFormat(undefined, {
   month: "short",
   year: "numeric",
 });
+const weekdays = new Intl.DateTimeFormat(undefined, { weekday: "short", day: "numeric", month: "short" });
 const dates = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
 const clock = new Intl.DateTimeFormat(undefined, { timeStyle: "short" });
 
@@ -52,10 +53,10 @@ export function bucketCeil(date, bucket) {
   return start < date ? addBuckets(start, bucket) : start;
 }
 
-/** A bucket's label for a tooltip: "Tue, 3 Mar 2026, 14:00–15:00", "Week of 2 Mar 2026". */
+/** A bucket's label for a tooltip: "Tue, 3 Mar, 14:00–15:00", "Week of 2 Mar 2026". */
 export function formatBucket(start, bucket) {
   if (bucket === "hour") {
-    return `${days.format(start)}, ${formatClock(start)}–${formatClock(addBuckets(start, "hour"))}`;
+    return `${weekdays.format(start)}, ${formatClock(start)}–${formatClock(addBuckets(start, "hour"))}`;
   }
   if (bucket === "week") return `Week of ${formatDate(start)}`;
   return days.format(start);

@@ -1,0 +1,472 @@
+// The dashboard: the summary chart and totals for a range, bucket and metric
+// type; the metrics list, newest first, a page at a time; a form to record one.
+// Its first render makes at most three API calls: summary, first page, and
+// who is signed in (skipped right after sign-in).
+
+import { api, ApiError } from "../api.js";
+import { createChart } from "../chart.js";
+import { el, nextId } from "../dom.js";
+import { field, handleSubmit, OFFLINE, statusLine } from "../forms.js";
+import {
+  addBuckets,
+  bucketCeil,
+  bucketStart,
+  formatMoment,
+  formatNumber,
+  formatShortNumber,
+  timeZone,
+} from "../format.js";
+
+const PAGE_SIZE = 25;
+const HOUR = 3600 * 1000;
+const RANGES = [
+  { id: "24h", label: "24 h", words: "the last 24 hours", bucket: "hour", since: (now) => new Date(now - 24 * HOUR) },
+  { id: "7d", label: "7 d", words: "the last 7 days", bucket: "day", since: (now) => new Date(now - 7 * 24 * HOUR) },
+  { id: "30d", label: "30 d", words: "the last 30 days", bucket: "day", since: (now) => new Date(now - 30 * 24 * HOUR) },
+  {
+    id: "12m",
+    label: "12 months",
+    words: "the last 12 months",
+    bucket: "week",
+    since: (now) => {
+      const start = new Date(now);
+      start.setFullYear(start.getFullYear() - 1);
+      return start;
+    },
+  },
+];
+const BUCKETS = [
+  { id: "hour", label: "Hour" },
+  { id: "day", label: "Day" },
+  { id: "week", label: "Week" },
+];
+const MEASURES = [
+  { id: "count", label: "Count" },
+  { id: "sum", label: "Sum" },
+  { id: "avg", label: "Average" },
+  { id: "min", label: "Minimum" },
+  { id: "max", label: "Maximum" },
+];
+// More than this many hourly bars say nothing a daily chart would not.
+const MAX_HOURLY_DAYS = 31;
+
+/** One point per bucket start over the chosen series: counts and sums add up. */
+export function combine(series, type) {
+  const merged = new Map();
+  for (const one of series) {
+    if (type && one.metric_type !== type) continue;
+    for (const point of one.points) {
+      const start = Date.parse(point.start);
+      const into = merged.get(start);
+      if (!into) {
+        merged.set(start, { ...point, start: new Date(start) });
+      } else {
+        into.count += point.count;
+        into.sum += point.sum;
+        into.min = Math.min(into.min, point.min);
+        into.max = Math.max(into.max, point.max);
+      }
+    }
+  }
+  const points = [...merged.values()].sort((a, b) => a.start - b.start);
+  for (const point of points) point.avg = point.sum / point.count;
+  return points;
+}
+
+/** Count, sum, avg, min and max over all the points. */
+export function totals(points) {
+  if (!points.length) return null;
+  const total = { count: 0, sum: 0, min: Infinity, max: -Infinity };
+  for (const point of points) {
+    total.count += point.count;
+    total.sum += point.sum;
+    total.min = Math.min(total.min, point.min);
+    total.max = Math.max(total.max, point.max);
+  }
+  return { ...total, avg: total.sum / total.count };
+}
+
+function select(entry, options, chosen) {
+  entry.input.replaceChildren(
+    ...options.map((option) =>
+      el("option", { value: option.id, selected: option.id === chosen, text: option.label }),
+    ),
+  );
+  entry.input.value = chosen;
+}
+
+function code(text) {
+  return el("code", { text });
+}
+
+function emptyState(email, rangeWords) {
+  const batch =
+    `curl -X POST ${location.origin}/api/dashboard/metrics/batch \\\n` +
+    "  -H 'Content-Type: application/json' \\\n" +
+    "  -H 'Authorization: Bearer <token>' \\\n" +
+    '  -d \'{"items": [{"metric_type": "page_view", "metric_value": 1}]}\'';
+  return el(
+    "div",
+    { class: "empty-state" },
+    el("h3", { text: `Nothing recorded in ${rangeWords}` }),
+    el("p", { text: "Three ways to get metrics in:" }),
+    el(
+      "ol",
+      {},
+      el("li", {}, el("strong", { text: "Record one" }), " with the form on this page."),
+      el(
+        "li",
+        {},
+        el("strong", { text: "Send up to 1000 at once" }),
+        " to the batch API (a bearer token comes from ",
+        code("POST /api/auth/token"),
+        "; the reference is at ",
+        el("a", { href: "/schema", text: "/schema" }),
+        "):",
+        el("pre", {}, code(batch)),
+      ),
+      el(
+        "li",
+        {},
+        el("strong", { text: "Load a file" }),
+        " of rows ",
+        code("metric_type,metric_value,recorded_at"),
+        " (CSV or JSON Lines) on the server:",
+        el("pre", {}, code(`engage metrics backfill metrics.csv --user ${email || "you@example.com"}`)),
+      ),
+    ),
+  );
+}
+
+export async function render(view, app) {
+  const state = {
+    range: "30d",
+    bucket: "day",
+    type: "",
+    measure: "count",
+    series: [],
+    since: null,
+    cursor: null,
+  };
+  let loads = 0;
+
+  // --- the skeleton, built before any request ------------------------------------
+  const who = el("p", { class: "lede" });
+  const notice = el("p", { class: "notice is-error", role: "alert", hidden: true });
+  const rangeName = nextId("range");
+  const ranges = el(
+    "fieldset",
+    { class: "segmented" },
+    el("legend", { text: "Range" }),
+    RANGES.map((range) => {
+      const id = `${rangeName}-${range.id}`;
+      return el(
+        "span",
+        { class: "segment" },
+        el("input", { type: "radio", id, name: rangeName, value: range.id, checked: range.id === state.range }),
+        el("label", { for: id, text: range.label }),
+      );
+    }),
+  );
+  const bucket = field({ label: "Bucket", name: "bucket", control: el("select") });
+  const type = field({ label: "Metric type", name: "metric_type", control: el("select") });
+  const measure = field({ label: "Show", name: "measure", control: el("select") });
+  select(measure, MEASURES, state.measure);
+  const controls = el(
+    "form",
+    { class: "controls", "aria-label": "What the chart and the list show" },
+    ranges,
+    bucket.wrapper,
+    type.wrapper,
+    measure.wrapper,
+  );
+  controls.addEventListener("submit", (event) => event.preventDefault());
+
+  const stats = el("dl", { class: "stats" });
+  const statsCaption = el("p", { class: "stats-caption" });
+  const chartHeading = el("h2", { id: nextId("chart-title") });
+  const chartBox = el("div");
+  const chartEmpty = el("div", { hidden: true });
+  const chart = createChart(chartBox);
+
+  const rows = el("tbody");
+  const table = el(
+    "table",
+    { class: "metrics-table" },
+    el("caption", { class: "visually-hidden", text: "Metrics, newest first" }),
+    el(
+      "thead",
+      {},
+      el(
+        "tr",
+        {},
+        el("th", { scope: "col", text: "Recorded" }),
+        el("th", { scope: "col", text: "Type" }),
+        el("th", { scope: "col", class: "number", text: "Value" }),
+      ),
+    ),
+    rows,
+  );
+  const listStatus = el("p", { class: "list-status", tabindex: "-1" });
+  const loadMore = el("button", { type: "button", class: "button", text: "Load more", hidden: true });
+
+  const typesList = el("datalist", { id: nextId("types") });
+  const recordType = field({
+    label: "Metric type",
+    name: "metric_type",
+    list: typesList.id,
+    autocomplete: "off",
+    spellcheck: "false",
+    required: true,
+    hint: "Letters, digits and _ . : - (up to 100), e.g. page_view.",
+  });
+  const recordValue = field({
+    label: "Value",
+    name: "metric_value",
+    inputmode: "decimal",
+    autocomplete: "off",
+    required: true,
+  });
+  const recordTime = field({
+    label: "Recorded at (optional)",
+    name: "recorded_at",
+    type: "datetime-local",
+    step: "1",
+    hint: `Leave empty for now. Your time zone: ${timeZone}.`,
+  });
+  const recordStatus = statusLine();
+  const recordForm = el(
+    "form",
+    { class: "stack", method: "post" },
+    recordType.wrapper,
+    typesList,
+    recordValue.wrapper,
+    recordTime.wrapper,
+    recordStatus,
+    el("button", { type: "submit", class: "button primary", text: "Record" }),
+  );
+
+  view.append(
+    el("div", { class: "page-head" }, el("h1", { text: "Dashboard" }), who),
+    notice,
+    controls,
+    el(
+      "section",
+      { class: "card", "aria-labelledby": chartHeading.id },
+      chartHeading,
+      statsCaption,
+      stats,
+      chartBox,
+      chartEmpty,
+    ),
+    el(
+      "div",
+      { class: "columns" },
+      el(
+        "section",
+        { class: "card", "aria-labelledby": "metrics-title" },
+        el("h2", { id: "metrics-title", text: "Metrics" }),
+        el("div", { class: "table-scroll" }, table),
+        listStatus,
+        loadMore,
+      ),
+      el(
+        "section",
+        { class: "card", "aria-labelledby": "record-title" },
+        el("h2", { id: "record-title", text: "Record a metric" }),
+        recordForm,
+      ),
+    ),
+  );
+
+  // --- drawing from what was loaded ----------------------------------------------
+  const rangeOf = () => RANGES.find((range) => range.id === state.range);
+
+  function showWho() {
+    who.textContent = app.user
+      ? `Signed in as ${app.user.email}. Times are in ${timeZone}.`
+      : `Times are in ${timeZone}.`;
+  }
+
+  function drawControls() {
+    const hourly = (Date.now() - rangeOf().since(Date.now())) / (24 * HOUR) <= MAX_HOURLY_DAYS;
+    select(bucket, BUCKETS, state.bucket);
+    bucket.input.querySelector("option[value=hour]").disabled = !hourly;
+    const names = new Set(state.series.map((one) => one.metric_type));
+    if (state.type) names.add(state.type);
+    const types = [...names].sort();
+    select(type, [{ id: "", label: "All types" }, ...types.map((name) => ({ id: name, label: name }))], state.type);
+    typesList.replaceChildren(...types.map((name) => el("option", { value: name })));
+  }
+
+  function drawSummary() {
+    const points = combine(state.series, state.type);
+    const measureLabel = MEASURES.find((m) => m.id === state.measure).label;
+    const what = state.type || "all types";
+    chartHeading.textContent = `${measureLabel} per ${state.bucket}`;
+    statsCaption.textContent = `${state.type || "All types"}, ${rangeOf().words}`;
+    const total = totals(points);
+    stats.replaceChildren(
+      ...MEASURES.map((m) =>
+        el(
+          "div",
+          { class: "stat" },
+          el("dt", { text: m.label }),
+          el("dd", {
+            text: !total ? "–" : m.id === "count" ? formatNumber(total.count) : formatShortNumber(total[m.id]),
+          }),
+        ),
+      ),
+    );
+    const nothing = !state.series.length;
+    stats.hidden = nothing;
+    statsCaption.hidden = nothing;
+    chartEmpty.hidden = points.length > 0;
+    chartBox.hidden = points.length === 0;
+    chartEmpty.replaceChildren(
+      nothing
+        ? emptyState(app.user?.email, rangeOf().words)
+        : el("p", { class: "empty-note", text: `No ${what} metrics in ${rangeOf().words}.` }),
+    );
+    if (points.length) {
+      const end = addBuckets(bucketStart(new Date(), state.bucket), state.bucket);
+      chart.update({
+        points,
+        bucket: state.bucket,
+        start: state.since,
+        end,
+        measure: state.measure,
+        label: `${measureLabel} of ${what} per ${state.bucket}`,
+      });
+    }
+  }
+
+  function appendRows(items) {
+    rows.append(
+      ...items.map((metric) =>
+        el(
+          "tr",
+          { "data-id": metric.id },
+          el("td", {}, el("time", { datetime: metric.recorded_at, text: formatMoment(new Date(metric.recorded_at)) })),
+          el("td", { text: metric.metric_type }),
+          el("td", { class: "number", text: formatNumber(metric.metric_value) }),
+        ),
+      ),
+    );
+  }
+
+  function drawPage(page, { replace }) {
+    if (replace) rows.replaceChildren();
+    appendRows(page.items);
+    state.cursor = page.next_cursor;
+    loadMore.hidden = !state.cursor;
+    const shown = rows.children.length;
+    table.hidden = shown === 0;
+    listStatus.textContent =
+      shown === 0
+        ? `No ${state.type || "metrics"} recorded in ${rangeOf().words}.`
+        : state.cursor
+          ? `Showing the newest ${shown}.`
+          : `All ${shown} shown.`;
+  }
+
+  function failed(error) {
+    if (error instanceof ApiError && error.status === 401) return; // on the way to sign-in
+    notice.textContent = error instanceof ApiError ? `Could not load: ${error.message}` : OFFLINE;
+    notice.hidden = false;
+  }
+
+  function listQuery() {
+    return { metric_type: state.type, since: state.since.toISOString(), limit: PAGE_SIZE };
+  }
+
+  // --- loading ---------------------------------------------------------------------
+  /** The summary and the first page for the current choice; who am I when unknown. */
+  async function loadAll() {
+    const ticket = ++loads;
+    state.since = bucketCeil(rangeOf().since(Date.now()), state.bucket);
+    const query = { bucket: state.bucket, tz: timeZone, since: state.since.toISOString() };
+    try {
+      const [summary, page, me] = await Promise.all([
+        api.get("/api/dashboard/summary", query),
+        api.get("/api/dashboard/metrics", listQuery()),
+        app.user ? null : api.get("/api/auth/me"),
+      ]);
+      if (ticket !== loads) return;
+      if (me) app.signedIn(me);
+      notice.hidden = true;
+      state.series = summary.series;
+      showWho();
+      drawControls();
+      drawSummary();
+      drawPage(page, { replace: true });
+    } catch (error) {
+      failed(error);
+    }
+  }
+
+  /** Only the list changes with the metric type; the chart is redrawn from memory. */
+  async function loadList() {
+    const ticket = ++loads;
+    drawSummary();
+    try {
+      const page = await api.get("/api/dashboard/metrics", listQuery());
+      if (ticket === loads) drawPage(page, { replace: true });
+    } catch (error) {
+      failed(error);
+    }
+  }
+
+  ranges.addEventListener("change", (event) => {
+    state.range = event.target.value;
+    state.bucket = rangeOf().bucket;
+    drawControls();
+    loadAll();
+  });
+  bucket.input.addEventListener("change", () => {
+    state.bucket = bucket.input.value;
+    loadAll();
+  });
+  type.input.addEventListener("change", () => {
+    state.type = type.input.value;
+    loadList();
+  });
+  measure.input.addEventListener("change", () => {
+    state.measure = measure.input.value;
+    drawSummary();
+  });
+
+  loadMore.addEventListener("click", async () => {
+    loadMore.disabled = true;
+    const ticket = loads;
+    try {
+      const page = await api.get("/api/dashboard/metrics", { ...listQuery(), cursor: state.cursor });
+      if (ticket !== loads) return;
+      const before = rows.children.length;
+      drawPage(page, { replace: false });
+      app.announce(`${rows.children.length - before} more metrics loaded.`);
+      if (loadMore.hidden) listStatus.focus();
+    } catch (error) {
+      failed(error);
+    } finally {
+      loadMore.disabled = false;
+    }
+  });
+
+  handleSubmit(recordForm, {
+    fields: [recordType, recordValue, recordTime],
+    status: recordStatus,
+    submit: async (values) => {
+      const body = { metric_type: values.metric_type.trim(), metric_value: values.metric_value.trim() };
+      if (values.recorded_at) body.recorded_at = new Date(values.recorded_at).toISOString();
+      const metric = await api.post("/api/dashboard/metrics", body);
+      recordValue.input.value = "";
+      await loadAll();
+      return `Recorded ${metric.metric_type} = ${formatNumber(metric.metric_value)} at ${formatMoment(new Date(metric.recorded_at))}.`;
+    },
+  });
+
+  showWho();
+  drawControls();
+  await loadAll();
+}
