@@ -23,6 +23,8 @@ from attrs import frozen
 
 from engage_adapters.bcrypt_hasher import MAX_ROUNDS, MIN_ROUNDS
 from engage_adapters.jwt_tokens import ALGORITHMS, KEY_BYTES, MIN_SECRET_BYTES
+from engage_adapters.mail.message import DEFAULT_SENDER, parse_sender
+from engage_adapters.mail.smtp import SmtpServer
 from engage_adapters.redis_store import CLUSTER_SCHEMES, parse_cluster_url
 
 log = logging.getLogger("engage.settings")
@@ -73,6 +75,14 @@ class Settings:
     trusted_proxies: tuple[Network, ...] = ()
     # Whether `engage serve` serves the web app's pages at / (off: the JSON API only).
     web: bool = True
+    # The mail server (None: each message is written to DATA_DIR/outbox/ instead).
+    smtp_url: str | None = None
+    mail_from: str = DEFAULT_SENDER
+    # The base of the links in mails (None: the served origin, http://127.0.0.1:8000).
+    public_url: str | None = None
+    require_verified_email: bool = False
+    # The wait before a failed mail's first retry; doubled for each further one.
+    mail_retry_delay: float = 30.0
 
     def cookies_secure_for(self, host: str) -> bool:
         """Whether cookies get the Secure flag when serving on ``host``."""
@@ -171,6 +181,21 @@ def _redis_url(text: str) -> str:
     return text
 
 
+def _smtp_url(text: str) -> str:
+    SmtpServer.parse(text)  # says what is wrong with it
+    return text.strip()
+
+
+def _public_url(text: str) -> str:
+    url = text.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be the site's address, such as https://engage.example.com")
+    if parts.query or parts.fragment:
+        raise ValueError("must have no query or fragment")
+    return url
+
+
 def _origins(text: str) -> tuple[str, ...]:
     origins = []
     for raw in text.split(","):
@@ -256,6 +281,11 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DB_POOL_SIZE": ("db_pool_size", _integer(1, 1_000)),
     "TRUSTED_PROXIES": ("trusted_proxies", _networks),
     "WEB": ("web", _boolean),
+    "SMTP_URL": ("smtp_url", _smtp_url),
+    "MAIL_FROM": ("mail_from", parse_sender),
+    "PUBLIC_URL": ("public_url", _public_url),
+    "REQUIRE_VERIFIED_EMAIL": ("require_verified_email", _boolean),
+    "MAIL_RETRY_DELAY": ("mail_retry_delay", _seconds(0.01, 3600.0)),
 }
 KNOWN_VARIABLES = tuple(PREFIX + name for name in _FIELDS)
 
@@ -281,6 +311,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     access, refresh = values.get("access_ttl"), values.get("refresh_ttl")
     if access and refresh and refresh < access:
         faults.append(f"{PREFIX}REFRESH_TTL must not be shorter than {PREFIX}ACCESS_TTL")
+    if "smtp_url" in values and not env.get(PREFIX + "MAIL_FROM", "").strip():
+        # A real mail server refuses mail from the placeholder sender.
+        faults.append(f"{PREFIX}MAIL_FROM must be set when {PREFIX}SMTP_URL is")
     if faults:
         raise SettingsError(faults)
     unknown = sorted(k for k in env if k.startswith(PREFIX) and k not in KNOWN_VARIABLES)

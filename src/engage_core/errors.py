@@ -83,3 +83,12 @@ class RequestInProgress(EngageError):
 
 class Forbidden(EngageError):
     """The caller is known but the confirmation they gave (a password) is wrong."""
+
+
+class EmailNotVerified(EngageError):
+    """The credentials are right, but the account's address is not verified yet
+    (while ``ENGAGE_REQUIRE_VERIFIED_EMAIL`` is on)."""
+
+
+class InvalidToken(EngageError):
+    """A link's token that is unknown, used already or expired: one answer for all three."""

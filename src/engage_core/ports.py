@@ -8,15 +8,25 @@ tests as the real adapters.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import enum
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
-from uuid import UUID
+from uuid import UUID, uuid4
 
-from attrs import frozen
+from attrs import field, frozen
 
-from engage_core.model import EngagementMetric, MetricDraft, Password, Session, User
+from engage_core.model import (
+    Email,
+    EngagementMetric,
+    MetricDraft,
+    OneTimeToken,
+    Password,
+    Session,
+    TokenPurpose,
+    User,
+)
 from engage_core.queries import MetricPageQuery, Series, SummaryQuery
 
 
@@ -219,4 +229,115 @@ class IdempotencyStore(Protocol):
     async def release(self, owner: UUID, key: str) -> None:
         """Give up a reservation whose request failed, so a retry can run.
         A completed key is kept."""
+        ...
+
+
+# --- email ---------------------------------------------------------------------
+
+
+@frozen(kw_only=True)
+class MailMessage:
+    """One email to one address, in plain text and in HTML.
+
+    ``id`` stays the same however often delivery is tried, so every attempt
+    carries the same Message-ID. ``link`` is the action the message asks for
+    (verify, reset...), if any: the outbox logs it.
+    """
+
+    to: Email
+    subject: str
+    text: str = field(repr=False)
+    html: str = field(repr=False)
+    link: str | None = field(default=None, repr=False)
+    id: UUID = field(factory=uuid4)
+
+
+class MailNotSent(Exception):
+    """The mail was not handed over. ``permanent`` when trying again cannot help
+    (the server refused the recipient or the message); otherwise retry later."""
+
+    def __init__(self, reason: str, *, permanent: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+
+
+class Mailer(Protocol):
+    async def send(self, message: MailMessage) -> str:
+        """Hand ``message`` over for delivery and return a receipt for the record
+        (the server's reply, the file written); ``MailNotSent`` when it was not taken."""
+        ...
+
+
+class MailStatus(enum.StrEnum):
+    QUEUED = "queued"  # waiting for its first or next attempt
+    SENT = "sent"
+    FAILED = "failed"  # given up: no more attempts until retried by hand
+
+
+@frozen(kw_only=True)
+class QueuedMail:
+    """A message in the outbox and how its delivery went."""
+
+    message: MailMessage
+    status: MailStatus
+    created_at: datetime
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    sent_at: datetime | None = None
+    last_error: str | None = None
+    receipt: str | None = None
+
+
+class MailQueue(Protocol):
+    """The outbox: messages queued with the change that caused them (inside its
+    unit of work), delivered later by whoever claims them."""
+
+    async def enqueue(self, message: MailMessage, at: datetime) -> None:
+        """Queue ``message``, due at once; it commits with the unit in progress."""
+        ...
+
+    async def claim(self, at: datetime, *, limit: int, lease: timedelta) -> Sequence[QueuedMail]:
+        """Up to ``limit`` queued messages due at ``at``, oldest first, each counted
+        as one more attempt and hidden from other claims for ``lease``: two
+        claimers (processes) never get the same message."""
+        ...
+
+    async def mark_sent(self, message_id: UUID, at: datetime, receipt: str) -> None:
+        """Record the delivery; the stored bodies (and their links) are dropped."""
+        ...
+
+    async def mark_failed(
+        self, message_id: UUID, at: datetime, error: str, *, retry_at: datetime | None
+    ) -> None:
+        """Record a failed attempt: due again at ``retry_at``, or ``failed`` for good."""
+        ...
+
+    async def recent(self, *, limit: int) -> Sequence[QueuedMail]:
+        """Messages in any state, newest first."""
+        ...
+
+    async def requeue_failed(self, at: datetime) -> int:
+        """Make every failed message due again at ``at`` with its attempts reset; how many."""
+        ...
+
+
+class OneTimeTokenRepository(Protocol):
+    async def add(self, token: OneTimeToken) -> None: ...
+
+    async def find(
+        self, token_hash: str, purpose: TokenPurpose, at: datetime
+    ) -> OneTimeToken | None:
+        """The token if it is usable at ``at``, without using it."""
+        ...
+
+    async def use(
+        self, token_hash: str, purpose: TokenPurpose, at: datetime
+    ) -> OneTimeToken | None:
+        """Mark the token used if it is usable at ``at``, in one step: of two
+        concurrent uses exactly one gets the token, the other ``None``."""
+        ...
+
+    async def revoke(self, user_id: UUID, purposes: Collection[TokenPurpose], at: datetime) -> int:
+        """Use up every usable token of the user for these purposes; how many."""
         ...
