@@ -28,6 +28,7 @@ from engage_http.auth import (
 from engage_http.controllers.auth import AuthController
 from engage_http.controllers.metrics import MetricsController
 from engage_http.controllers.ops import OpsController
+from engage_http.headers import security_headers
 from engage_http.metrics_export import exporting
 from engage_http.observability import RequestIdMiddleware
 from engage_http.problems import EXCEPTION_HANDLERS, render
@@ -74,6 +75,7 @@ def create_app(services: ServicesFactory, policy: HttpPolicy) -> Litestar:
             prometheus.middleware,
             DefineMiddleware(CookieSessionCSRFMiddleware, config=csrf_config(policy)),
         ],
+        before_send=[security_headers(policy)],
         before_request=_require_json_bodies,
         exception_handlers=dict.fromkeys(EXCEPTION_HANDLERS, _render),
         request_max_body_size=MAX_BODY_BYTES,
