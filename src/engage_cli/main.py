@@ -7,12 +7,21 @@ from importlib.metadata import PackageNotFoundError, version
 import attrs
 import typer
 
-from engage_adapters.settings import KNOWN_VARIABLES, load_settings
-from engage_cli import db, metrics, users
+from engage_adapters.settings import (
+    KNOWN_VARIABLES,
+    SECRET_FILE,
+    Settings,
+    SettingsError,
+    load_settings,
+    resolve_jwt_secret,
+)
+from engage_cli import db, mail, metrics, users
 from engage_cli.demo import demo
 from engage_cli.errors import reported_errors
+from engage_cli.help import show_flags_bare
 from engage_cli.serve import serve
 
+show_flags_bare()
 app = typer.Typer(
     name="engage",
     help="Operate engage-suite: user accounts and per-user engagement metrics.",
@@ -26,6 +35,7 @@ app.command()(serve)
 app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="user")
 app.add_typer(metrics.app, name="metrics")
+app.add_typer(mail.app, name="mail")
 app.command()(demo)
 app.add_typer(settings_app, name="settings")
 
@@ -62,16 +72,39 @@ def root(
 
 @settings_app.command("check")
 def settings_check() -> None:
-    """Validate the ENGAGE_* settings and print them, secrets hidden."""
+    """Validate the ENGAGE_* settings and print them, secrets hidden.
+
+    Every fault is printed, one line each, and the exit status is then 1.
+    """
     with reported_errors():
-        settings = load_settings()
+        try:
+            settings = load_settings()
+            secret = _jwt_secret_source(settings)
+        except SettingsError as exc:
+            for fault in exc.faults:
+                typer.echo(f"engage: error: {fault}", err=True)
+            raise typer.Exit(1) from None
     hidden = {"jwt_secret", "sentry_dsn"}
     for name, value in sorted(attrs.asdict(settings, recurse=False).items()):
-        if name in hidden and value is not None:
+        if name == "jwt_secret":
+            value = secret
+        elif name in hidden and value is not None:
             value = "(set)"
-        elif name in ("database_url", "redis_url") and value is not None:
+        elif name in ("database_url", "redis_url", "smtp_url") and value is not None:
             value = _without_password(value)
         typer.echo(f"{name} = {_render(value)}")
+
+
+def _jwt_secret_source(settings: Settings) -> str:
+    """Where the JWT secret comes from (never the secret): the variable, or the data
+    directory's file, which is checked as `engage serve` would use it."""
+    if settings.jwt_secret is not None:
+        return "(set)"
+    path = settings.data_dir / SECRET_FILE
+    if not path.exists():
+        return f"(unset: a random one is written to {path} on first use)"
+    resolve_jwt_secret(settings)  # its mode and length, as serve checks them
+    return f"(from {path})"
 
 
 @settings_app.command("list")

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import aclosing, contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Annotated, BinaryIO
+from typing import IO, Annotated, BinaryIO, Literal
 
 import typer
 
@@ -33,9 +33,10 @@ from engage_core.services.backfill import BackfillReport
 
 app = typer.Typer(help="Bulk metric loads and exports.", no_args_is_help=True)
 
+FileFormat = Literal["csv", "jsonl"]
 Format = Annotated[
-    str | None,
-    typer.Option("--format", help="csv or jsonl (default: from the file name; csv for -)"),
+    FileFormat | None,
+    typer.Option("--format", help="Default: from the file name; csv for -."),
 ]
 
 
@@ -85,15 +86,13 @@ def export(
     until: Annotated[
         str | None, typer.Option("--until", help="Before this ISO 8601 time (exclusive).")
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="csv or jsonl.")] = "csv",
+    fmt: Annotated[FileFormat, typer.Option("--format", help="The output's format.")] = "csv",
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Write here (default: stdout).")
     ] = None,
 ) -> None:
     """Stream metrics out as backfill input: email,metric_type,metric_value,recorded_at."""
     with reported_errors():
-        if fmt not in ("csv", "jsonl"):
-            fail("--format must be csv or jsonl")
         start = _moment("--since", since)
         end = _moment("--until", until)
         if start and end and start >= end:
@@ -133,8 +132,6 @@ PLAIN_PROGRESS_EVERY = 5.0  # seconds between progress lines when not on a termi
 
 
 def _checked_format(file: str, explicit: str | None) -> str:
-    if explicit is not None and explicit not in ("csv", "jsonl"):
-        fail("--format must be csv or jsonl")
     try:
         return format_of(file, explicit)
     except FileError as exc:

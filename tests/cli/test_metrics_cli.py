@@ -231,7 +231,6 @@ def test_export_filters_by_user_and_time(env: dict[str, str], tmp_path: Path) ->
     [
         ["export", "--user", "nobody@example.com"],
         ["export", "--since", "yesterday"],
-        ["export", "--format", "xml"],
         ["backfill", "/nonexistent/file.csv"],
         ["backfill", "file.txt"],
     ],
