@@ -7,12 +7,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import NoReturn, TypeVar
 
-import psycopg
 import typer
 
 from engage_adapters.embedded_pg import EmbeddedPostgresError
 from engage_adapters.postgres.backup import BackupError
 from engage_adapters.postgres.migrate import MigrationError
+from engage_adapters.postgres.outage import UNAVAILABLE_ERRORS, unavailable_from
 from engage_adapters.settings import SettingsError
 from engage_cli.files import FileError
 from engage_core.errors import EngageError, ValidationFailed
@@ -33,6 +33,11 @@ def reported_errors() -> Iterator[None]:
     """Turn the errors a user can cause into one clear line and exit status 1."""
     try:
         yield
+    except UNAVAILABLE_ERRORS as exc:
+        outage = unavailable_from(exc)
+        if outage is not None:
+            fail(f"database unreachable: {outage.reason}")
+        fail(f"database error: {_first_line(exc)}")
     except SettingsError as exc:
         fail("; ".join(exc.faults))
     except ValidationFailed as exc:
@@ -41,8 +46,6 @@ def reported_errors() -> Iterator[None]:
         fail(exc.detail)
     except (MigrationError, EmbeddedPostgresError, FileError, BackupError) as exc:
         fail(str(exc))
-    except psycopg.OperationalError as exc:
-        fail(f"cannot reach the database: {_first_line(exc)}")
     except BrokenPipeError:
         raise  # the reader went away; the command decides what that means
     except OSError as exc:  # files the operator named: unreadable, unwritable, missing

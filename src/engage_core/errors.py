@@ -73,6 +73,21 @@ class RateLimited(EngageError):
         self.retry_after = max(1, retry_after)
 
 
+class Unavailable(EngageError):
+    """A dependency the use case needs does not answer (the database is down):
+    the request did not complete, and the same request may succeed after
+    ``retry_after`` whole seconds.
+
+    ``detail`` is what a client sees; ``reason`` (the driver's own words, which
+    may name hosts) is for logs and the operator's terminal only.
+    """
+
+    def __init__(self, detail: str, *, retry_after: int, reason: str = "") -> None:
+        super().__init__(detail)
+        self.retry_after = max(1, retry_after)
+        self.reason = reason or detail
+
+
 class IdempotencyKeyReused(EngageError):
     """An idempotency key came back with a different request."""
 
