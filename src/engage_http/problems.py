@@ -2,8 +2,10 @@
 
 Every error leaves as ``application/problem+json`` with ``type``, ``title``,
 ``status`` and ``detail``; validation problems add ``errors``, a list of
-``{field, message}``. Nothing unexpected leaks: an unhandled exception is
-logged with its traceback and answered with a bare 500 problem.
+``{field, message}``. A database that cannot be reached is a 503 with
+``Retry-After``, whatever the request was doing. Nothing unexpected leaks: an
+unhandled exception is logged with its traceback and answered with a bare 500
+problem.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from litestar.plugins.problem_details import ProblemDetailsException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
+from engage_adapters.postgres.outage import unavailable_from
 from engage_core.errors import (
     Conflict,
     EngageError,
@@ -28,6 +31,7 @@ from engage_core.errors import (
     RateLimited,
     RequestInProgress,
     Unauthorized,
+    Unavailable,
     ValidationFailed,
 )
 
@@ -51,6 +55,7 @@ _DOMAIN: list[tuple[type[EngageError], int, str, str]] = [
     (RequestInProgress, 409, "request-in-progress", "Request in progress"),
     (IdempotencyKeyReused, 422, "idempotency-key-reused", "Idempotency key reused"),
     (RateLimited, 429, "rate-limited", "Too many requests"),
+    (Unavailable, 503, "unavailable", "Service unavailable"),
 ]
 
 _HTTP_TITLES = {
@@ -101,7 +106,7 @@ def from_domain(exc: EngageError) -> ProblemDetailsException:
         extra = _errors(exc)
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="engage"'
-    if isinstance(exc, RateLimited):
+    if isinstance(exc, RateLimited | Unavailable):
         headers["Retry-After"] = str(exc.retry_after)
     return problem(status, kind, title, exc.detail, headers=headers or None, extra=extra)
 
@@ -162,6 +167,12 @@ def render(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
         details = from_domain(exc)
     elif isinstance(exc, HTTPException):
         details = from_http(exc)
+    elif (outage := unavailable_from(exc)) is not None:
+        # An outage is expected to happen, not a bug: no traceback.
+        log.warning(
+            "http.database_unreachable", extra={"path": request.url.path, "reason": outage.reason}
+        )
+        details = from_domain(outage)
     else:
         log.exception("http.unhandled_error", extra={"path": request.url.path})
         details = problem(
