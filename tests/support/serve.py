@@ -7,9 +7,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import httpx
 import pytest
@@ -27,7 +28,9 @@ def running_server(
     env: dict[str, str], *, workers: int = 1, ready_within: float = 90.0
 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """`engage serve` on a free loopback port, ready (/readyz is 200); the process
-    and its base URL. Stopped with SIGTERM on the way out, killed if it hangs."""
+    and its base URL. Stopped with SIGTERM on the way out, killed if it hangs.
+    Its output is read as it comes (a full pipe would stall a busy server) and
+    shown if it never gets ready."""
     port = free_port()
     process = subprocess.Popen(
         [
@@ -46,6 +49,9 @@ def running_server(
         text=True,
         start_new_session=True,  # its own process group: workers included in the clean-up
     )
+    output: list[str] = []
+    reader = threading.Thread(target=output.extend, args=(process.stdout,), daemon=True)
+    reader.start()
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + ready_within
@@ -56,8 +62,11 @@ def running_server(
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline or process.poll() is not None:
-                os.killpg(process.pid, signal.SIGKILL)
-                pytest.fail(f"engage serve did not become ready:\n{process.communicate()[0]}")
+                with suppress(ProcessLookupError):  # workers may outlive their parent
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                reader.join(timeout=30)
+                pytest.fail(f"engage serve did not become ready:\n{''.join(output)}")
             time.sleep(0.2)
         yield process, base
     finally:
@@ -67,4 +76,7 @@ def running_server(
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
-        process.communicate(timeout=30)  # reaps it and closes its pipe
+        process.wait(timeout=30)
+        reader.join(timeout=30)
+        if process.stdout is not None:
+            process.stdout.close()

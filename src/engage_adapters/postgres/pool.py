@@ -1,9 +1,21 @@
-"""The connection pool: one per process, shared by every repository."""
+"""The connection pool: one per process, shared by every repository.
+
+It rides out a database outage by itself: a request waits at most
+``CONNECTION_WAIT`` for a connection (then ``PoolTimeout``, which the entry
+points answer as "database unreachable"), a connection the server has cut is
+dropped at checkout, and lost connections are reconnected every second or two
+until the database is back.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import select
+from typing import Any
+
 import psycopg
-from psycopg_pool import AsyncConnectionPool
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 # Every session speaks UTC, so timestamptz values come back in UTC.
 _OPTIONS = "-c TimeZone=UTC -c application_name=engage"
@@ -12,6 +24,28 @@ _OPTIONS = "-c TimeZone=UTC -c application_name=engage"
 DEFAULT_POOL_SIZE = 10
 # Connections left for everything but the workers: the CLI, backups, psql.
 HEADROOM = 10
+# How long a request waits for a connection before it is told the database is
+# unreachable (a 503): well under the 5 s a client should ever wait for that.
+CONNECTION_WAIT = 2.0
+# How long a lost connection is retried (after 1 s, then 2 s) before the pool
+# gives its slot up and grows again on demand: so a retry is never more than
+# 2 s away, where psycopg_pool's default (5 min of doubling delays) would wait
+# up to minutes after a long outage.
+RECONNECT_FOR = 4.0
+# How long /readyz waits for a pooled connection before it asks the server
+# directly (the pool may merely be busy).
+PING_WAIT = 0.25
+# A TCP connection to a server that vanished without a word (a partition)
+# fails within seconds, not at the kernel's retransmission timeout (minutes).
+# libpq ignores these on Unix sockets; a setting in the URL wins.
+_TCP_FAILFAST = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,
+}
 
 
 async def connection_budget(conninfo: str) -> int:
@@ -45,22 +79,84 @@ async def open_pool(
     the session check alone). Work that needs several statements to commit
     together says so with ``conn.transaction()`` (bulk loads, the export's
     server-side cursor). Connections go back to the pool as they are, with no
-    reset step, which psycopg_pool would run in a background task per return.
+    reset step, which psycopg_pool would run in a background task per return;
+    and the check at checkout costs a round trip only for a connection the
+    server has written to while it sat idle (see ``_drop_if_cut``).
     """
+    pool: AsyncConnectionPool
+    sweeps: set[asyncio.Task[None]] = set()  # held until done: the loop keeps weak references
+
+    async def check(conn: psycopg.AsyncConnection[Any]) -> None:
+        try:
+            await _drop_if_cut(conn)
+        except psycopg.Error:
+            # One cut connection means the server went away: the others idle
+            # beside it are as dead, so test them all now, not one request each.
+            if not sweeps:
+                sweep = asyncio.get_running_loop().create_task(pool.check())
+                sweeps.add(sweep)
+                sweep.add_done_callback(sweeps.discard)
+            raise
+
     pool = AsyncConnectionPool(
         conninfo,
         min_size=min_size,
         max_size=max_size,
-        kwargs={"options": _OPTIONS, "autocommit": True},
+        kwargs=_connection_kwargs(conninfo),
         open=False,
-        timeout=10.0,
+        timeout=CONNECTION_WAIT,
+        check=check,
+        reconnect_timeout=RECONNECT_FOR,
         name="engage",
     )
     await pool.open(wait=True, timeout=15.0)
     return pool
 
 
+def _connection_kwargs(conninfo: str) -> dict[str, Any]:
+    given = conninfo_to_dict(conninfo)
+    failfast = {name: value for name, value in _TCP_FAILFAST.items() if name not in given}
+    return {"options": _OPTIONS, "autocommit": True, **failfast}
+
+
+async def _drop_if_cut(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Raise if the server has closed this idle connection.
+
+    A server that stops or restarts says goodbye (an error, then end of file)
+    on every connection it had. An idle connection the server has said
+    nothing to is fine without a round trip: one readable socket poll instead
+    of an empty query per checkout. One with something to read gets the real
+    check, which consumes it or fails.
+    """
+    if _readable(conn.pgconn.socket):
+        await AsyncConnectionPool.check_connection(conn)
+
+
+def _readable(fd: int) -> bool:
+    if hasattr(select, "poll"):  # any descriptor number, unlike select()
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    readable, _, _ = select.select([fd], [], [], 0)
+    return bool(readable)
+
+
 async def ping(pool: AsyncConnectionPool) -> None:
-    """A round trip to the database; raises when it does not answer."""
-    async with pool.connection(timeout=2.0) as conn:
+    """A round trip to the database; raises at once when it does not answer.
+
+    A pooled connection if one comes within ``PING_WAIT``; else the pool is
+    busy or the server gone, and a connection of its own tells which, without
+    waiting out the pool's reconnection delays.
+    """
+    try:
+        async with pool.connection(timeout=PING_WAIT) as conn:
+            await conn.execute("SELECT 1")
+            return
+    except (PoolTimeout, psycopg.OperationalError):
+        if pool.closed or not isinstance(pool.conninfo, str):
+            raise
+    conninfo = pool.conninfo
+    async with await psycopg.AsyncConnection.connect(
+        conninfo, **{**_connection_kwargs(conninfo), "connect_timeout": 2}
+    ) as conn:
         await conn.execute("SELECT 1")
