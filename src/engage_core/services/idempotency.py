@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import re
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from uuid import UUID
 
-from attrs import define
+from attrs import define, field
 
 from engage_core.errors import IdempotencyKeyReused, RequestInProgress, ValidationFailed
 from engage_core.ports import IdempotencyStore, StoredResponse
@@ -17,6 +19,10 @@ KEY_LIFETIME = timedelta(hours=24)
 # How long a request may run before its key is free again for a retry.
 IN_PROGRESS_LEASE = timedelta(minutes=1)
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")  # printable ASCII, no spaces
+# When the store cannot free or record a key (its database went away in the
+# middle of the request), the step is tried again this many seconds apart:
+# 45.5 s in all, within the lease, after which another request may hold the key.
+RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 15.0)
 
 
 def fingerprint(*parts: bytes | str) -> str:
@@ -34,6 +40,9 @@ def fingerprint(*parts: bytes | str) -> str:
 class IdempotencyGuard:
     store: IdempotencyStore
     lifetime: timedelta = KEY_LIFETIME
+    retry_delays: tuple[float, ...] = RETRY_DELAYS
+    # Steps being retried; held here because the event loop keeps only weak references.
+    _retrying: set[asyncio.Task[None]] = field(factory=set, init=False)
 
     async def run(
         self,
@@ -47,7 +56,11 @@ class IdempotencyGuard:
 
         The same key with a different request is refused, as is a repeat that
         arrives while the first is still running. A failed action stores
-        nothing, so it can be retried with the same key.
+        nothing, so it can be retried with the same key; its error is the one
+        raised, even when the store fails to free the key (it is then freed in
+        the background once the store answers again). A finished action's
+        response is returned even when the store fails to record it: the change
+        is made (it is recorded in the background, as above).
         """
         if not _KEY.fullmatch(key):
             raise ValidationFailed.single(
@@ -65,7 +78,28 @@ class IdempotencyGuard:
         try:
             response = await action()
         except BaseException:
-            await self.store.release(user_id, key)
+            await self._settle(lambda: self.store.release(user_id, key))
             raise
-        await self.store.complete(user_id, key, response, ttl=self.lifetime.total_seconds())
+        ttl = self.lifetime.total_seconds()
+        await self._settle(lambda: self.store.complete(user_id, key, response, ttl=ttl))
         return response
+
+    async def settled(self) -> None:
+        """Wait until every step being retried has succeeded or given up."""
+        while pending := [retry for retry in self._retrying if not retry.done()]:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _settle(self, step: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await step()
+        except Exception:  # the store is failing too; the request's own outcome stands
+            retry = asyncio.get_running_loop().create_task(self._retry(step))
+            self._retrying.add(retry)
+            retry.add_done_callback(self._retrying.discard)
+
+    async def _retry(self, step: Callable[[], Awaitable[None]]) -> None:
+        for delay in self.retry_delays:
+            await asyncio.sleep(delay)
+            with contextlib.suppress(Exception):  # still failing: wait longer
+                await step()
+                return
