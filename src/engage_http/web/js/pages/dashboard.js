@@ -9,7 +9,6 @@ import { el, nextId } from "../dom.js";
 import { field, handleSubmit, OFFLINE, statusLine } from "../forms.js";
 import {
   addBuckets,
-  bucketCeil,
   bucketStart,
   formatMoment,
   formatNumber,
@@ -144,11 +143,13 @@ export async function render(view, app) {
     bucket: "day",
     type: "",
     measure: "count",
-    series: [],
-    since: null,
-    cursor: null,
   };
-  let loads = 0;
+  // What is drawn: the summary as loaded (its series, range, bucket and start), and
+  // the list as loaded (its query and next cursor). A newer load replaces each.
+  let summaryShown = { series: [], range: state.range, bucket: state.bucket, since: new Date() };
+  let listShown = { query: null, type: "", range: state.range, cursor: null };
+  let summaryLoads = 0;
+  let listLoads = 0;
 
   // --- the skeleton, built before any request ------------------------------------
   const who = el("p", { class: "lede" });
@@ -174,7 +175,7 @@ export async function render(view, app) {
   select(measure, MEASURES, state.measure);
   const controls = el(
     "form",
-    { class: "controls", "aria-label": "What the chart and the list show" },
+    { class: "controls", "aria-label": "Chart and list options" },
     ranges,
     bucket.wrapper,
     type.wrapper,
@@ -280,7 +281,8 @@ export async function render(view, app) {
   );
 
   // --- drawing from what was loaded ----------------------------------------------
-  const rangeOf = () => RANGES.find((range) => range.id === state.range);
+  const rangeOf = (id = state.range) => RANGES.find((range) => range.id === id);
+  const sinceOf = () => bucketStart(rangeOf().since(Date.now()), state.bucket); // whole buckets
 
   function showWho() {
     who.textContent = app.user
@@ -292,7 +294,7 @@ export async function render(view, app) {
     const hourly = (Date.now() - rangeOf().since(Date.now())) / (24 * HOUR) <= MAX_HOURLY_DAYS;
     select(bucket, BUCKETS, state.bucket);
     bucket.input.querySelector("option[value=hour]").disabled = !hourly;
-    const names = new Set(state.series.map((one) => one.metric_type));
+    const names = new Set(summaryShown.series.map((one) => one.metric_type));
     if (state.type) names.add(state.type);
     const types = [...names].sort();
     select(type, [{ id: "", label: "All types" }, ...types.map((name) => ({ id: name, label: name }))], state.type);
@@ -300,11 +302,13 @@ export async function render(view, app) {
   }
 
   function drawSummary() {
-    const points = combine(state.series, state.type);
+    const { series, range, bucket: per, since } = summaryShown;
+    const points = combine(series, state.type);
     const measureLabel = MEASURES.find((m) => m.id === state.measure).label;
     const what = state.type || "all types";
-    chartHeading.textContent = `${measureLabel} per ${state.bucket}`;
-    statsCaption.textContent = `${state.type || "All types"}, ${rangeOf().words}`;
+    const words = rangeOf(range).words;
+    chartHeading.textContent = `${measureLabel} per ${per}`;
+    statsCaption.textContent = `${state.type || "All types"}, ${words}`;
     const total = totals(points);
     stats.replaceChildren(
       ...MEASURES.map((m) =>
@@ -318,25 +322,24 @@ export async function render(view, app) {
         ),
       ),
     );
-    const nothing = !state.series.length;
+    const nothing = !series.length;
     stats.hidden = nothing;
     statsCaption.hidden = nothing;
     chartEmpty.hidden = points.length > 0;
     chartBox.hidden = points.length === 0;
     chartEmpty.replaceChildren(
       nothing
-        ? emptyState(app.user?.email, rangeOf().words)
-        : el("p", { class: "empty-note", text: `No ${what} metrics in ${rangeOf().words}.` }),
+        ? emptyState(app.user?.email, words)
+        : el("p", { class: "empty-note", text: `No ${what} metrics in ${words}.` }),
     );
     if (points.length) {
-      const end = addBuckets(bucketStart(new Date(), state.bucket), state.bucket);
       chart.update({
         points,
-        bucket: state.bucket,
-        start: state.since,
-        end,
+        bucket: per,
+        start: since,
+        end: addBuckets(bucketStart(new Date(), per), per),
         measure: state.measure,
-        label: `${measureLabel} of ${what} per ${state.bucket}`,
+        label: `${measureLabel} of ${what} per ${per}`,
       });
     }
   }
@@ -358,14 +361,14 @@ export async function render(view, app) {
   function drawPage(page, { replace }) {
     if (replace) rows.replaceChildren();
     appendRows(page.items);
-    state.cursor = page.next_cursor;
-    loadMore.hidden = !state.cursor;
+    listShown.cursor = page.next_cursor;
+    loadMore.hidden = !listShown.cursor;
     const shown = rows.children.length;
     table.hidden = shown === 0;
     listStatus.textContent =
       shown === 0
-        ? `No ${state.type || "metrics"} recorded in ${rangeOf().words}.`
-        : state.cursor
+        ? `No ${listShown.type || "metrics"} recorded in ${rangeOf(listShown.range).words}.`
+        : listShown.cursor
           ? `Showing the newest ${shown}.`
           : `All ${shown} shown.`;
   }
@@ -376,45 +379,48 @@ export async function render(view, app) {
     notice.hidden = false;
   }
 
-  function listQuery() {
-    return { metric_type: state.type, since: state.since.toISOString(), limit: PAGE_SIZE };
-  }
-
   // --- loading ---------------------------------------------------------------------
-  /** The summary and the first page for the current choice; who am I when unknown. */
-  async function loadAll() {
-    const ticket = ++loads;
-    state.since = bucketCeil(rangeOf().since(Date.now()), state.bucket);
-    const query = { bucket: state.bucket, tz: timeZone, since: state.since.toISOString() };
+  async function loadSummary(since) {
+    const ticket = ++summaryLoads;
+    const chosen = { range: state.range, bucket: state.bucket, since };
+    const query = { bucket: chosen.bucket, tz: timeZone, since: since.toISOString() };
+    const summary = await api.get("/api/dashboard/summary", query);
+    if (ticket !== summaryLoads) return; // a newer choice is on its way
+    summaryShown = { ...chosen, series: summary.series };
+    drawControls();
+    drawSummary();
+  }
+
+  async function loadList(since) {
+    const ticket = ++listLoads;
+    const query = { metric_type: state.type, since: since.toISOString(), limit: PAGE_SIZE };
+    const chosen = { query, type: state.type, range: state.range, cursor: null };
+    const page = await api.get("/api/dashboard/metrics", query);
+    if (ticket !== listLoads) return;
+    listShown = chosen;
+    drawPage(page, { replace: true });
+  }
+
+  async function loadWho() {
+    if (app.user) return;
+    app.signedIn(await api.get("/api/auth/me"));
+    showWho();
+  }
+
+  /** Wait for ``loads`` (run at once); say what failed, if anything did. */
+  async function settle(...loads) {
     try {
-      const [summary, page, me] = await Promise.all([
-        api.get("/api/dashboard/summary", query),
-        api.get("/api/dashboard/metrics", listQuery()),
-        app.user ? null : api.get("/api/auth/me"),
-      ]);
-      if (ticket !== loads) return;
-      if (me) app.signedIn(me);
+      await Promise.all(loads);
       notice.hidden = true;
-      state.series = summary.series;
-      showWho();
-      drawControls();
-      drawSummary();
-      drawPage(page, { replace: true });
     } catch (error) {
       failed(error);
     }
   }
 
-  /** Only the list changes with the metric type; the chart is redrawn from memory. */
-  async function loadList() {
-    const ticket = ++loads;
-    drawSummary();
-    try {
-      const page = await api.get("/api/dashboard/metrics", listQuery());
-      if (ticket === loads) drawPage(page, { replace: true });
-    } catch (error) {
-      failed(error);
-    }
+  /** The summary and the first page for the current choice, and who is signed in. */
+  function loadAll() {
+    const since = sinceOf();
+    return settle(loadSummary(since), loadList(since), loadWho());
   }
 
   ranges.addEventListener("change", (event) => {
@@ -428,8 +434,10 @@ export async function render(view, app) {
     loadAll();
   });
   type.input.addEventListener("change", () => {
+    // Only the list is fetched again: the summary holds every type already.
     state.type = type.input.value;
-    loadList();
+    drawSummary();
+    settle(loadList(sinceOf()));
   });
   measure.input.addEventListener("change", () => {
     state.measure = measure.input.value;
@@ -438,10 +446,10 @@ export async function render(view, app) {
 
   loadMore.addEventListener("click", async () => {
     loadMore.disabled = true;
-    const ticket = loads;
+    const ticket = listLoads;
     try {
-      const page = await api.get("/api/dashboard/metrics", { ...listQuery(), cursor: state.cursor });
-      if (ticket !== loads) return;
+      const page = await api.get("/api/dashboard/metrics", { ...listShown.query, cursor: listShown.cursor });
+      if (ticket !== listLoads) return;
       const before = rows.children.length;
       drawPage(page, { replace: false });
       app.announce(`${rows.children.length - before} more metrics loaded.`);

@@ -1,0 +1,214 @@
+"""Every page in Chromium: signing up and in, the security headers and CSP, cookies,
+CSRF, the keyboard alone, phone widths and dark mode."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import expect
+
+from support.browser import PASSWORD, Accounts, Browsers, sign_in
+
+CSP = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+
+
+def test_every_page_has_the_security_headers_and_no_csp_violation(
+    browsers: Browsers, accounts: Accounts
+) -> None:
+    page, watch = browsers.open()
+    email = accounts.create()
+    for path in ("/signin", "/signup"):
+        response = page.goto(path)
+        assert response is not None
+        headers = response.headers
+        assert headers["content-security-policy"] == CSP
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["referrer-policy"] == "same-origin"
+    sign_in(page, email)
+    for path in ("/", "/account"):
+        response = page.goto(path)
+        assert response is not None
+        assert response.headers["content-security-policy"] == CSP
+        expect(page.locator("h1")).to_be_visible()
+    page.get_by_role("link", name="Dashboard").click()
+    expect(page.locator(".list-status")).not_to_be_empty()
+    # Nothing on any page broke the policy, nor logged any error at all.
+    assert watch.errors == []
+    assert watch.failed_loads == []
+
+
+def test_a_csp_violation_would_be_caught(browsers: Browsers) -> None:
+    """The watch itself works: an inline script is refused and reported."""
+    page, watch = browsers.open()
+    page.goto("/signin")
+    expect(page.locator("h1")).to_have_text("Sign in")
+    with page.expect_console_message(lambda message: "CSP violation" in message.text):
+        page.evaluate(
+            """() => {
+            const script = document.createElement("script");
+            script.textContent = "window.ran = true";
+            document.body.append(script);
+        }"""
+        )
+    assert page.evaluate("window.ran") is None
+    assert any("CSP violation: script-src-elem inline" in error for error in watch.errors)
+    watch.errors.clear()  # expected here
+
+
+def test_sign_up_then_sign_in_reaches_the_dashboard(browsers: Browsers, accounts: Accounts) -> None:
+    page, _ = browsers.open()
+    email = accounts.new_email()
+    page.goto("/signup")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("heading", name="Dashboard", level=1)).to_be_visible()
+    expect(page.get_by_text(f"Signed in as {email}")).to_be_visible()
+    page.get_by_role("link", name="Account").click()
+    page.get_by_role("button", name="Log out", exact=True).click()
+    expect(page).to_have_url(re.compile(r"/signin$"))
+    expect(page.get_by_text("You are logged out.")).to_be_visible()
+    sign_in(page, email)
+    expect(page.get_by_text(f"Signed in as {email}")).to_be_visible()
+
+
+def test_a_wrong_password_says_so_next_to_the_field(browsers: Browsers, accounts: Accounts) -> None:
+    page, watch = browsers.open()
+    email = accounts.create()
+    page.goto("/signin")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    password = page.get_by_label("Password")
+    expect(password).to_have_attribute("aria-invalid", "true")
+    # The message is next to the field and is the field's accessible description.
+    expect(page.locator(".field-error:visible")).to_have_text(
+        "The email or the password is not correct."
+    )
+    expect(password).to_have_accessible_description("The email or the password is not correct.")
+    expect(page.get_by_role("status")).to_have_text("The email or the password is not correct.")
+    expect(password).to_be_focused()
+    assert any("401" in line for line in watch.failed_loads)
+
+
+def test_a_taken_email_and_invalid_fields_show_their_messages(
+    browsers: Browsers, accounts: Accounts
+) -> None:
+    page, _ = browsers.open()
+    email = accounts.create()
+    page.goto("/signup")
+    page.get_by_label("Email").fill(email.upper())
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+    field_error = (
+        page.locator(".field").filter(has=page.get_by_label("Email")).locator(".field-error")
+    )
+    expect(field_error).to_contain_text("already has an account")
+
+    page.get_by_label("Email").fill("not an address")
+    page.get_by_label("Password").fill("short")
+    page.get_by_role("button", name="Create account").click()
+    errors = page.locator(".field-error:visible")
+    expect(errors).to_have_count(2)
+    expect(errors.nth(0)).to_contain_text("Email is not a valid address")
+    expect(errors.nth(1)).to_have_text("Password must be 8 to 256 characters long")
+    expect(page.get_by_role("status")).to_have_text("Please correct the marked fields.")
+    expect(page.get_by_label("Email")).to_be_focused()
+
+
+def test_too_many_failures_say_when_to_try_again(browsers: Browsers, accounts: Accounts) -> None:
+    page, _ = browsers.open()
+    email = accounts.create()
+    page.goto("/signin")
+    page.get_by_label("Email").fill(email)
+    status = page.get_by_role("status")
+    for _ in range(6):  # the per-email limit is 5 failures in 15 minutes
+        page.get_by_label("Password").fill("not the password")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("button", name="Sign in")).to_be_enabled()
+        if "Too many" in (status.text_content() or ""):
+            break
+    expect(status).to_contain_text(re.compile(r"Too many attempts\. Try again in \d+ minutes"))
+    expect(status).to_contain_text(re.compile(r"\(at .+\)"))
+
+
+def test_the_keyboard_alone_signs_in(browsers: Browsers, accounts: Accounts) -> None:
+    page, _ = browsers.open()
+    email = accounts.create()
+    page.goto("/signin")
+    expect(page.get_by_label("Email")).to_be_focused()
+    page.keyboard.type(email)
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Password")).to_be_focused()
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Sign in")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Dashboard", level=1)).to_be_focused()
+    # On to the account page by the keyboard too.
+    page.keyboard.press("Shift+Tab")
+    expect(page.get_by_role("link", name="Account")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Account", level=1)).to_be_focused()
+
+
+def test_the_page_script_cannot_read_the_session_cookies(
+    browsers: Browsers, accounts: Accounts
+) -> None:
+    page, _ = browsers.open()
+    sign_in(page, accounts.create())
+    readable = page.evaluate("document.cookie")
+    assert "csrftoken=" in readable
+    assert "engage_access" not in readable
+    assert "engage_refresh" not in readable
+    jar = {cookie["name"]: cookie for cookie in page.context.cookies()}
+    assert jar["engage_access"]["httpOnly"] is True
+    assert jar["csrftoken"]["httpOnly"] is False
+
+
+def test_a_state_change_without_the_csrf_header_is_refused(
+    browsers: Browsers, accounts: Accounts
+) -> None:
+    page, watch = browsers.open()
+    sign_in(page, accounts.create())
+    post = """async (withToken) => {
+        const token = document.cookie.match(/csrftoken=([^;]+)/)[1];
+        const headers = {"Content-Type": "application/json"};
+        if (withToken) headers["X-CSRFToken"] = token;
+        const response = await fetch("/api/dashboard/metrics", {
+            method: "POST", headers, body: JSON.stringify({metric_type: "x", metric_value: 1}),
+        });
+        return [response.status, (await response.json()).detail];
+    }"""
+    assert page.evaluate(post, False) == [403, "CSRF token verification failed"]
+    assert page.evaluate(post, True)[0] == 201
+    assert any("403" in line for line in watch.failed_loads)
+
+
+def test_every_page_fits_a_phone_and_follows_the_dark_scheme(
+    browsers: Browsers, accounts: Accounts
+) -> None:
+    email = accounts.create()
+    accounts.record(email, [{"metric_type": "page_view", "metric_value": 1}])
+    page, _ = browsers.open(viewport={"width": 375, "height": 740}, color_scheme="dark")
+    page.goto("/signup")
+    page.goto("/signin")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    sign_in(page, email)
+    expect(page.locator(".chart-bar")).to_have_count(1)
+    for path in ("/", "/account"):
+        page.goto(path)
+        expect(page.locator("h1")).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375, path
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    red, green, blue = (int(n) for n in re.findall(r"\d+", background)[:3])
+    assert red + green + blue < 120, background
+
+
+def test_an_unknown_page_path_is_not_the_app(browsers: Browsers) -> None:
+    page, watch = browsers.open()
+    response = page.goto("/no-such-page")
+    assert response is not None
+    assert response.status == 404
+    assert response.headers["content-type"].startswith("application/problem+json")
+    watch.failed_loads.clear()
