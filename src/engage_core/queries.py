@@ -23,12 +23,52 @@ DEFAULT_PAGE_LIMIT = 50
 MAX_PAGE_LIMIT = 500
 
 
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+# Range ends are held within these: no metric lies outside them (recorded_at runs from
+# 1970 to now), and slot and bucket arithmetic near datetime's own limits overflows.
+_EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
 def check_limit(raw: object) -> int:
+    """A page size: a whole number (or its decimal text, as a query sends it) from 1 to 500."""
+    if isinstance(raw, str) and _WHOLE_NUMBER.fullmatch(raw):
+        try:
+            raw = int(raw)
+        except ValueError:  # more digits than int() reads: far out of range anyway
+            raise ValidationFailed.single("limit", f"must be 1 to {MAX_PAGE_LIMIT}") from None
     if isinstance(raw, bool) or not isinstance(raw, int):
         raise ValidationFailed.single("limit", "must be a whole number")
     if not 1 <= raw <= MAX_PAGE_LIMIT:
         raise ValidationFailed.single("limit", f"must be 1 to {MAX_PAGE_LIMIT}")
     return raw
+
+
+def check_bound(raw: object) -> datetime:
+    """An end of a time range (``since``, ``until``): an ISO 8601 date-time with an
+    offset, in UTC. Unlike a metric's ``recorded_at`` it may be any moment, even one
+    past what a datetime holds in UTC (0001-01-01T00:00+05:00); those far from any
+    metric are held at 1900 or 9000, which selects the same metrics."""
+    if isinstance(raw, datetime):
+        moment = raw
+    elif isinstance(raw, str):
+        try:
+            # RFC 3339 allows a lower-case "t" and "z"; fromisoformat only the capitals.
+            moment = datetime.fromisoformat(raw.upper())
+        except ValueError:
+            raise ValidationFailed.single(
+                "since", "must be an ISO 8601 date-time with a UTC offset"
+            ) from None
+    else:
+        raise ValidationFailed.single("since", "must be an ISO 8601 date-time string")
+    offset = moment.utcoffset()
+    if offset is None:
+        raise ValidationFailed.single("since", "must carry a UTC offset (such as Z or +02:00)")
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:
+        return _EARLIEST if offset > timedelta(0) else _LATEST
+    return min(max(utc, _EARLIEST), _LATEST)
 
 
 def check_range(since: datetime | None, until: datetime | None) -> None:
@@ -121,7 +161,7 @@ def check_bucket(raw: object) -> Bucket:
 def check_time_zone(raw: object) -> ZoneInfo:
     if isinstance(raw, ZoneInfo):
         return raw
-    if not isinstance(raw, str) or raw not in _known_time_zones():
+    if not isinstance(raw, str) or raw not in known_time_zones():
         raise ValidationFailed.single("tz", "must be an IANA time zone name such as Europe/Berlin")
     try:
         return ZoneInfo(raw)
@@ -130,8 +170,10 @@ def check_time_zone(raw: object) -> ZoneInfo:
 
 
 @functools.cache
-def _known_time_zones() -> frozenset[str]:
-    return frozenset(available_timezones()) | {"UTC"}
+def known_time_zones() -> frozenset[str]:
+    """The names ``tz`` may take: the IANA zones this system knows."""
+    # "localtime" and "posixrules" are files of a zoneinfo folder, not zone names.
+    return (frozenset(available_timezones()) | {"UTC"}) - {"localtime", "posixrules"}
 
 
 @frozen(kw_only=True)

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from litestar import Litestar, Request, Response
 from litestar.config.cors import CORSConfig
 from litestar.exceptions import ClientException
 from litestar.middleware import DefineMiddleware
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusConfig
+from litestar.routes import HTTPRoute
 from litestar.status_codes import HTTP_415_UNSUPPORTED_MEDIA_TYPE
 
 from engage_adapters.bootstrap import Services
@@ -27,10 +24,11 @@ from engage_http.auth import (
 )
 from engage_http.controllers.auth import AuthController
 from engage_http.controllers.metrics import MetricsController
-from engage_http.controllers.ops import OpsController
+from engage_http.controllers.ops import OpsController, PrometheusExport
 from engage_http.headers import security_headers
 from engage_http.metrics_export import exporting
 from engage_http.observability import RequestIdMiddleware
+from engage_http.openapi import ClosedStructSchemaPlugin, docs_assets, openapi_config
 from engage_http.problems import EXCEPTION_HANDLERS, render
 from engage_http.route_metrics import RouteMetricsMiddleware
 from engage_http.webapp import web_routes
@@ -64,7 +62,8 @@ def create_app(services: ServicesFactory, policy: HttpPolicy) -> Litestar:
             AuthController,
             MetricsController,
             OpsController,
-            PrometheusController,
+            PrometheusExport,
+            *docs_assets(),
             *web_routes(policy),
         ],
         lifespan=[lifespan],
@@ -76,10 +75,11 @@ def create_app(services: ServicesFactory, policy: HttpPolicy) -> Litestar:
             DefineMiddleware(CookieSessionCSRFMiddleware, config=csrf_config(policy)),
         ],
         before_send=[security_headers(policy)],
-        before_request=_require_json_bodies,
+        before_request=_before_request,
         exception_handlers=dict.fromkeys(EXCEPTION_HANDLERS, _render),
         request_max_body_size=MAX_BODY_BYTES,
-        openapi_config=_openapi(),
+        openapi_config=openapi_config(),
+        plugins=[ClosedStructSchemaPlugin()],
         debug=False,
         logging_config=None,  # observability.configure_logging owns the log format
     )
@@ -111,33 +111,27 @@ def _cors(policy: HttpPolicy) -> CORSConfig | None:
     )
 
 
-def _openapi() -> OpenAPIConfig:
-    return OpenAPIConfig(
-        title="engage-suite",
-        version=_version(),
-        description="User accounts and per-user engagement metrics.",
-        path="/schema",
-        render_plugins=[ScalarRenderPlugin()],
-        components=Components(
-            security_schemes={
-                "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
-                "cookie": SecurityScheme(
-                    type="apiKey", name="engage_access", security_scheme_in="cookie"
-                ),
-            }
-        ),
-        security=[{"bearer": []}, {"cookie": []}],
-    )
-
-
-def _version() -> str:
-    try:
-        return version("engage-suite")
-    except PackageNotFoundError:  # pragma: no cover - a source tree without metadata
-        return "0"
-
-
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+async def _before_request(request: Request[Any, Any, Any]) -> Response[Any] | None:
+    if request.method == "OPTIONS":
+        return _options(request)
+    await _require_json_bodies(request)
+    return None
+
+
+def _options(request: Request[Any, Any, Any]) -> Response[Any]:
+    """What Litestar's own OPTIONS answer should be: its Allow header names only the
+    methods of the path's first handler (litestar#4169, fixed in Litestar 3)."""
+    template = request.scope.get("path_template")
+    methods = {
+        method
+        for route in request.app.routes
+        if isinstance(route, HTTPRoute) and route.path == template
+        for method in route.methods
+    }
+    return Response(content=None, status_code=204, headers={"Allow": ", ".join(sorted(methods))})
 
 
 async def _require_json_bodies(request: Request[Any, Any, Any]) -> None:

@@ -14,49 +14,55 @@ from uuid import UUID
 import msgspec
 from litestar import Request
 from litestar.exceptions import SerializationException
-from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.types import Empty
 from msgspec import Meta
 
-from engage_core.model import (
-    MAX_NUMERIC_STRING_LENGTH,
-    NUMERIC_STRING_PATTERN,
-    EngagementMetric,
-    User,
-)
+from engage_core.model import EngagementMetric, User
 from engage_core.queries import MetricPage, Summary
+from engage_core.services.metrics import MAX_BATCH
+from engage_http.openapi import (
+    EMAIL_SCHEMA,
+    METRIC_TYPE_SCHEMA,
+    METRIC_VALUE_SCHEMAS,
+    MOMENT_SCHEMA,
+    NUMBER_SCHEMA,
+    PASSWORD_SCHEMA,
+    documented,
+)
 
-Email = Annotated[str, Meta(max_length=1024, examples=["ada@example.com"])]
-Password = Annotated[str, Meta(max_length=4096, description="8 to 256 characters")]
+Email = Annotated[
+    str, Meta(examples=["ada@example.com"], extra_json_schema=documented(**EMAIL_SCHEMA))
+]
+Password = Annotated[
+    str,
+    Meta(description="8 to 256 characters, any", extra_json_schema=documented(**PASSWORD_SCHEMA)),
+]
 # Any: the raw JSON value goes to MetricValue, whose rule is the one the backfill uses
 # (msgspec's Decimal would take "1_000" and " 1 " from a string first).
 MetricValueIn = Annotated[
     Any,
     Meta(
-        description="A JSON number (or numeric string), finite, |v| < 10^15",
+        description="A JSON number (or numeric string), finite, |v| < 10^15; a string may "
+        "also use an exponent (1.5e3) while the value stays in bounds",
         examples=[12.5],
-        extra_json_schema={
-            "extra": {
-                "one_of": [
-                    Schema(type=OpenAPIType.NUMBER),
-                    Schema(
-                        type=OpenAPIType.STRING,
-                        pattern=f"^{NUMERIC_STRING_PATTERN}$",
-                        max_length=MAX_NUMERIC_STRING_LENGTH,
-                    ),
-                ]
-            }
-        },
+        extra_json_schema=documented(one_of=METRIC_VALUE_SCHEMAS),
     ),
 ]
 Moment = Annotated[
     str,
     Meta(
         max_length=64,
-        description="ISO 8601 date-time with an offset, e.g. 2026-11-25T10:00:00+01:00",
+        description="ISO 8601 date-time with an offset, e.g. 2026-11-25T10:00:00+01:00, "
+        "from 1970 to 5 minutes from now",
         examples=["2026-11-25T10:00:00Z"],
+        extra_json_schema=documented(**MOMENT_SCHEMA),
     ),
 ]
+MetricTypeIn = Annotated[
+    str, Meta(examples=["page_view"], extra_json_schema=documented(**METRIC_TYPE_SCHEMA))
+]
+# Decimals leave as JSON numbers (``encode``), not the strings Litestar assumes.
+Number = Annotated[Decimal, Meta(extra_json_schema=documented(**NUMBER_SCHEMA))]
 
 
 class _In(msgspec.Struct, forbid_unknown_fields=True):
@@ -104,7 +110,7 @@ class PasswordConfirmation(_In):
 
 
 class MetricIn(_In):
-    metric_type: Annotated[str, Meta(max_length=1024, examples=["page_view"])]
+    metric_type: MetricTypeIn
     metric_value: MetricValueIn
     recorded_at: Moment | None = None
 
@@ -117,7 +123,13 @@ class MetricIn(_In):
 
 
 class MetricBatchIn(_In):
-    items: Annotated[list[MetricIn], Meta(description="1 to 1000 metrics, stored all or none")]
+    items: Annotated[
+        list[MetricIn],
+        Meta(
+            description="1 to 1000 metrics, stored all or none",
+            extra_json_schema=documented(min_items=1, max_items=MAX_BATCH),
+        ),
+    ]
 
 
 # --- responses -------------------------------------------------------------------
@@ -147,7 +159,7 @@ class TokenOut(msgspec.Struct):
 class MetricOut(msgspec.Struct):
     id: int
     metric_type: str
-    metric_value: Decimal
+    metric_value: Number
     recorded_at: datetime
 
     @classmethod
@@ -176,10 +188,10 @@ class BatchOut(msgspec.Struct):
 class PointOut(msgspec.Struct):
     start: datetime
     count: int
-    sum: Decimal
-    avg: Decimal
-    min: Decimal
-    max: Decimal
+    sum: Number
+    avg: Number
+    min: Number
+    max: Number
 
 
 class SeriesOut(msgspec.Struct):

@@ -140,12 +140,23 @@ async def test_list_refuses_invalid_filters_naming_the_field(metrics, stranger_i
 # --- limit --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("limit", [0, 501, -1, True, False, "5", 5.0], ids=repr)
+@pytest.mark.parametrize(
+    "limit", [0, 501, -1, True, False, 5.0, "0", "five", "5.0", " 5", "9" * 5000], ids=repr
+)
 async def test_list_refuses_a_limit_outside_1_to_500(metrics, stranger_id, limit):
     with pytest.raises(ValidationFailed) as caught:
         await metrics.list(stranger_id, limit=limit)
 
     assert [e.field for e in caught.value.errors] == ["limit"]
+
+
+async def test_list_takes_a_limit_as_the_decimal_text_a_query_sends(metrics, stranger_id, record):
+    for minute in range(3):
+        await record(minute)
+
+    page = await metrics.list(stranger_id, limit="2")
+
+    assert len(page.items) == 2
 
 
 @pytest.mark.parametrize("limit", [1, 3, 500])

@@ -10,7 +10,7 @@ from uuid import UUID
 from attrs import define
 
 from engage_core.errors import FieldError, ValidationFailed
-from engage_core.model import EngagementMetric, MetricDraft, MetricType, Timestamp
+from engage_core.model import EngagementMetric, MetricDraft, MetricType
 from engage_core.ports import Clock, MetricRepository
 from engage_core.queries import (
     DEFAULT_PAGE_LIMIT,
@@ -20,6 +20,7 @@ from engage_core.queries import (
     Position,
     Summary,
     SummaryQuery,
+    check_bound,
     check_bucket,
     check_limit,
     check_range,
@@ -49,10 +50,6 @@ def _collect(*checks: tuple[str, Any, object]) -> list[Any]:
     if errors:
         raise ValidationFailed(errors)
     return values
-
-
-def _moment(raw: object) -> datetime:
-    return Timestamp(raw).value
 
 
 @define
@@ -116,8 +113,8 @@ class MetricsService:
         """A page of the user's metrics, newest first, and the cursor of the next page."""
         kind, start, end, size = _collect(
             ("metric_type", MetricType, metric_type),
-            ("since", _moment, since),
-            ("until", _moment, until),
+            ("since", check_bound, since),
+            ("until", check_bound, until),
             ("limit", check_limit, limit),
         )
         check_range(start, end)
@@ -154,8 +151,8 @@ class MetricsService:
         bucket_, zone, start, end, kind = _collect(
             ("bucket", check_bucket, bucket),
             ("tz", check_time_zone, tz),
-            ("since", _moment, since),
-            ("until", _moment, until),
+            ("since", check_bound, since),
+            ("until", check_bound, until),
             ("metric_type", MetricType, metric_type),
         )
         check_range(start, end)

@@ -8,7 +8,7 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import Provide
 from litestar.params import JSONBody, QueryParameter
 
-from engage_core.errors import Unauthorized
+from engage_core.errors import FieldError, Unauthorized
 from engage_core.services.auth import BrowserLogin, LogoutScope
 from engage_http.auth import (
     CSRF_COOKIE,
@@ -31,6 +31,18 @@ from engage_http.dto import (
     TokenOut,
     UserOut,
 )
+from engage_http.openapi import (
+    BODYLESS_POST,
+    CHANGE,
+    CHANGE_SECURITY,
+    JSON_BODY,
+    READ_SECURITY,
+    REFRESH_SECURITY,
+    SIGNED_IN,
+    no_content,
+    problems,
+)
+from engage_http.problems import BadQuery
 from engage_http.responses import empty, json
 from engage_http.telemetry import login_attempt
 
@@ -38,6 +50,8 @@ _ENTRY_GUARDS = [refuse_foreign_origin, limit_auth_attempts]
 # Credentials in the body, not a cookie, authenticate these: the Origin guard
 # protects them, and a browser holding an old refresh cookie can still sign in.
 _NOT_BY_COOKIE = {"exclude_from_csrf": True}
+# What signup, login and token can answer besides success: a foreign Origin is 403.
+_ENTRY_PROBLEMS = (*JSON_BODY, 403, 429, 503)
 
 
 def _browser_session(request: Request[Any, Any, Any], login: BrowserLogin) -> Response[Any]:
@@ -61,6 +75,7 @@ class AuthController(Controller):
         opt=_NOT_BY_COOKIE,
         status_code=201,
         summary="Create an account",
+        responses=problems(*_ENTRY_PROBLEMS, 409),
     )
     async def sign_up(
         self, request: Request[Any, Any, Any], data: JSONBody[Credentials]
@@ -74,6 +89,7 @@ class AuthController(Controller):
         opt=_NOT_BY_COOKIE,
         status_code=200,
         summary="Log in a browser (cookies)",
+        responses=problems(*_ENTRY_PROBLEMS, 401),
     )
     async def log_in(
         self, request: Request[Any, Any, Any], data: JSONBody[Credentials]
@@ -88,6 +104,7 @@ class AuthController(Controller):
         opt=_NOT_BY_COOKIE,
         status_code=200,
         summary="Get a bearer token",
+        responses=problems(*_ENTRY_PROBLEMS, 401),
     )
     async def issue_token(
         self, request: Request[Any, Any, Any], data: JSONBody[Credentials]
@@ -98,7 +115,14 @@ class AuthController(Controller):
             )
         return json(TokenOut(access_token=grant.access_token, expires_in=grant.expires_in))
 
-    @post("/refresh", guards=[limit_auth_attempts], status_code=200, summary="Rotate the session")
+    @post(
+        "/refresh",
+        guards=[limit_auth_attempts],
+        status_code=200,
+        summary="Rotate the session",
+        security=REFRESH_SECURITY,
+        responses=problems(*BODYLESS_POST, *SIGNED_IN, *CHANGE, 429),
+    )
     async def refresh(self, request: Request[Any, Any, Any]) -> Response[LoginOut]:
         token = request.cookies.get(REFRESH_COOKIE)
         if not token:
@@ -107,26 +131,51 @@ class AuthController(Controller):
             login = await services_of(request).auth.refresh(token)
         return _browser_session(request, login)
 
-    @post("/logout", status_code=204, summary="End this session, or all of them")
+    @post(
+        "/logout",
+        status_code=204,
+        summary="End this session, or all of them",
+        security=CHANGE_SECURITY,
+        responses={
+            **no_content("The session (or every session) has ended"),
+            **problems(400, *BODYLESS_POST, *SIGNED_IN, *CHANGE),
+        },
+    )
     async def log_out(
         self,
         request: Request[Any, Any, Any],
         principal: CurrentPrincipal,
+        # Named ``which`` here: Litestar reserves ``scope`` for the ASGI scope.
         which: Annotated[
-            LogoutScope, QueryParameter(name="scope", description="current or all")
-        ] = LogoutScope.CURRENT,
+            str,
+            QueryParameter(
+                name="scope",
+                description="current: this session; all: every session of the user",
+                schema_extra={"enum": [s.value for s in LogoutScope]},
+            ),
+        ] = LogoutScope.CURRENT.value,
     ) -> Response[None]:
-        await services_of(request).auth.log_out(principal, which)
+        await services_of(request).auth.log_out(principal, _logout_scope(which))
         return empty(cookies=cleared_cookies(policy_of(request)))
 
-    @get("/me", summary="Who am I")
+    @get("/me", summary="Who am I", security=READ_SECURITY, responses=problems(*SIGNED_IN))
     async def me(
         self, request: Request[Any, Any, Any], principal: CurrentPrincipal
     ) -> Response[UserOut]:
         user = await services_of(request).auth.me(principal)
         return json(UserOut.of(user))
 
-    @post("/password", status_code=204, summary="Change the password; other sessions end")
+    @post(
+        "/password",
+        status_code=204,
+        summary="Change the password; other sessions end",
+        security=CHANGE_SECURITY,
+        # 403 also for a wrong current password; 429 after too many of them.
+        responses={
+            **no_content("The password is changed; every other session has ended"),
+            **problems(*JSON_BODY, *SIGNED_IN, *CHANGE, 429),
+        },
+    )
     async def change_password(
         self,
         request: Request[Any, Any, Any],
@@ -137,7 +186,16 @@ class AuthController(Controller):
             principal, current_password=data.current_password, new_password=data.new_password
         )
 
-    @delete("/me", status_code=204, summary="Delete the account and all its data")
+    @delete(
+        "/me",
+        status_code=204,
+        summary="Delete the account and all its data",
+        security=CHANGE_SECURITY,
+        responses={
+            **no_content("The account and all its data are gone"),
+            **problems(*JSON_BODY, *SIGNED_IN, *CHANGE, 429),
+        },
+    )
     async def delete_account(
         self,
         request: Request[Any, Any, Any],
@@ -146,3 +204,10 @@ class AuthController(Controller):
     ) -> Response[None]:
         await services_of(request).auth.delete_account(principal, password=data.password)
         return empty(cookies=cleared_cookies(policy_of(request)))
+
+
+def _logout_scope(raw: str) -> LogoutScope:
+    try:
+        return LogoutScope(raw)
+    except ValueError:
+        raise BadQuery([FieldError("scope", "must be current or all")]) from None

@@ -7,11 +7,13 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.di import Provide
-from litestar.params import FromQuery, HeaderParameter, JSONBody, QueryParameter
+from litestar.openapi.spec import OpenAPIType
+from litestar.params import HeaderParameter, JSONBody, QueryParameter
 
 from engage_core.errors import ValidationFailed
 from engage_core.ports import StoredResponse
 from engage_core.services.auth import Principal
+from engage_core.queries import DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, Bucket, known_time_zones
 from engage_core.services.idempotency import fingerprint
 from engage_http.auth import CurrentPrincipal, provide_principal, services_of
 from engage_http.dto import (
@@ -24,6 +26,18 @@ from engage_http.dto import (
     SummaryOut,
     encode,
 )
+from engage_http.openapi import (
+    CHANGE,
+    CHANGE_SECURITY,
+    IDEMPOTENCY_KEY_SCHEMA,
+    JSON_BODY,
+    METRIC_TYPE_SCHEMA,
+    MOMENT_SCHEMA,
+    READ_SECURITY,
+    SIGNED_IN,
+    problems,
+    query_text,
+)
 from engage_http.problems import BadQuery
 from engage_http.responses import json
 
@@ -33,11 +47,64 @@ IdempotencyKey = Annotated[
         name="Idempotency-Key",
         required=False,
         description="Repeat within 24 h: the first response comes back and nothing new is stored",
+        schema_extra=query_text(**IDEMPOTENCY_KEY_SCHEMA),
     ),
 ]
+# Query parameters arrive as text and the core checks them all at once, so one
+# bad value or several give one 400 invalid-query listing each; the schema says
+# what each must be.
 Moment = Annotated[
-    str | None, QueryParameter(description="ISO 8601 date-time with an offset", required=False)
+    str | None,
+    QueryParameter(
+        description="ISO 8601 date-time with an offset; since is inclusive, until exclusive "
+        "and after since",
+        required=False,
+        schema_extra=query_text(**MOMENT_SCHEMA),
+    ),
 ]
+MetricTypeFilter = Annotated[
+    str | None,
+    QueryParameter(
+        description="Only this metric type", schema_extra=query_text(**METRIC_TYPE_SCHEMA)
+    ),
+]
+PageSize = Annotated[
+    str | None,
+    QueryParameter(
+        description="Metrics per page",
+        schema_extra={
+            "one_of": None,
+            "type": OpenAPIType.INTEGER,
+            "minimum": 1,
+            "maximum": MAX_PAGE_LIMIT,
+            "default": DEFAULT_PAGE_LIMIT,
+        },
+    ),
+]
+Cursor = Annotated[
+    str | None,
+    QueryParameter(
+        description="The next_cursor of the previous page, for the same filters; "
+        "any other value is a 400",
+        # CursorCodec's text: 33 bytes in unpadded URL-safe base64.
+        schema_extra=query_text(pattern="^[A-Za-z0-9_-]{44}$"),
+    ),
+]
+BucketName = Annotated[
+    str,
+    QueryParameter(
+        description="The width of each point", schema_extra={"enum": [b.value for b in Bucket]}
+    ),
+]
+TimeZone = Annotated[
+    str,
+    QueryParameter(
+        description="The IANA time zone whose hours, days and weeks the buckets follow",
+        schema_extra={"enum": sorted(known_time_zones())},
+    ),
+]
+_RECORD_PROBLEMS = (*JSON_BODY, *SIGNED_IN, *CHANGE, 409)
+_READ_PROBLEMS = (400, *SIGNED_IN)
 
 
 async def _once(
@@ -73,16 +140,21 @@ class MetricsController(Controller):
     request_class = JsonBodyRequest
     dependencies = {"principal": Provide(provide_principal)}
 
-    @get("/metrics", summary="Your metrics, newest first, a page at a time")
+    @get(
+        "/metrics",
+        summary="Your metrics, newest first, a page at a time",
+        security=READ_SECURITY,
+        responses=problems(*_READ_PROBLEMS),
+    )
     async def list_metrics(
         self,
         request: Request[Any, Any, Any],
         principal: CurrentPrincipal,
-        metric_type: FromQuery[str | None] = None,
+        metric_type: MetricTypeFilter = None,
         since: Moment = None,
         until: Moment = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
-        cursor: Annotated[str | None, QueryParameter(max_length=256)] = None,
+        limit: PageSize = None,
+        cursor: Cursor = None,
     ) -> Response[MetricPageOut]:
         try:
             page = await services_of(request).metrics.list(
@@ -97,7 +169,13 @@ class MetricsController(Controller):
             raise _as_bad_query(exc) from None
         return json(MetricPageOut.of(page))
 
-    @post("/metrics", status_code=201, summary="Record one metric")
+    @post(
+        "/metrics",
+        status_code=201,
+        summary="Record one metric",
+        security=CHANGE_SECURITY,
+        responses=problems(*_RECORD_PROBLEMS),
+    )
     async def record_metric(
         self,
         request: Request[Any, Any, Any],
@@ -113,7 +191,13 @@ class MetricsController(Controller):
 
         return await _once(request, principal, idempotency_key, record)
 
-    @post("/metrics/batch", status_code=201, summary="Record up to 1000 metrics, all or none")
+    @post(
+        "/metrics/batch",
+        status_code=201,
+        summary="Record up to 1000 metrics, all or none",
+        security=CHANGE_SECURITY,
+        responses=problems(*_RECORD_PROBLEMS),
+    )
     async def record_batch(
         self,
         request: Request[Any, Any, Any],
@@ -129,16 +213,21 @@ class MetricsController(Controller):
 
         return await _once(request, principal, idempotency_key, record)
 
-    @get("/summary", summary="Count, sum, avg, min and max per bucket and type")
+    @get(
+        "/summary",
+        summary="Count, sum, avg, min and max per bucket and type",
+        security=READ_SECURITY,
+        responses=problems(*_READ_PROBLEMS),
+    )
     async def summary(
         self,
         request: Request[Any, Any, Any],
         principal: CurrentPrincipal,
-        bucket: Annotated[str, QueryParameter(description="hour, day or week")] = "day",
-        tz: Annotated[str, QueryParameter(description="IANA time zone", max_length=64)] = "UTC",
+        bucket: BucketName = Bucket.DAY.value,
+        tz: TimeZone = "UTC",
         since: Moment = None,
         until: Moment = None,
-        metric_type: FromQuery[str | None] = None,
+        metric_type: MetricTypeFilter = None,
     ) -> Response[SummaryOut]:
         try:
             summary = await services_of(request).metrics.summary(

@@ -1,0 +1,306 @@
+"""What the OpenAPI document says beyond the handlers' signatures, and the docs page at /schema.
+
+Handlers declare their error statuses with ``problems(...)``: every one is an
+``application/problem+json`` body of the one ``Problem`` schema. The docs page
+is Swagger UI 5 from the ``openapi-ui-bundles`` package, served by engage
+itself and started by a script file, so it works offline and under a CSP that
+allows no inline script. (``swagger-ui-bundle`` ships Swagger UI 4, which
+renders no OpenAPI 3.1 document.)
+"""
+
+from __future__ import annotations
+
+import re
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Annotated, Any
+
+import email_validator
+import msgspec
+from litestar import Request, Response, Router
+from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
+from litestar.exceptions import NotFoundException
+from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import (
+    Components,
+    OpenAPIType,
+    Reference,
+    SecurityRequirement,
+    SecurityScheme,
+)
+from litestar.static_files import create_static_files_router
+from litestar.typing import FieldDefinition
+from openapi_ui_bundles import swagger_ui
+
+from engage_core.model import (
+    MAX_EMAIL_LENGTH,
+    MAX_METRIC_TYPE_LENGTH,
+    MAX_NUMERIC_STRING_LENGTH,
+    MAX_PASSWORD_LENGTH,
+    METRIC_VALUE_BOUND,
+    MIN_PASSWORD_LENGTH,
+)
+from engage_http.auth import ACCESS_COOKIE, REFRESH_COOKIE
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+SCHEMA_PATH = "/schema"
+ASSETS_PATH = f"{SCHEMA_PATH}/assets"
+# The bundle's release is in every Swagger UI URL: a new one is a new URL.
+SWAGGER_UI = f"{SCHEMA_PATH}/swagger-ui-{version('openapi-ui-bundles')}"
+_OWN_ASSETS = Path(__file__).parent / "docs"
+
+
+class ProblemField(msgspec.Struct):
+    field: Annotated[str, msgspec.Meta(examples=["metric_value", "items.3.recorded_at"])]
+    message: str
+
+
+class Problem(msgspec.Struct):
+    """An RFC 9457 problem: what went wrong, and for validation, each field at fault."""
+
+    type: Annotated[str, msgspec.Meta(examples=["urn:engage-suite:problem:validation-failed"])]
+    title: str
+    status: Annotated[int, msgspec.Meta(ge=400, le=599)]
+    detail: str
+    errors: list[ProblemField] | msgspec.UnsetType = msgspec.UNSET
+
+
+# --- the rules, as schema constraints ---------------------------------------------
+# The core checks them (every field at once, in its own words); these only document them.
+
+# MetricType's rule: a letter or digit, then letters, digits and _ . : -
+METRIC_TYPE_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+METRIC_TYPE_SCHEMA: dict[str, Any] = {
+    "min_length": 1,
+    "max_length": MAX_METRIC_TYPE_LENGTH,
+    "pattern": METRIC_TYPE_PATTERN,
+}
+EMAIL_SCHEMA: dict[str, Any] = {
+    "format": "email",
+    "max_length": MAX_EMAIL_LENGTH,
+    # email-validator refuses special-use domains (a@b.test), whatever their letter case.
+    "pattern": "^(?!.*[@.](?:{})$)".format(
+        "|".join(
+            "".join(f"[{c}{c.upper()}]" if c.isalpha() else re.escape(c) for c in name)
+            for name in sorted(email_validator.SPECIAL_USE_DOMAIN_NAMES)
+        )
+    ),
+}
+PASSWORD_SCHEMA: dict[str, Any] = {
+    "min_length": MIN_PASSWORD_LENGTH,
+    "max_length": MAX_PASSWORD_LENGTH,
+}
+# MetricValue's rule: a number, or its plain decimal text, below 10^15 in magnitude. Its
+# text may also carry an exponent, which no pattern can bound (1e14 passes, 10e14 not).
+METRIC_VALUE_SCHEMAS: list[dict[str, Any]] = [
+    {
+        "type": "number",
+        "exclusiveMinimum": -float(METRIC_VALUE_BOUND),
+        "exclusiveMaximum": float(METRIC_VALUE_BOUND),
+    },
+    {
+        "type": "string",
+        "maxLength": MAX_NUMERIC_STRING_LENGTH,
+        # At most 15 digits before the point once leading zeros are gone: below 10^15.
+        "pattern": "^[+-]?(0*[0-9]{1,15}(\\.[0-9]*)?|\\.[0-9]+)$",
+    },
+]
+MOMENT_SCHEMA: dict[str, Any] = {"format": "date-time"}
+# IdempotencyGuard's rule: 1 to 255 printable ASCII characters, no spaces.
+IDEMPOTENCY_KEY_SCHEMA: dict[str, Any] = {"pattern": "^[!-~]{1,255}$"}
+NUMBER_SCHEMA: dict[str, Any] = {"type": OpenAPIType.NUMBER}
+
+
+def query_text(**schema: Any) -> dict[str, Any]:
+    """``schema_extra`` for an optional text query parameter: a string, or absent (no null)."""
+    return {"one_of": None, "type": OpenAPIType.STRING, **schema}
+
+
+def documented(**schema: Any) -> dict[str, Any]:
+    """A msgspec ``Meta(extra_json_schema=...)`` that Litestar writes into the document."""
+    return {"extra": schema}
+
+
+class ClosedStructSchemaPlugin(StructSchemaPlugin):
+    """A Struct that refuses unknown fields says so: ``additionalProperties: false``.
+
+    Litestar's own plugin (which this extends, from a private module: Litestar 2
+    exports none) leaves every object open, so a client would think extra fields pass.
+    """
+
+    def is_plugin_supported_field(self, field_definition: FieldDefinition) -> bool:
+        return super().is_plugin_supported_field(field_definition) and bool(
+            field_definition.type_.__struct_config__.forbid_unknown_fields
+        )
+
+    def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: Any) -> Any:
+        schema = super().to_openapi_schema(field_definition, schema_creator)
+        schema.additional_properties = False
+        return schema
+
+
+_MEANINGS = {
+    400: "Malformed JSON, or a query parameter at fault (invalid-query, with the fields)",
+    401: "No valid credentials, or their session has ended",
+    403: "Refused: a cookie-authenticated change without X-CSRFToken, a foreign Origin, "
+    "or a wrong password",
+    404: "No such resource",
+    409: "Conflict: the email is taken, or a request with this Idempotency-Key is running",
+    413: "The body is over 1 MiB",
+    415: "A body that is not application/json",
+    422: "The body is valid JSON but not a valid request (validation-failed, with the fields)",
+    429: "Too many attempts; Retry-After says when to try again",
+    503: "The database is unreachable; Retry-After says when to try again",
+}
+
+
+def problems(*statuses: int) -> dict[int, ResponseSpec]:
+    """The error answers of an operation, each a problem+json body."""
+    return {
+        status: ResponseSpec(
+            data_container=Problem,
+            description=_MEANINGS[status],
+            media_type=PROBLEM_MEDIA_TYPE,
+            generate_examples=False,
+        )
+        for status in statuses
+    }
+
+
+def no_content(description: str) -> dict[int, ResponseSpec]:
+    """A 204 documented as what it is: no body (Litestar would describe ``Response[None]``'s)."""
+    return {204: ResponseSpec(data_container=None, description=description)}
+
+
+# Statuses shared by kinds of operation.
+JSON_BODY = (400, 413, 415, 422)  # a request with a JSON body
+BODYLESS_POST = (413, 415)  # a POST without one still refuses a body that is not JSON
+SIGNED_IN = (401, 503)  # an authenticated request: its session is checked
+CHANGE = (403,)  # a change authenticated by cookie needs X-CSRFToken
+
+# Who may call: a bearer token or the access cookie; a change by cookie also sends the CSRF header.
+READ_SECURITY: list[SecurityRequirement] = [{"bearer": []}, {"cookie": []}]
+CHANGE_SECURITY: list[SecurityRequirement] = [{"bearer": []}, {"cookie": [], "csrf": []}]
+REFRESH_SECURITY: list[SecurityRequirement] = [{"refresh": [], "csrf": []}]
+
+_SECURITY_SCHEMES: dict[str, SecurityScheme | Reference] = {
+    "bearer": SecurityScheme(
+        type="http",
+        scheme="bearer",
+        bearer_format="JWT",
+        description="An access token from POST /api/auth/token",
+    ),
+    "cookie": SecurityScheme(
+        type="apiKey",
+        name=ACCESS_COOKIE,
+        security_scheme_in="cookie",
+        description="The access cookie that POST /api/auth/login sets",
+    ),
+    "refresh": SecurityScheme(
+        type="apiKey",
+        name=REFRESH_COOKIE,
+        security_scheme_in="cookie",
+        description="The refresh cookie (path /api/auth) that login and refresh set",
+    ),
+    "csrf": SecurityScheme(
+        type="apiKey",
+        name="X-CSRFToken",  # CSRF_HEADER, as the contract spells it
+        security_scheme_in="header",
+        description="The csrftoken cookie's value, echoed; needed with cookies, not with a bearer",
+    ),
+}
+
+
+# --- the docs page ------------------------------------------------------------------
+
+
+class OfflineSwaggerPlugin(SwaggerRenderPlugin):
+    """Swagger UI at /schema from engage's own assets; the page has no inline script."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            js_url=f"{SWAGGER_UI}/swagger-ui-bundle.js",
+            css_url=f"{SWAGGER_UI}/swagger-ui.css",
+            standalone_preset_js_url=f"{SWAGGER_UI}/swagger-ui-standalone-preset.js",
+            path="/",
+            favicon=f'<link rel="icon" type="image/png" href="{SWAGGER_UI}/favicon-32x32.png">',
+            style=f'<link rel="stylesheet" href="{ASSETS_PATH}/docs.css">',
+        )
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        title = msgspec.json.encode(openapi_schema["info"]["title"]).decode()[1:-1]
+        page = f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_html_text(title)}</title>
+{self.favicon}
+<link rel="stylesheet" href="{self.css_url}">
+{self.style}
+</head>
+<body>
+<div id="swagger-ui" data-openapi-url="{self.get_openapi_json_route(request)}"></div>
+<script src="{self.js_url}"></script>
+<script src="{ASSETS_PATH}/docs.js"></script>
+</body>
+</html>
+"""
+        return page.encode()
+
+    def receive_router(self, router: Router) -> None:
+        """No oauth2-redirect.html page (inline script, and the API has no OAuth2 flow)."""
+
+
+def _html_text(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _unknown_schema_page(response: Response[Any]) -> Response[Any]:
+    """Litestar answers unknown /schema paths with an HTML 404: make it the API's problem."""
+    if response.status_code == 404:
+        raise NotFoundException(f"no such page under {SCHEMA_PATH}")
+    return response
+
+
+def docs_assets() -> list[Router]:
+    """Swagger UI's files (those of the installed openapi-ui-bundles) and the page's own."""
+    return [
+        create_static_files_router(
+            path=SWAGGER_UI,
+            directories=[swagger_ui.static_path],
+            name="docs-swagger-ui",
+            include_in_schema=False,
+        ),
+        create_static_files_router(
+            path=ASSETS_PATH, directories=[_OWN_ASSETS], name="docs-assets", include_in_schema=False
+        ),
+    ]
+
+
+def openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="engage-suite",
+        version=_version(),
+        description=(
+            "User accounts and per-user engagement metrics. Errors are RFC 9457 problem "
+            "details (application/problem+json)."
+        ),
+        path=SCHEMA_PATH,
+        render_plugins=[OfflineSwaggerPlugin()],
+        openapi_router=Router(
+            SCHEMA_PATH,
+            route_handlers=[],
+            include_in_schema=False,
+            after_request=_unknown_schema_page,
+        ),
+        components=Components(security_schemes=_SECURITY_SCHEMES),
+    )
+
+
+def _version() -> str:
+    try:
+        return version("engage-suite")
+    except PackageNotFoundError:  # pragma: no cover - a source tree without metadata
+        return "0"

@@ -1,0 +1,276 @@
+"""The OpenAPI document tells the truth, and the docs page at /schema needs no network.
+
+The document's facts are checked here one by one; tests/http/test_openapi_schemathesis.py
+holds them all against a running server with schemathesis.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+PROBLEM = {"$ref": "#/components/schemas/Problem"}
+METRICS = "/api/dashboard/metrics"
+SUMMARY = "/api/dashboard/summary"
+
+# Every status each operation can answer, success first.
+STATUSES = {
+    ("post", "/api/auth/signup"): {201, 400, 403, 409, 413, 415, 422, 429, 503},
+    ("post", "/api/auth/login"): {200, 400, 401, 403, 413, 415, 422, 429, 503},
+    ("post", "/api/auth/token"): {200, 400, 401, 403, 413, 415, 422, 429, 503},
+    ("post", "/api/auth/refresh"): {200, 401, 403, 413, 415, 429, 503},
+    ("post", "/api/auth/logout"): {204, 400, 401, 403, 413, 415, 503},
+    ("get", "/api/auth/me"): {200, 401, 503},
+    ("post", "/api/auth/password"): {204, 400, 401, 403, 413, 415, 422, 429, 503},
+    ("delete", "/api/auth/me"): {204, 400, 401, 403, 413, 415, 422, 429, 503},
+    ("get", METRICS): {200, 400, 401, 503},
+    ("post", METRICS): {201, 400, 401, 403, 409, 413, 415, 422, 503},
+    ("post", f"{METRICS}/batch"): {201, 400, 401, 403, 409, 413, 415, 422, 503},
+    ("get", SUMMARY): {200, 400, 401, 503},
+    ("get", "/healthz"): {200},
+    ("get", "/readyz"): {200, 503},
+    ("get", "/metrics"): {200},
+}
+
+
+@pytest.fixture
+async def openapi(client: httpx.AsyncClient) -> dict[str, Any]:
+    response = await client.get("/schema/openapi.json")
+    assert response.status_code == 200
+    document: dict[str, Any] = response.json()
+    return document
+
+
+def operation(document: dict[str, Any], method: str, path: str) -> dict[str, Any]:
+    found: dict[str, Any] = document["paths"][path][method]
+    return found
+
+
+def schema_of(document: dict[str, Any], name: str) -> dict[str, Any]:
+    found: dict[str, Any] = document["components"]["schemas"][name]
+    return found
+
+
+def parameter(document: dict[str, Any], method: str, path: str, name: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(
+        p["schema"] for p in operation(document, method, path)["parameters"] if p["name"] == name
+    )
+    return found
+
+
+async def test_every_operation_lists_every_status_it_answers(openapi: dict[str, Any]) -> None:
+    documented = {
+        (method, path): {int(status) for status in op["responses"]}
+        for path, item in openapi["paths"].items()
+        for method, op in item.items()
+    }
+
+    assert {key: documented.get(key) for key in STATUSES} == STATUSES
+    for (method, path), statuses in documented.items():
+        if operation(openapi, method, path).get("security"):
+            assert {401, 503} <= statuses, (method, path)
+
+
+async def test_every_error_is_a_problem_json_of_one_schema(openapi: dict[str, Any]) -> None:
+    for path, item in openapi["paths"].items():
+        for method, op in item.items():
+            for status, response in op["responses"].items():
+                if int(status) < 400 or path == "/readyz":
+                    continue
+                assert response["content"] == {"application/problem+json": {"schema": PROBLEM}}, (
+                    method,
+                    path,
+                    status,
+                )
+
+    problem = schema_of(openapi, "Problem")
+    assert sorted(problem["required"]) == ["detail", "status", "title", "type"]
+    field = schema_of(openapi, "ProblemField")
+    assert sorted(field["properties"]) == ["field", "message"]
+
+
+async def test_a_204_has_no_content_and_metrics_are_prometheus_text(
+    openapi: dict[str, Any],
+) -> None:
+    for method, path in [
+        ("post", "/api/auth/logout"),
+        ("post", "/api/auth/password"),
+        ("delete", "/api/auth/me"),
+    ]:
+        assert "content" not in operation(openapi, method, path)["responses"]["204"]
+
+    content = operation(openapi, "get", "/metrics")["responses"]["200"]["content"]
+    assert content == {"text/plain": {"schema": {"type": "string"}}}
+
+
+async def test_numbers_are_numbers(openapi: dict[str, Any]) -> None:
+    assert schema_of(openapi, "MetricOut")["properties"]["metric_value"]["type"] == "number"
+    point = schema_of(openapi, "PointOut")["properties"]
+    assert {point[name]["type"] for name in ("sum", "avg", "min", "max")} == {"number"}
+    number, text = schema_of(openapi, "MetricIn")["properties"]["metric_value"]["oneOf"]
+    assert number == {
+        "type": "number",
+        "exclusiveMinimum": -1e15,
+        "exclusiveMaximum": 1e15,
+    }
+    assert text["type"] == "string"
+    assert text["maxLength"] == 64
+
+
+async def test_the_validation_rules_are_schema_constraints(openapi: dict[str, Any]) -> None:
+    credentials = schema_of(openapi, "Credentials")["properties"]
+    assert credentials["email"]["format"] == "email"
+    assert credentials["email"]["maxLength"] == 254
+    assert (credentials["password"]["minLength"], credentials["password"]["maxLength"]) == (8, 256)
+    metric = schema_of(openapi, "MetricIn")["properties"]
+    assert metric["metric_type"]["maxLength"] == 100
+    assert metric["metric_type"]["minLength"] == 1
+    assert metric["metric_type"]["pattern"] == "^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+    assert metric["recorded_at"]["format"] == "date-time"
+    batch = schema_of(openapi, "MetricBatchIn")["properties"]["items"]
+    assert (batch["minItems"], batch["maxItems"]) == (1, 1000)
+    for name in ("Credentials", "PasswordChange", "PasswordConfirmation", "MetricIn"):
+        assert schema_of(openapi, name)["additionalProperties"] is False, name
+
+    limit = parameter(openapi, "get", METRICS, "limit")
+    assert (limit["type"], limit["minimum"], limit["maximum"]) == ("integer", 1, 500)
+    for path in (METRICS, SUMMARY):
+        for name in ("since", "until"):
+            assert parameter(openapi, "get", path, name)["format"] == "date-time"
+        assert parameter(openapi, "get", path, "metric_type")["maxLength"] == 100
+    assert parameter(openapi, "get", SUMMARY, "bucket")["enum"] == ["hour", "day", "week"]
+    assert "Europe/Berlin" in parameter(openapi, "get", SUMMARY, "tz")["enum"]
+    assert parameter(openapi, "post", "/api/auth/logout", "scope")["enum"] == ["current", "all"]
+    key = parameter(openapi, "post", METRICS, "Idempotency-Key")
+    assert key["pattern"] == "^[!-~]{1,255}$"
+
+
+@pytest.mark.parametrize(
+    ("text", "valid"),
+    [
+        ("12.5", True),
+        ("-000000000000000000999999999999999.99", True),
+        (".5", True),
+        ("+7", True),
+        ("1000000000000000", False),  # 10^15
+        ("1e3", False),  # accepted by the server, but no pattern can bound exponents
+        ("1_000", False),
+        (" 1", False),
+    ],
+)
+async def test_the_documented_numeric_strings_are_ones_the_server_takes(
+    openapi: dict[str, Any], text: str, valid: bool
+) -> None:
+    pattern = schema_of(openapi, "MetricIn")["properties"]["metric_value"]["oneOf"][1]["pattern"]
+    assert (re.search(pattern, text) is not None) is valid
+
+
+async def test_the_email_pattern_refuses_special_use_domains(openapi: dict[str, Any]) -> None:
+    pattern = schema_of(openapi, "Credentials")["properties"]["email"]["pattern"]
+
+    assert re.search(pattern, "ada@example.com")
+    assert not re.search(pattern, "ada@lab.test")
+    assert not re.search(pattern, "ada@printer.LOCAL")
+
+
+async def test_options_and_405_name_every_method_of_the_path(client: httpx.AsyncClient) -> None:
+    options = await client.options("/api/auth/me")
+    refused = await client.put("/api/auth/me")
+
+    assert options.status_code == 204
+    assert options.headers["allow"] == "DELETE, GET, OPTIONS"
+    assert refused.status_code == 405
+    assert set(refused.headers["allow"].split(", ")) == {"DELETE", "GET", "OPTIONS"}
+    assert (await client.options(METRICS)).headers["allow"] == "GET, OPTIONS, POST"
+
+
+@pytest.mark.parametrize(
+    ("query", "fields"),
+    [
+        ({"limit": "0"}, ["limit"]),
+        ({"limit": "ten"}, ["limit"]),
+        ({"since": "garbage"}, ["since"]),
+        ({"until": "\u00b1"}, ["until"]),
+        ({"limit": "0", "since": "garbage", "metric_type": ""}, ["limit", "since", "metric_type"]),
+    ],
+)
+async def test_every_bad_query_parameter_is_one_invalid_query_problem(
+    api: Any,
+    client: httpx.AsyncClient,
+    expect_problem: Callable[..., dict[str, Any]],
+    query: dict[str, str],
+    fields: list[str],
+) -> None:
+    auth = await api.new_user("ada@example.com")
+
+    response = await client.get(METRICS, params=query, headers=auth)
+
+    body = expect_problem(response, 400, fields=fields)
+    assert body["type"] == "urn:engage-suite:problem:invalid-query"
+
+
+async def test_a_bad_logout_scope_is_an_invalid_query_naming_scope(
+    api: Any, client: httpx.AsyncClient, expect_problem: Callable[..., dict[str, Any]]
+) -> None:
+    auth = await api.new_user("ada@example.com")
+
+    response = await client.post("/api/auth/logout", params={"scope": "some"}, headers=auth)
+
+    body = expect_problem(response, 400, fields=["scope"])
+    assert body["type"] == "urn:engage-suite:problem:invalid-query"
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        "0001-01-01T00:00:00+05:00",  # before what a datetime holds in UTC
+        "9999-12-31T23:59:59-23:59",  # after it
+        "1960-06-01T12:00:00Z",
+        "2026-01-01t10:00:00z",  # RFC 3339 allows lower case
+    ],
+)
+async def test_since_and_until_take_any_rfc3339_moment(
+    api: Any, client: httpx.AsyncClient, moment: str
+) -> None:
+    auth = await api.new_user("ada@example.com")
+
+    for path in (METRICS, SUMMARY):
+        for name in ("since", "until"):
+            response = await client.get(path, params={name: moment}, headers=auth)
+            assert response.status_code == 200, (path, name, response.text)
+
+
+# --- the docs page ------------------------------------------------------------------
+
+_ASSET = re.compile(r'(?:src|href)="([^"]+)"')
+
+
+async def test_the_docs_page_loads_only_assets_engage_serves(client: httpx.AsyncClient) -> None:
+    page = await client.get("/schema")
+
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "<script>" not in page.text  # no inline script: the page's init is a file
+    assets = _ASSET.findall(page.text)
+    assert len(assets) == 5
+    for url in assets:
+        assert url.startswith(("/schema/assets/", "/schema/swagger-ui-")), url
+        served = await client.get(url)
+        assert served.status_code == 200, url
+        kind = served.headers["content-type"]
+        expected = {"js": "javascript", "css": "text/css", "png": "image/png"}[url.rsplit(".")[-1]]
+        assert expected in kind, (url, kind)
+    assert "/schema/swagger-ui-0.3.0/swagger-ui-bundle.js" in assets
+
+
+@pytest.mark.parametrize(
+    "path", ["/schema/swagger", "/schema/redoc", "/schema/assets/nothing.js", "/schema/assets"]
+)
+async def test_unknown_schema_paths_are_problem_404s(
+    client: httpx.AsyncClient, expect_problem: Callable[..., dict[str, Any]], path: str
+) -> None:
+    expect_problem(await client.get(path), 404)
