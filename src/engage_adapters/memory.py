@@ -20,6 +20,7 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Collection,
     Iterable,
     Iterator,
     Sequence,
@@ -35,18 +36,24 @@ from attrs import define, field
 
 from engage_core.errors import Conflict, Unauthorized
 from engage_core.model import (
+    Email,
     EngagementMetric,
     MetricDraft,
     MetricType,
     MetricValue,
+    OneTimeToken,
     Password,
     Session,
     Timestamp,
+    TokenPurpose,
     User,
 )
 from engage_core.ports import (
     AccessClaims,
     Clock,
+    MailMessage,
+    MailStatus,
+    QueuedMail,
     RateDecision,
     Reservation,
     StoredResponse,
@@ -65,7 +72,9 @@ __all__ = [
     "InMemoryBulkMetricStore",
     "InMemoryCache",
     "InMemoryIdempotencyStore",
+    "InMemoryMailQueue",
     "InMemoryMetricRepository",
+    "InMemoryOneTimeTokenRepository",
     "InMemoryRateLimiter",
     "InMemoryServices",
     "InMemorySessionRepository",
@@ -143,6 +152,25 @@ class InMemoryUserRepository:
     async def list(self, *, after_email: str | None = None, limit: int = 100) -> Sequence[User]:
         keys = sorted(k for k in self._by_email if after_email is None or k > after_email.lower())
         return [attrs.evolve(self._by_id[self._by_email[k]]) for k in keys[:limit]]
+
+    async def mark_email_verified(self, user_id: UUID, email: Email, at: datetime) -> bool:
+        user = self._by_id.get(user_id)
+        if user is None or user.email.canonical != email.canonical:
+            return False
+        user.email_verified, user.updated_at = True, at
+        return True
+
+    async def change_email(self, user_id: UUID, email: Email, at: datetime) -> bool:
+        user = self._by_id.get(user_id)
+        if user is None:
+            return False
+        owner = self._by_email.get(email.canonical)
+        if owner is not None and owner != user_id:
+            raise Conflict("an account with this email already exists")
+        del self._by_email[user.email.canonical]
+        self._by_email[email.canonical] = user_id
+        user.email, user.email_verified, user.updated_at = email, True, at
+        return True
 
 
 class InMemoryMetricRepository:
@@ -619,3 +647,126 @@ class InMemoryBulkMetricStore:
                     yield ExportedMetric(
                         user.email.value, m.metric_type.value, m.metric_value.value, m.recorded_at
                     )
+
+
+class InMemoryOneTimeTokenRepository:
+    def __init__(self) -> None:
+        self._by_hash: dict[str, OneTimeToken] = {}
+
+    def forget_user(self, user_id: UUID) -> None:
+        for token_hash in [h for h, t in self._by_hash.items() if t.user_id == user_id]:
+            del self._by_hash[token_hash]
+
+    def checkpoint(self) -> Callable[[], None]:
+        by_hash = dict(self._by_hash)  # its values are immutable
+
+        def restore() -> None:
+            self._by_hash = by_hash
+
+        return restore
+
+    async def add(self, token: OneTimeToken) -> None:
+        self._by_hash[token.token_hash] = token
+
+    async def find(
+        self, token_hash: str, purpose: TokenPurpose, at: datetime
+    ) -> OneTimeToken | None:
+        token = self._by_hash.get(token_hash)
+        if token is None or token.purpose is not purpose or not token.is_usable(at):
+            return None
+        return token
+
+    async def use(
+        self, token_hash: str, purpose: TokenPurpose, at: datetime
+    ) -> OneTimeToken | None:
+        token = await self.find(token_hash, purpose, at)
+        if token is not None:  # no await since the check: no other use in between
+            self._by_hash[token_hash] = attrs.evolve(token, used_at=at)
+        return token
+
+    async def revoke(self, user_id: UUID, purposes: Collection[TokenPurpose], at: datetime) -> int:
+        revoked = 0
+        for token_hash, token in list(self._by_hash.items()):
+            if token.user_id == user_id and token.purpose in purposes and token.used_at is None:
+                self._by_hash[token_hash] = attrs.evolve(token, used_at=at)
+                revoked += 1
+        return revoked
+
+
+class InMemoryMailQueue:
+    """The outbox in a dict. ``messages()`` lists what was queued, for tests."""
+
+    def __init__(self) -> None:
+        self._items: dict[UUID, QueuedMail] = {}
+
+    def checkpoint(self) -> Callable[[], None]:
+        items = dict(self._items)  # its values are immutable
+
+        def restore() -> None:
+            self._items = items
+
+        return restore
+
+    def messages(self) -> list[MailMessage]:
+        """Every message queued, oldest first, whatever its state."""
+        return [q.message for q in sorted(self._items.values(), key=lambda q: q.created_at)]
+
+    async def enqueue(self, message: MailMessage, at: datetime) -> None:
+        self._items[message.id] = QueuedMail(
+            message=message, status=MailStatus.QUEUED, created_at=at, next_attempt_at=at
+        )
+
+    async def claim(self, at: datetime, *, limit: int, lease: timedelta) -> Sequence[QueuedMail]:
+        due = sorted(
+            (
+                q
+                for q in self._items.values()
+                if q.status is MailStatus.QUEUED
+                and q.next_attempt_at is not None
+                and q.next_attempt_at <= at
+            ),
+            key=lambda q: (q.next_attempt_at, q.created_at),
+        )[:limit]
+        claimed = []
+        for item in due:
+            item = attrs.evolve(item, attempts=item.attempts + 1, next_attempt_at=at + lease)
+            self._items[item.message.id] = item
+            claimed.append(item)
+        return sorted(claimed, key=lambda q: q.created_at)
+
+    async def mark_sent(self, message_id: UUID, at: datetime, receipt: str) -> None:
+        item = self._items.get(message_id)
+        if item is not None:
+            message = attrs.evolve(item.message, text="", html="", link=None)
+            self._items[message_id] = attrs.evolve(
+                item,
+                message=message,
+                status=MailStatus.SENT,
+                sent_at=at,
+                receipt=receipt,
+                last_error=None,
+            )
+
+    async def mark_failed(
+        self, message_id: UUID, at: datetime, error: str, *, retry_at: datetime | None
+    ) -> None:
+        item = self._items.get(message_id)
+        if item is not None:
+            self._items[message_id] = attrs.evolve(
+                item,
+                status=MailStatus.FAILED if retry_at is None else MailStatus.QUEUED,
+                next_attempt_at=retry_at or at,
+                last_error=error,
+            )
+
+    async def recent(self, *, limit: int) -> Sequence[QueuedMail]:
+        newest = sorted(self._items.values(), key=lambda q: q.created_at, reverse=True)
+        return newest[:limit]
+
+    async def requeue_failed(self, at: datetime) -> int:
+        failed = [q for q in self._items.values() if q.status is MailStatus.FAILED]
+        for item in failed:
+            self._items[item.message.id] = attrs.evolve(
+                item, status=MailStatus.QUEUED, attempts=0, next_attempt_at=at
+            )
+        return len(failed)

@@ -79,6 +79,15 @@ class UserRepository(Protocol):
         """Users ordered by canonical email, those after ``after_email`` first."""
         ...
 
+    async def mark_email_verified(self, user_id: UUID, email: Email, at: datetime) -> bool:
+        """Record that ``email`` is verified, only if it is still the user's address."""
+        ...
+
+    async def change_email(self, user_id: UUID, email: Email, at: datetime) -> bool:
+        """Give the user this (verified) address; ``Conflict`` when another account
+        has it (any case). False when the user is gone."""
+        ...
+
 
 class MetricRepository(Protocol):
     async def add(self, user_id: UUID, draft: MetricDraft) -> EngagementMetric: ...

@@ -9,6 +9,7 @@ readable by their owner only, since their links carry tokens.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 from pathlib import Path
@@ -25,11 +26,13 @@ class OutboxMailer:
         self.directory = directory
         self._sender = sender
         self._clock = clock
+        self._sequence = itertools.count(1)
 
     async def send(self, message: MailMessage) -> str:
         at = self._clock.now()
         data = as_email(message, self._sender, at).as_bytes()
-        name = f"{at:%Y%m%dT%H%M%S%fZ}-{message.id}.eml"
+        # In the order written (within a process, even in the same microsecond).
+        name = f"{at:%Y%m%dT%H%M%S%fZ}-{next(self._sequence):06d}-{message.id}.eml"
         try:
             path = await asyncio.to_thread(self._write, name, data)
         except OSError as exc:

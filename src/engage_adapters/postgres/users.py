@@ -15,7 +15,7 @@ from engage_adapters.postgres.transaction import connection
 from engage_core.errors import Conflict
 from engage_core.model import Email, User
 
-_COLUMNS = "id, email, password_hash, created_at, updated_at"
+_COLUMNS = "id, email, password_hash, created_at, updated_at, email_verified"
 
 
 def _user(row: tuple[Any, ...]) -> User:
@@ -25,6 +25,7 @@ def _user(row: tuple[Any, ...]) -> User:
         password_hash=row[2],
         created_at=row[3],
         updated_at=row[4],
+        email_verified=row[5],
     )
 
 
@@ -37,8 +38,8 @@ class PostgresUserRepository:
             async with connection(self._pool) as conn:
                 await conn.execute(
                     "INSERT INTO users"
-                    " (id, email, email_key, password_hash, created_at, updated_at)"
-                    " VALUES (%s, %s, %s, %s, %s, %s)",
+                    " (id, email, email_key, password_hash, created_at, updated_at,"
+                    " email_verified) VALUES (%s, %s, %s, %s, %s, %s, %s)",
                     [
                         user.id,
                         user.email.value,
@@ -46,6 +47,7 @@ class PostgresUserRepository:
                         user.password_hash,
                         user.created_at,
                         user.updated_at,
+                        user.email_verified,
                     ],
                 )
         except psycopg.errors.UniqueViolation:
@@ -84,3 +86,24 @@ class PostgresUserRepository:
                 [(after_email or "").lower(), limit],
             )
             return [_user(row) for row in await cur.fetchall()]
+
+    async def mark_email_verified(self, user_id: UUID, email: Email, at: datetime) -> bool:
+        async with connection(self._pool) as conn:
+            cur = await conn.execute(
+                "UPDATE users SET email_verified = true, updated_at = %s"
+                " WHERE id = %s AND email_key = %s",
+                [at, user_id, email.canonical],
+            )
+            return cur.rowcount == 1
+
+    async def change_email(self, user_id: UUID, email: Email, at: datetime) -> bool:
+        try:
+            async with connection(self._pool) as conn:
+                cur = await conn.execute(
+                    "UPDATE users SET email = %s, email_key = %s, email_verified = true,"
+                    " updated_at = %s WHERE id = %s",
+                    [email.value, email.canonical, at, user_id],
+                )
+                return cur.rowcount == 1
+        except psycopg.errors.UniqueViolation:
+            raise Conflict("an account with this email already exists") from None

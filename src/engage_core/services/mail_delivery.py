@@ -1,0 +1,90 @@
+"""Delivering the outbox: claim what is due, send it, record how it went.
+
+A failed attempt is retried after ``first_retry``, doubled each time up to
+``max_retry``; after ``max_attempts`` (or a refusal that retrying cannot help)
+the message is ``failed`` and waits for ``engage mail retry``. Nothing is
+dropped: the message stays in the outbox in every case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from attrs import define, frozen
+
+from engage_core.ports import Clock, Mailer, MailNotSent, MailQueue, MailStatus, QueuedMail
+
+
+@frozen(kw_only=True)
+class DeliveryPolicy:
+    first_retry: timedelta = timedelta(seconds=30)
+    max_retry: timedelta = timedelta(hours=1)
+    max_attempts: int = 12
+    # How long a claimed message is hidden from other senders while this one sends it.
+    lease: timedelta = timedelta(minutes=5)
+    batch: int = 20
+
+
+@frozen(kw_only=True)
+class Attempt:
+    """What one delivery attempt came to."""
+
+    mail: QueuedMail
+    outcome: MailStatus  # sent, queued (to be retried) or failed
+    detail: str  # the receipt, or why it failed
+    retry_at: datetime | None = None
+
+
+@frozen(kw_only=True)
+class DeliveryRound:
+    attempts: Sequence[Attempt]
+    full: bool  # a whole batch was claimed: more may be due
+
+    @property
+    def next_retry(self) -> datetime | None:
+        retries = [a.retry_at for a in self.attempts if a.retry_at is not None]
+        return min(retries, default=None)
+
+
+@define
+class MailDelivery:
+    outbox: MailQueue
+    mailer: Mailer
+    clock: Clock
+    policy: DeliveryPolicy = DeliveryPolicy()
+
+    def retry_delay(self, attempts: int) -> timedelta:
+        """The wait after the ``attempts``-th failed attempt."""
+        delay = self.policy.first_retry * (1 << min(max(attempts - 1, 0), 30))
+        return min(delay, self.policy.max_retry)
+
+    async def deliver_due(self) -> DeliveryRound:
+        """Send the messages due now (up to one batch), each exactly once among all senders."""
+        claimed = await self.outbox.claim(
+            self.clock.now(), limit=self.policy.batch, lease=self.policy.lease
+        )
+        attempts = [await self._attempt(mail) for mail in claimed]
+        return DeliveryRound(attempts=attempts, full=len(claimed) == self.policy.batch)
+
+    async def _attempt(self, mail: QueuedMail) -> Attempt:
+        message_id = mail.message.id
+        try:
+            receipt = await self.mailer.send(mail.message)
+        except MailNotSent as exc:
+            now = self.clock.now()
+            retry_at = None
+            if not exc.permanent and mail.attempts < self.policy.max_attempts:
+                retry_at = now + self.retry_delay(mail.attempts)
+            await self.outbox.mark_failed(message_id, now, exc.reason, retry_at=retry_at)
+            outcome = MailStatus.QUEUED if retry_at else MailStatus.FAILED
+            return Attempt(mail=mail, outcome=outcome, detail=exc.reason, retry_at=retry_at)
+        await self.outbox.mark_sent(message_id, self.clock.now(), receipt)
+        return Attempt(mail=mail, outcome=MailStatus.SENT, detail=receipt)
+
+    async def recent(self, limit: int = 50) -> Sequence[QueuedMail]:
+        return await self.outbox.recent(limit=limit)
+
+    async def retry_failed(self) -> int:
+        """Give every failed message a fresh set of attempts, due now."""
+        return await self.outbox.requeue_failed(self.clock.now())
