@@ -45,3 +45,11 @@ def bench(session: nox.Session) -> None:
     options after --, e.g. `nox -s bench -- --json bench.json`. Not run by default."""
     session.install("-e", ".[bench]")
     session.run("python", "bench/suite.py", *session.posargs)
+
+
+@nox.session
+def screenshots(session: nox.Session) -> None:
+    """PNGs of every page of the web app at desktop and phone widths into
+    docs/screenshots (scripts/screenshots.py; needs Chromium). Not run by default."""
+    session.install("-e", ".[test]")
+    session.run("python", "scripts/screenshots.py", *session.posargs)
