@@ -23,10 +23,13 @@ from engage_adapters.clock import SystemClock
 from engage_adapters.embedded_pg import start_embedded
 from engage_adapters.jwt_tokens import JwtTokenIssuer
 from engage_adapters.postgres import migrate
+from engage_adapters.postgres.activity import PostgresActivityRepository
 from engage_adapters.postgres.bulk import PostgresBulkMetricStore
 from engage_adapters.postgres.idempotency import PostgresIdempotencyStore
 from engage_adapters.postgres.metrics import PostgresMetricRepository
 from engage_adapters.postgres.pool import DEFAULT_POOL_SIZE, open_pool, ping
+from engage_adapters.postgres.rate_limits import PostgresRateLimiter
+from engage_adapters.postgres.second_factor import PostgresSecondFactorRepository
 from engage_adapters.postgres.sessions import PostgresSessionRepository
 from engage_adapters.postgres.transaction import PostgresUnitOfWork
 from engage_adapters.postgres.users import PostgresUserRepository
@@ -44,20 +47,25 @@ from engage_adapters.redis_store import (
     drop_idle_connections,
     open_redis,
 )
-from engage_adapters.settings import Settings, resolve_jwt_secret
+from engage_adapters.secret_box import FernetSecretBox
+from engage_adapters.settings import Settings, resolve_encryption_keys, resolve_jwt_secret
+from engage_adapters.totp import PyotpOneTimePasswords
 from engage_core.ports import (
+    ActivityRepository,
     Cache,
     Clock,
     IdempotencyStore,
     MetricRepository,
     PasswordHasher,
     RateLimiter,
+    SecondFactorRepository,
     SessionRepository,
     TokenIssuer,
     UnitOfWork,
     UserRepository,
 )
 from engage_core.queries import CursorCodec
+from engage_core.services.activity import ActivityLog
 from engage_core.services.admin import AccountAdmin
 from engage_core.services.auth import AuthPolicy, AuthService
 from engage_core.services.backfill import BackfillService, BulkMetricStore
@@ -68,6 +76,7 @@ from engage_core.services.dashboard_cache import (
 )
 from engage_core.services.idempotency import IdempotencyGuard
 from engage_core.services.metrics import MetricsService
+from engage_core.services.mfa import MfaService, TotpVerifier
 
 Storage = Literal["postgres", "memory"]
 Probe = Callable[[], Awaitable[object]]
@@ -105,13 +114,21 @@ class Services:
     idempotency: IdempotencyGuard
     limiter: RateLimiter
     cache: Cache
+    activity: ActivityLog
+    mfa: MfaService
     probes: dict[str, Probe] = attrs.field(factory=dict)
+    # What the schedule in `engage serve` deletes once it has expired, by name.
+    purges: dict[str, Callable[[], Awaitable[int]]] = attrs.field(factory=dict)
     # Redis's circuit breaker when Redis is configured (for Prometheus).
     breakers: dict[str, CircuitBreaker] = attrs.field(factory=dict)
     # The dashboard cache when dashboards are cached (for its hit counters).
     dashboards: DashboardCache | None = None
     # The database pool's figures (size, in use, waiting), when there is a pool.
     pool_stats: Callable[[], dict[str, int]] | None = None
+
+    async def purge_expired(self) -> dict[str, int]:
+        """Delete what has outlived its keeping (activity, challenges, limits); how much."""
+        return {name: await purge() for name, purge in self.purges.items()}
 
     async def check_ready(self) -> dict[str, str]:
         """Each dependency's state: "ok", "degraded: ..." or why not (never raises)."""
@@ -192,7 +209,11 @@ async def build_services(
         idempotency: IdempotencyStore
         bulk: BulkMetricStore
         uow: UnitOfWork
+        factors: SecondFactorRepository
+        activity_entries: ActivityRepository
+        failed_logins: RateLimiter | None = None
         probes: dict[str, Probe] = {}
+        purges: dict[str, Callable[[], Awaitable[int]]] = {}
         pool_stats: Callable[[], dict[str, int]] | None = None
         if storage == "postgres":
             conninfo = await asyncio.to_thread(database_url, settings)
@@ -208,6 +229,10 @@ async def build_services(
             idempotency = PostgresIdempotencyStore(pool)
             bulk = PostgresBulkMetricStore(pool)
             uow = PostgresUnitOfWork(pool)
+            factors = PostgresSecondFactorRepository(pool)
+            activity_entries = PostgresActivityRepository(pool)
+            failed_logins = postgres_limits = PostgresRateLimiter(pool)
+            purges["rate_limits"] = postgres_limits.purge_expired
             probes["database"] = partial(ping, pool)
             pool_stats = pool.get_stats
         else:
@@ -215,9 +240,17 @@ async def build_services(
             metrics = memory_metrics = memory.InMemoryMetricRepository()
             sessions = memory_sessions = memory.InMemorySessionRepository()
             idempotency = memory_keys = memory.InMemoryIdempotencyStore()
+            factors = memory_factors = memory.InMemorySecondFactorRepository()
+            activity_entries = memory_activity = memory.InMemoryActivityRepository()
+            memory.link_cascade(memory_users, memory_factors, memory_activity)
             memory.link_cascade(memory_users, memory_metrics, memory_sessions, memory_keys)
             uow = memory.InMemoryUnitOfWork(
-                memory_users, memory_metrics, memory_sessions, memory_keys
+                memory_factors,
+                memory_activity,
+                memory_users,
+                memory_metrics,
+                memory_sessions,
+                memory_keys,
             )
             bulk = memory.InMemoryBulkMetricStore(memory_users, memory_metrics)
         cache: Cache = memory.InMemoryCache()
@@ -240,22 +273,45 @@ async def build_services(
         )
         if bcrypt_hasher is not None:
             stack.callback(bcrypt_hasher.close)
+        # Failed logins per email count where every process sees them: in Redis, else
+        # in PostgreSQL (the per-address limits may stay in each process).
+        login_limiter = failed_logins if shared is None and failed_logins is not None else limiter
+        activity = ActivityLog(
+            activity_entries,
+            clock,
+            CursorCodec(derive_key(secret, "activity-cursor")),
+            retention_days=settings.activity_days,
+        )
+        verifier = TotpVerifier(
+            factors=factors,
+            codes=PyotpOneTimePasswords(),
+            box=FernetSecretBox(resolve_encryption_keys(settings)),
+            clock=clock,
+            activity=activity,
+        )
+        purges["activity"] = activity.purge_expired
+        purges["mfa_challenges"] = verifier.purge_expired_challenges
         auth = AuthService(
             users=users,
             sessions=sessions,
             hasher=hasher,
             tokens=tokens,
             cache=cache,
-            limiter=limiter,
+            limiter=login_limiter,
             clock=clock,
             uow=uow,
             policy=policy,
+            second_factor=verifier,
+            activity=activity,
         )
+        mfa = MfaService(verifier=verifier, auth=auth, uow=uow)
         yield Services(
             settings=settings,
             clock=clock,
             auth=auth,
-            admin=AccountAdmin(auth),
+            admin=AccountAdmin(auth, mfa=mfa),
+            activity=activity,
+            mfa=mfa,
             metrics=MetricsService(
                 metrics=metrics, clock=clock, cursors=CursorCodec(derive_key(secret, "cursor"))
             ),
@@ -263,6 +319,7 @@ async def build_services(
             idempotency=IdempotencyGuard(idempotency),
             limiter=limiter,
             cache=cache,
+            purges=purges,
             probes=probes,
             pool_stats=pool_stats,
             breakers={"redis": shared.breaker} if shared is not None else {},

@@ -36,20 +36,25 @@ from attrs import define, field
 
 from engage_core.errors import Conflict, Unauthorized
 from engage_core.model import (
+    ActivityEntry,
+    DeviceSession,
     Email,
     EngagementMetric,
     MetricDraft,
     MetricType,
     MetricValue,
+    MfaChallenge,
     OneTimeToken,
     Password,
     Session,
     Timestamp,
     TokenPurpose,
+    TotpFactor,
     User,
 )
 from engage_core.ports import (
     AccessClaims,
+    ActivityQuery,
     Clock,
     MailMessage,
     MailStatus,
@@ -67,8 +72,11 @@ from engage_core.summaries import Aggregate, in_query, summarize
 
 __all__ = [
     "FakeClock",
+    "FakeOneTimePasswords",
     "FakePasswordHasher",
+    "FakeSecretBox",
     "FakeTokenIssuer",
+    "InMemoryActivityRepository",
     "InMemoryBulkMetricStore",
     "InMemoryCache",
     "InMemoryIdempotencyStore",
@@ -76,6 +84,7 @@ __all__ = [
     "InMemoryMetricRepository",
     "InMemoryOneTimeTokenRepository",
     "InMemoryRateLimiter",
+    "InMemorySecondFactorRepository",
     "InMemoryServices",
     "InMemorySessionRepository",
     "InMemoryUnitOfWork",
@@ -279,6 +288,30 @@ class InMemorySessionRepository:
 
     async def live_ids_for_user(self, user_id: UUID, at: datetime) -> list[UUID]:
         return [s.id for s in self._by_id.values() if s.user_id == user_id and s.is_live(at)]
+
+    async def touch(self, session_id: UUID, at: datetime, *, unless_after: datetime) -> None:
+        session = self._by_id.get(session_id)
+        if session is not None and (
+            session.last_seen_at is None or session.last_seen_at <= unless_after
+        ):
+            session.last_seen_at = at
+
+    async def live_devices(self, user_id: UUID, at: datetime) -> list[DeviceSession]:
+        first: dict[UUID, datetime] = {}
+        for s in self._by_id.values():
+            if s.user_id == user_id:
+                first[s.family_id] = min(first.get(s.family_id, s.created_at), s.created_at)
+        devices = [
+            DeviceSession(
+                id=s.family_id,
+                signed_in_at=first[s.family_id],
+                last_seen_at=s.last_seen_at or s.created_at,
+                client=s.client,
+            )
+            for s in self._by_id.values()
+            if s.user_id == user_id and s.is_live(at)
+        ]
+        return sorted(devices, key=lambda d: (d.signed_in_at, d.id), reverse=True)
 
     def _end_where(self, match: Callable[[Session], bool], at: datetime, reason: str) -> list[UUID]:
         ended = []
@@ -770,3 +803,162 @@ class InMemoryMailQueue:
                 item, status=MailStatus.QUEUED, attempts=0, next_attempt_at=at
             )
         return len(failed)
+
+
+# --- second factor and activity -------------------------------------------------
+
+
+class InMemorySecondFactorRepository:
+    def __init__(self) -> None:
+        self._factors: dict[UUID, TotpFactor] = {}
+        self._codes: dict[UUID, dict[str, datetime | None]] = {}
+        self._challenges: dict[str, MfaChallenge] = {}
+
+    def forget_user(self, user_id: UUID) -> None:
+        self._factors.pop(user_id, None)
+        self._codes.pop(user_id, None)
+        for key in [k for k, c in self._challenges.items() if c.user_id == user_id]:
+            del self._challenges[key]
+
+    def checkpoint(self) -> Callable[[], None]:
+        saved = copy.deepcopy((self._factors, self._codes, self._challenges))
+
+        def restore() -> None:
+            self._factors, self._codes, self._challenges = saved
+
+        return restore
+
+    async def get(self, user_id: UUID) -> TotpFactor | None:
+        return self._factors.get(user_id)
+
+    async def begin(self, factor: TotpFactor) -> bool:
+        current = self._factors.get(factor.user_id)
+        if current is not None and current.enabled:
+            return False
+        self._factors[factor.user_id] = factor
+        self._codes.pop(factor.user_id, None)
+        return True
+
+    async def enable(
+        self, user_id: UUID, at: datetime, *, step: int, recovery_code_hashes: Sequence[str]
+    ) -> bool:
+        current = self._factors.get(user_id)
+        if current is None or current.enabled:
+            return False
+        self._factors[user_id] = attrs.evolve(current, enabled_at=at, last_step=step)
+        self._codes[user_id] = dict.fromkeys(recovery_code_hashes)
+        return True
+
+    async def remove(self, user_id: UUID) -> bool:
+        self._codes.pop(user_id, None)
+        return self._factors.pop(user_id, None) is not None
+
+    async def use_step(self, user_id: UUID, step: int) -> bool:
+        current = self._factors.get(user_id)
+        if current is None or (current.last_step is not None and current.last_step >= step):
+            return False
+        self._factors[user_id] = attrs.evolve(current, last_step=step)
+        return True
+
+    async def replace_recovery_codes(self, user_id: UUID, code_hashes: Sequence[str]) -> None:
+        self._codes[user_id] = dict.fromkeys(code_hashes)
+
+    async def use_recovery_code(self, user_id: UUID, code_hash: str, at: datetime) -> bool:
+        codes = self._codes.get(user_id, {})
+        if code_hash not in codes or codes[code_hash] is not None:
+            return False
+        codes[code_hash] = at
+        return True
+
+    async def unused_recovery_codes(self, user_id: UUID) -> int:
+        return sum(used is None for used in self._codes.get(user_id, {}).values())
+
+    async def add_challenge(self, challenge: MfaChallenge) -> None:
+        self._challenges[challenge.token_hash] = challenge
+
+    async def attempt_challenge(
+        self, token_hash: str, at: datetime, *, max_attempts: int
+    ) -> MfaChallenge | None:
+        found = self._challenges.get(token_hash)
+        if found is None or found.expires_at <= at or found.attempts >= max_attempts:
+            return None
+        self._challenges[token_hash] = attrs.evolve(found, attempts=found.attempts + 1)
+        return found
+
+    async def end_challenge(self, token_hash: str) -> bool:
+        return self._challenges.pop(token_hash, None) is not None
+
+    async def purge_challenges(self, before: datetime) -> int:
+        expired = [k for k, c in self._challenges.items() if c.expires_at < before]
+        for key in expired:
+            del self._challenges[key]
+        return len(expired)
+
+
+class InMemoryActivityRepository:
+    def __init__(self) -> None:
+        self._entries: list[ActivityEntry] = []
+        self._ids = itertools.count(1)
+
+    def forget_user(self, user_id: UUID) -> None:
+        self._entries = [e for e in self._entries if e.user_id != user_id]
+
+    def checkpoint(self) -> Callable[[], None]:
+        entries = list(self._entries)  # its items are immutable
+
+        def restore() -> None:
+            self._entries = entries
+
+        return restore
+
+    async def add(self, entry: ActivityEntry) -> None:
+        self._entries.append(attrs.evolve(entry, id=next(self._ids)))
+
+    async def page(self, query: ActivityQuery) -> Sequence[ActivityEntry]:
+        def wanted(e: ActivityEntry) -> bool:
+            return (
+                (query.user_id is None or e.user_id == query.user_id)
+                and (query.email is None or e.email == query.email)
+                and (query.kind is None or e.kind == query.kind)
+                and (query.since is None or e.at >= query.since)
+                and (query.after is None or (e.at, e.id) < query.after)
+            )
+
+        found = sorted(filter(wanted, self._entries), key=lambda e: (e.at, e.id), reverse=True)
+        return found[: query.limit]
+
+    async def purge(self, before: datetime) -> int:
+        kept = [e for e in self._entries if e.at >= before]
+        purged = len(self._entries) - len(kept)
+        self._entries = kept
+        return purged
+
+
+class FakeSecretBox:
+    """Reversible and keyless: for tests only. Sealed text never equals the plaintext."""
+
+    def seal(self, plaintext: str) -> str:
+        return "sealed:" + plaintext.encode("utf-8").hex()
+
+    def open(self, sealed: str) -> str:
+        if not sealed.startswith("sealed:"):
+            raise ValueError("this box cannot open that: it did not seal it")
+        return bytes.fromhex(sealed.removeprefix("sealed:")).decode("utf-8")
+
+
+class FakeOneTimePasswords:
+    """Six-digit codes from a hash of secret and step: not RFC 6238, but as strict
+    (one code per step, a different one for each secret)."""
+
+    def new_secret(self) -> str:
+        return secrets.token_hex(10).upper()
+
+    def code(self, secret: str, step: int) -> str:
+        digest = hashlib.sha256(f"{secret}:{step}".encode()).digest()
+        return f"{int.from_bytes(digest[:4], 'big') % 1_000_000:06d}"
+
+    def provisioning_uri(self, secret: str, *, account: str, issuer: str) -> str:
+        return f"otpauth://totp/{issuer}:{account}?secret={secret}&issuer={issuer}"
+
+    def qr_svg(self, text: str) -> str:
+        return f'<svg xmlns="http://www.w3.org/2000/svg"><desc>{len(text)}</desc></svg>'

@@ -32,6 +32,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 PREFIX = "ENGAGE_"
 SECRET_FILE = "jwt-secret"
+ENCRYPTION_KEY_FILE = "encryption-key"
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _DURATION = re.compile(r"(\d+)\s*(s|m|h|d)?", re.ASCII)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -83,6 +84,11 @@ class Settings:
     require_verified_email: bool = False
     # The wait before a failed mail's first retry; doubled for each further one.
     mail_retry_delay: float = 30.0
+    # Keys that seal TOTP secrets (the first seals, all open); None: one kept in DATA_DIR.
+    encryption_keys: tuple[str, ...] | None = None
+    activity_days: int = 90
+    # Mail a notice when a sign-in comes from a device the account has not used before.
+    new_device_notice: bool = True
 
     def cookies_secure_for(self, host: str) -> bool:
         """Whether cookies get the Secure flag when serving on ``host``."""
@@ -250,6 +256,15 @@ def _secret(text: str) -> str:
     return text
 
 
+def _secrets(text: str) -> tuple[str, ...]:
+    keys = tuple(key.strip() for key in text.split(",") if key.strip())
+    if not keys:
+        raise ValueError("must hold at least one key (several: comma-separated, newest first)")
+    for key in keys:
+        _secret(key)
+    return keys
+
+
 def _text(text: str) -> str:
     if not text.strip():
         raise ValueError("must not be empty")
@@ -286,6 +301,9 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "PUBLIC_URL": ("public_url", _public_url),
     "REQUIRE_VERIFIED_EMAIL": ("require_verified_email", _boolean),
     "MAIL_RETRY_DELAY": ("mail_retry_delay", _seconds(0.01, 3600.0)),
+    "ENCRYPTION_KEY": ("encryption_keys", _secrets),
+    "ACTIVITY_DAYS": ("activity_days", _integer(1, 3650)),
+    "NEW_DEVICE_NOTICE": ("new_device_notice", _boolean),
 }
 KNOWN_VARIABLES = tuple(PREFIX + name for name in _FIELDS)
 
@@ -352,7 +370,35 @@ def resolve_jwt_secret(settings: Settings) -> bytes:
     return secret.encode("utf-8")
 
 
-def _create_secret_file(path: Path) -> None:
+def resolve_encryption_keys(settings: Settings) -> list[bytes]:
+    """The keys that seal secrets at rest (the first seals, every one opens): the
+    configured ones, or one kept in the data directory (created once, mode 0600,
+    with a warning), as for the JWT secret."""
+    if settings.encryption_keys is not None:
+        return [key.encode("utf-8") for key in settings.encryption_keys]
+    path = settings.data_dir / ENCRYPTION_KEY_FILE
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not path.exists():
+            _create_secret_file(path, variable="ENCRYPTION_KEY")
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise SettingsError(
+                [f"{path} must not be readable by others (mode {mode:o}); run chmod 600"]
+            )
+        key = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SettingsError(
+            [f"cannot use the encryption key file {path}: {exc.strerror}"]
+        ) from None
+    if len(key.encode("utf-8")) < MIN_SECRET_BYTES:
+        raise SettingsError(
+            [f"{path} holds a key under {MIN_SECRET_BYTES} bytes; set ENGAGE_ENCRYPTION_KEY"]
+        )
+    return [key.encode("utf-8")]
+
+
+def _create_secret_file(path: Path, *, variable: str = "JWT_SECRET") -> None:
     """Write a new random secret, atomically: a concurrent process sees all of it or none."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -367,7 +413,9 @@ def _create_secret_file(path: Path) -> None:
     finally:
         temporary.unlink(missing_ok=True)
     log.warning(
-        "settings.jwt_secret_generated: no ENGAGE_JWT_SECRET, so a random one was written "
+        "settings.%s_generated: no ENGAGE_%s, so a random one was written "
         "to %s; every process of this deployment must share it",
+        variable.lower(),
+        variable,
         path,
     )

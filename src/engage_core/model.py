@@ -263,6 +263,38 @@ parse_metric_value = _to_decimal
 parse_timestamp = _to_utc
 
 
+MAX_USER_AGENT_LENGTH = 512
+MAX_IP_LENGTH = 45  # the longest textual IPv6 address with an embedded IPv4 one
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def _trimmed_user_agent(raw: object) -> str | None:
+    if not isinstance(raw, str) or not _encodable(raw):
+        return None
+    text = _CONTROL.sub(" ", raw).strip()[:MAX_USER_AGENT_LENGTH].strip()
+    return text or None
+
+
+def _checked_ip(raw: object) -> str | None:
+    if not isinstance(raw, str) or not raw or len(raw) > MAX_IP_LENGTH or _CONTROL.search(raw):
+        return None
+    return raw
+
+
+@frozen
+class Client:
+    """Where a request came from: its address and its user agent, as far as known.
+    Told by the caller, so only kept (trimmed), never trusted."""
+
+    ip: str | None = field(default=None, converter=_checked_ip)
+    user_agent: str | None = field(default=None, converter=_trimmed_user_agent)
+
+
+UNKNOWN_CLIENT = Client()
+# What the operator's commands (`engage user ...`) record as their client.
+OPERATOR = Client(user_agent="engage CLI (operator)")
+
+
 # --- entities -----------------------------------------------------------------
 
 
@@ -341,9 +373,23 @@ class Session:
     expires_at: datetime
     ended_at: datetime | None = None
     end_reason: str | None = None
+    # The device it was started from, and when it was last used (at most once a minute).
+    client: Client = field(factory=lambda: UNKNOWN_CLIENT)
+    last_seen_at: datetime | None = None
 
     def is_live(self, now: datetime) -> bool:
         return self.ended_at is None and now < self.expires_at
+
+
+@frozen(kw_only=True)
+class DeviceSession:
+    """A signed-in device as its user sees it: a session family, named by its id
+    (which, unlike the id of its current step, survives every refresh)."""
+
+    id: UUID
+    signed_in_at: datetime
+    last_seen_at: datetime
+    client: Client
 
 
 class TokenPurpose(enum.StrEnum):
@@ -372,3 +418,79 @@ class OneTimeToken:
 
     def is_usable(self, now: datetime) -> bool:
         return self.used_at is None and now < self.expires_at
+
+
+# --- second factor and activity ---------------------------------------------------
+
+
+class LoginPurpose(enum.StrEnum):
+    """What a login that waits for its second factor will hand out."""
+
+    BROWSER = "browser"  # cookies (POST /api/auth/login)
+    TOKEN = "token"  # a bearer token (POST /api/auth/token)
+
+
+@frozen(kw_only=True)
+class TotpFactor:
+    """A user's TOTP set-up: ``sealed_secret`` is the secret encrypted at rest.
+    On once ``enabled_at`` is set (a correct code confirmed it)."""
+
+    user_id: UUID
+    sealed_secret: str = field(repr=False)
+    created_at: datetime
+    enabled_at: datetime | None = None
+    # The newest 30-second step whose code was accepted: no code of it or before is again.
+    last_step: int | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.enabled_at is not None
+
+
+@frozen(kw_only=True)
+class MfaChallenge:
+    """A login whose password was right, waiting for a code; stored as a hash only."""
+
+    token_hash: str = field(repr=False)
+    user_id: UUID
+    purpose: LoginPurpose
+    client: Client
+    created_at: datetime
+    expires_at: datetime
+    attempts: int = 0
+
+
+class ActivityKind(enum.StrEnum):
+    """What the activity log records. Never with a secret (password, token, code)."""
+
+    SIGNUP = "signup"
+    LOGIN = "login"
+    LOGIN_FAILED = "login.failed"
+    LOGIN_LOCKED = "login.locked"
+    LOGIN_UNLOCKED = "login.unlocked"
+    LOGOUT = "logout"
+    REFRESH_REUSED = "refresh.reused"
+    PASSWORD_CHANGED = "password.changed"
+    PASSWORD_RESET = "password.reset"
+    EMAIL_CHANGED = "email.changed"
+    MFA_ENABLED = "mfa.enabled"
+    MFA_DISABLED = "mfa.disabled"
+    MFA_RESET = "mfa.reset"
+    MFA_RECOVERY_CODES = "mfa.recovery_codes"
+    MFA_RECOVERY_USED = "mfa.recovery_used"
+    SESSION_ENDED = "session.ended"
+    API_KEY_CREATED = "api_key.created"
+    API_KEY_REVOKED = "api_key.revoked"
+
+
+@frozen(kw_only=True)
+class ActivityEntry:
+    """One recorded event. ``user_id`` is None for attempts on an email no account
+    has; ``email`` is the address the event concerned, at the time."""
+
+    kind: ActivityKind
+    at: datetime
+    user_id: UUID | None
+    email: str | None
+    client: Client
+    id: int = 0  # given by the store

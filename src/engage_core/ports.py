@@ -18,13 +18,18 @@ from uuid import UUID, uuid4
 from attrs import field, frozen
 
 from engage_core.model import (
+    ActivityEntry,
+    ActivityKind,
+    DeviceSession,
     Email,
     EngagementMetric,
     MetricDraft,
+    MfaChallenge,
     OneTimeToken,
     Password,
     Session,
     TokenPurpose,
+    TotpFactor,
     User,
 )
 from engage_core.queries import MetricPageQuery, Series, SummaryQuery
@@ -134,6 +139,15 @@ class SessionRepository(Protocol):
 
     async def live_ids_for_user(self, user_id: UUID, at: datetime) -> list[UUID]: ...
 
+    async def touch(self, session_id: UUID, at: datetime, *, unless_after: datetime) -> None:
+        """Set ``last_seen_at`` to ``at`` unless it is already after ``unless_after``
+        (so concurrent requests write it once)."""
+        ...
+
+    async def live_devices(self, user_id: UUID, at: datetime) -> list[DeviceSession]:
+        """The user's live session families, the newest sign-in first."""
+        ...
+
 
 class PasswordHasher(Protocol):
     async def hash(self, password: Password) -> str:
@@ -200,6 +214,107 @@ class RateLimiter(Protocol):
         ...
 
     async def reset(self, key: str) -> None: ...
+
+
+class SecondFactorRepository(Protocol):
+    """TOTP set-ups, recovery codes (hashes only) and pending login challenges."""
+
+    async def get(self, user_id: UUID) -> TotpFactor | None: ...
+
+    async def begin(self, factor: TotpFactor) -> bool:
+        """Store a set-up that is not on yet, replacing one not confirmed; False
+        (and no change) when the user's second factor is on."""
+        ...
+
+    async def enable(
+        self, user_id: UUID, at: datetime, *, step: int, recovery_code_hashes: Sequence[str]
+    ) -> bool:
+        """Turn a pending set-up on, with ``step`` used and these recovery codes;
+        False when there is none pending."""
+        ...
+
+    async def remove(self, user_id: UUID) -> bool:
+        """Delete the set-up and its recovery codes; False when there was none."""
+        ...
+
+    async def use_step(self, user_id: UUID, step: int) -> bool:
+        """Record ``step`` as used, only if it is newer than the last one used: of
+        two concurrent uses of one code, exactly one succeeds."""
+        ...
+
+    async def replace_recovery_codes(self, user_id: UUID, code_hashes: Sequence[str]) -> None:
+        ...
+
+    async def use_recovery_code(self, user_id: UUID, code_hash: str, at: datetime) -> bool:
+        """Spend one unused recovery code; False when there is no such unused code."""
+        ...
+
+    async def unused_recovery_codes(self, user_id: UUID) -> int: ...
+
+    async def add_challenge(self, challenge: MfaChallenge) -> None: ...
+
+    async def attempt_challenge(
+        self, token_hash: str, at: datetime, *, max_attempts: int
+    ) -> MfaChallenge | None:
+        """Count one attempt on a live challenge that has attempts left and return it
+        (as it was before this attempt); None otherwise."""
+        ...
+
+    async def end_challenge(self, token_hash: str) -> bool:
+        """Delete a challenge once used; of two concurrent callers only one gets True."""
+        ...
+
+    async def purge_challenges(self, before: datetime) -> int:
+        """Delete the challenges that expired before ``before``; how many."""
+        ...
+
+
+@frozen(kw_only=True)
+class ActivityQuery:
+    """Activity, newest first (``at``, then ``id``), strictly after ``after`` when given."""
+
+    user_id: UUID | None = None
+    email: str | None = None  # canonical
+    kind: ActivityKind | None = None
+    since: datetime | None = None
+    limit: int = 50
+    after: tuple[datetime, int] | None = None
+
+
+class ActivityRepository(Protocol):
+    """Append-only: entries are added and, past their retention, purged; never changed."""
+
+    async def add(self, entry: ActivityEntry) -> None: ...
+
+    async def page(self, query: ActivityQuery) -> Sequence[ActivityEntry]: ...
+
+    async def purge(self, before: datetime) -> int:
+        """Delete the entries recorded before ``before``; how many."""
+        ...
+
+
+class SecretBox(Protocol):
+    """Encryption at rest for secrets the service must read back (TOTP secrets)."""
+
+    def seal(self, plaintext: str) -> str: ...
+
+    def open(self, sealed: str) -> str:
+        """The plaintext; ``ValueError`` when no key opens it."""
+        ...
+
+
+class OneTimePasswords(Protocol):
+    """RFC 6238 codes: 6 digits per 30-second step of a base32 secret."""
+
+    def new_secret(self) -> str: ...
+
+    def code(self, secret: str, step: int) -> str: ...
+
+    def provisioning_uri(self, secret: str, *, account: str, issuer: str) -> str: ...
+
+    def qr_svg(self, text: str) -> str:
+        """A QR code of ``text``, as an SVG document."""
+        ...
 
 
 @frozen

@@ -24,6 +24,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from engage_adapters.bootstrap import Services
 from engage_adapters.settings import Network
 from engage_core.errors import Forbidden, RateLimited, Unauthorized
+from engage_core.model import Client
 from engage_core.services.auth import BrowserLogin, Principal
 from engage_http.problems import render
 
@@ -365,6 +366,15 @@ def client_address(
         if not _is_trusted(address, trusted_proxies):
             return address
     return address
+
+
+def client_of(request: Request[Any, Any, Any]) -> Client:
+    """Where the request comes from, for sessions and the activity log: the address
+    as ``client_address`` finds it, and the User-Agent header (trimmed)."""
+    return Client(
+        ip=client_address(request, policy_of(request).trusted_proxies),
+        user_agent=request.headers.get("user-agent"),
+    )
 
 
 def _is_trusted(address: str, trusted_proxies: tuple[Network, ...]) -> bool:

@@ -17,9 +17,11 @@ from litestar.exceptions import SerializationException
 from litestar.types import Empty
 from msgspec import Meta
 
-from engage_core.model import EngagementMetric, User
+from engage_core.model import ActivityEntry, DeviceSession, EngagementMetric, User
 from engage_core.queries import MetricPage, Summary
+from engage_core.services.activity import ActivityPage
 from engage_core.services.metrics import MAX_BATCH
+from engage_core.services.mfa import MAX_CODE_LENGTH, MfaRequired, TotpEnrolment
 from engage_http.openapi import (
     EMAIL_SCHEMA,
     METRIC_TYPE_SCHEMA,
@@ -109,6 +111,36 @@ class PasswordConfirmation(_In):
     password: Password
 
 
+Code = Annotated[
+    str,
+    Meta(
+        description="The 6-digit code the authenticator app shows, or an unused recovery code",
+        examples=["123456"],
+        extra_json_schema=documented(min_length=1, max_length=MAX_CODE_LENGTH),
+    ),
+]
+
+
+class CodeIn(_In):
+    code: Code
+
+
+class PasswordAndCodeIn(_In):
+    password: Password
+    code: Code
+
+
+class MfaVerifyIn(_In):
+    challenge: Annotated[
+        str,
+        Meta(
+            description="The challenge of the login or token answer",
+            extra_json_schema=documented(min_length=1, max_length=256),
+        ),
+    ]
+    code: Code
+
+
 class MetricIn(_In):
     metric_type: MetricTypeIn
     metric_value: MetricValueIn
@@ -183,6 +215,93 @@ class MetricPageOut(msgspec.Struct):
 
 class BatchOut(msgspec.Struct):
     inserted: int
+
+
+class MfaRequiredOut(msgspec.Struct):
+    """A login or token request whose password was right, waiting for a code:
+    POST /api/auth/mfa/verify with ``challenge`` (within 5 minutes, 5 codes)."""
+
+    mfa_required: Literal[True]
+    challenge: str
+    expires_at: datetime
+
+    @classmethod
+    def of(cls, pending: MfaRequired) -> MfaRequiredOut:
+        return cls(mfa_required=True, challenge=pending.challenge, expires_at=pending.expires_at)
+
+
+class SessionOut(msgspec.Struct):
+    """A signed-in device. ``id`` stays the same across refreshes."""
+
+    id: UUID
+    created_at: datetime
+    last_seen_at: datetime
+    user_agent: str | None
+    ip: str | None
+    current: bool
+
+    @classmethod
+    def of(cls, device: DeviceSession, *, current: bool) -> SessionOut:
+        return cls(
+            id=device.id,
+            created_at=device.signed_in_at,
+            last_seen_at=device.last_seen_at,
+            user_agent=device.client.user_agent,
+            ip=device.client.ip,
+            current=current,
+        )
+
+
+class SessionListOut(msgspec.Struct):
+    items: list[SessionOut]
+
+
+class TotpSetupOut(msgspec.Struct):
+    secret: str
+    otpauth_uri: str
+    qr_svg: Annotated[str, Meta(description="The otpauth URI as a QR code, an SVG document")]
+
+    @classmethod
+    def of(cls, enrolment: TotpEnrolment) -> TotpSetupOut:
+        return cls(
+            secret=enrolment.secret, otpauth_uri=enrolment.otpauth_uri, qr_svg=enrolment.qr_svg
+        )
+
+
+class RecoveryCodesOut(msgspec.Struct):
+    recovery_codes: Annotated[
+        list[str], Meta(description="Single-use codes, shown this once; each stands for a code")
+    ]
+
+
+class MfaStatusOut(msgspec.Struct):
+    enabled: bool
+    recovery_codes_left: int
+
+
+class ActivityOut(msgspec.Struct):
+    kind: str
+    at: datetime
+    ip: str | None
+    user_agent: str | None
+
+    @classmethod
+    def of(cls, entry: ActivityEntry) -> ActivityOut:
+        return cls(
+            kind=entry.kind.value,
+            at=entry.at,
+            ip=entry.client.ip,
+            user_agent=entry.client.user_agent,
+        )
+
+
+class ActivityPageOut(msgspec.Struct):
+    items: list[ActivityOut]
+    next_cursor: str | None
+
+    @classmethod
+    def of(cls, page: ActivityPage) -> ActivityPageOut:
+        return cls(items=[ActivityOut.of(e) for e in page.items], next_cursor=page.next_cursor)
 
 
 class PointOut(msgspec.Struct):

@@ -33,31 +33,44 @@ from engage_adapters.bcrypt_hasher import BcryptPasswordHasher
 from engage_adapters.jwt_tokens import JwtTokenIssuer
 from engage_adapters.memory import (
     FakeClock,
+    FakeOneTimePasswords,
     FakePasswordHasher,
+    FakeSecretBox,
     FakeTokenIssuer,
+    InMemoryActivityRepository,
     InMemoryCache,
     InMemoryIdempotencyStore,
     InMemoryMetricRepository,
     InMemoryRateLimiter,
+    InMemorySecondFactorRepository,
     InMemorySessionRepository,
     InMemoryUnitOfWork,
     InMemoryUserRepository,
     link_cascade,
 )
+from engage_adapters.postgres.activity import PostgresActivityRepository
 from engage_adapters.postgres.idempotency import PostgresIdempotencyStore
 from engage_adapters.postgres.metrics import PostgresMetricRepository
+from engage_adapters.postgres.rate_limits import PostgresRateLimiter
+from engage_adapters.postgres.second_factor import PostgresSecondFactorRepository
 from engage_adapters.postgres.sessions import PostgresSessionRepository
 from engage_adapters.postgres.transaction import PostgresUnitOfWork
 from engage_adapters.postgres.users import PostgresUserRepository
 from engage_adapters.redis_breaker import CircuitBreaker, GuardedCache, GuardedRateLimiter
 from engage_adapters.redis_store import RedisCache, RedisIdempotencyStore, RedisRateLimiter
+from engage_adapters.secret_box import FernetSecretBox
+from engage_adapters.totp import PyotpOneTimePasswords
 from engage_core.model import Email, User
 from engage_core.ports import (
+    ActivityRepository,
     Cache,
     IdempotencyStore,
     MetricRepository,
+    OneTimePasswords,
     PasswordHasher,
     RateLimiter,
+    SecondFactorRepository,
+    SecretBox,
     SessionRepository,
     TokenIssuer,
     UnitOfWork,
@@ -257,6 +270,30 @@ RATE_LIMITERS: dict[str, Factory[Subject[RateLimiter]]] = {
     "redis": lambda env: redis_keyed(env, RedisRateLimiter),
     "redis-guarded": lambda env: guarded(redis_keyed(env, RedisRateLimiter), GuardedRateLimiter),
     "redis-cluster": lambda env: redis_keyed(env, RedisRateLimiter, cluster=True),
+    "postgres": lambda env: Subject(
+        PostgresRateLimiter(env.fixture("pg_pool"), prefix=f"test:{uuid4().hex}:"),
+        sleeping,
+        any_user_id,
+    ),
+}
+
+# --- Second factor, activity, secrets at rest, one-time passwords ---------------
+
+SECOND_FACTOR_REPOSITORIES: dict[str, Factory[Subject[SecondFactorRepository]]] = {
+    "memory": lambda env: memory_owned(env, InMemorySecondFactorRepository()),
+    "postgres": lambda env: postgres_owned(env, PostgresSecondFactorRepository),
+}
+ACTIVITY_REPOSITORIES: dict[str, Factory[Subject[ActivityRepository]]] = {
+    "memory": lambda env: memory_owned(env, InMemoryActivityRepository()),
+    "postgres": lambda env: postgres_owned(env, PostgresActivityRepository),
+}
+SECRET_BOXES: dict[str, Factory[SecretBox]] = {
+    "memory": lambda env: FakeSecretBox(),
+    "fernet": lambda env: FernetSecretBox([b"contract-test key, 32 bytes or more"]),
+}
+ONE_TIME_PASSWORDS: dict[str, Factory[OneTimePasswords]] = {
+    "memory": lambda env: FakeOneTimePasswords(),
+    "pyotp": lambda env: PyotpOneTimePasswords(),
 }
 
 
@@ -318,3 +355,25 @@ def cache_store(request: pytest.FixtureRequest, env: Env) -> Subject[Cache]:
 @pytest.fixture(params=list(RATE_LIMITERS))
 def rate_limiter(request: pytest.FixtureRequest, env: Env) -> Subject[RateLimiter]:
     return RATE_LIMITERS[request.param](env)
+
+
+@pytest.fixture(params=list(SECOND_FACTOR_REPOSITORIES))
+def second_factor_repository(
+    request: pytest.FixtureRequest, env: Env
+) -> Subject[SecondFactorRepository]:
+    return SECOND_FACTOR_REPOSITORIES[request.param](env)
+
+
+@pytest.fixture(params=list(ACTIVITY_REPOSITORIES))
+def activity_repository(request: pytest.FixtureRequest, env: Env) -> Subject[ActivityRepository]:
+    return ACTIVITY_REPOSITORIES[request.param](env)
+
+
+@pytest.fixture(params=list(SECRET_BOXES))
+def secret_box(request: pytest.FixtureRequest, env: Env) -> SecretBox:
+    return SECRET_BOXES[request.param](env)
+
+
+@pytest.fixture(params=list(ONE_TIME_PASSWORDS))
+def one_time_passwords(request: pytest.FixtureRequest, env: Env) -> OneTimePasswords:
+    return ONE_TIME_PASSWORDS[request.param](env)

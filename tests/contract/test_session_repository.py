@@ -9,7 +9,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from engage_adapters.memory import FakeClock
-from engage_core.model import Session
+from engage_core.model import Client, Session
 from engage_core.ports import SessionRepository
 
 if TYPE_CHECKING:
@@ -240,3 +240,63 @@ async def test_live_ids_exclude_ended_and_expired_sessions(
 
     assert sorted(await repo.live_ids_for_user(user_id, at)) == sorted(s.id for s in expected)
     assert await repo.live_ids_for_user(uuid4(), at) == []
+
+
+async def test_a_session_keeps_its_client_and_last_seen_time(
+    session_repository: Subject[SessionRepository], clock: FakeClock
+) -> None:
+    repo, user_id = session_repository.impl, await session_repository.new_user()
+    session = _session(user_id, clock.now())
+    session.client = Client(ip="203.0.113.9", user_agent="Firefox")
+    session.last_seen_at = clock.now()
+    await repo.add(session)
+
+    stored = await _stored(repo, session.id)
+
+    assert stored.client == Client(ip="203.0.113.9", user_agent="Firefox")
+    assert stored.last_seen_at == clock.now()
+
+
+async def test_touch_writes_last_seen_only_when_it_is_old_enough(
+    session_repository: Subject[SessionRepository], clock: FakeClock
+) -> None:
+    repo, user_id = session_repository.impl, await session_repository.new_user()
+    session = _session(user_id, clock.now())
+    session.last_seen_at = clock.now()
+    await repo.add(session)
+    soon, later = clock.now() + timedelta(seconds=30), clock.now() + timedelta(seconds=90)
+
+    await repo.touch(session.id, soon, unless_after=soon - timedelta(minutes=1))
+    assert (await _stored(repo, session.id)).last_seen_at == clock.now()
+
+    await repo.touch(session.id, later, unless_after=later - timedelta(minutes=1))
+    assert (await _stored(repo, session.id)).last_seen_at == later
+
+
+async def test_live_devices_name_families_from_their_first_sign_in(
+    session_repository: Subject[SessionRepository], clock: FakeClock
+) -> None:
+    repo, user_id = session_repository.impl, await session_repository.new_user()
+    other = await session_repository.new_user()
+    start = clock.now()
+    first = _session(user_id, start)
+    first.client = Client(ip="192.0.2.1", user_agent="Phone")
+    await repo.add(first)
+    later = start + timedelta(hours=1)
+    rotated = _session(user_id, later, family_id=first.family_id)
+    rotated.client, rotated.last_seen_at = Client(ip="192.0.2.2", user_agent="Phone"), later
+    assert await repo.rotate(first.id, rotated, later)
+    laptop = _session(user_id, start + timedelta(minutes=5))
+    await repo.add(laptop)
+    ended = _session(user_id, start)
+    await repo.add(ended)
+    await repo.end(ended.id, start, "logged out")
+    await repo.add(_session(other, start))
+
+    devices = await repo.live_devices(user_id, later)
+
+    assert [d.id for d in devices] == [laptop.family_id, first.family_id]
+    phone = devices[1]
+    assert (phone.signed_in_at, phone.last_seen_at) == (start, later)
+    assert phone.client == Client(ip="192.0.2.2", user_agent="Phone")
+    assert devices[0].last_seen_at == laptop.created_at

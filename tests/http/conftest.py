@@ -45,7 +45,9 @@ JWT_SECRET = "http-suite secret: at least thirty-two bytes long"
 TRUSTED_ORIGIN = "https://app.example.com"
 PASSWORD = "correct horse battery staple"
 PROBLEM_JSON = "application/problem+json"
-TABLES = "users, engagement_metrics, sessions, metric_rollups, idempotency_keys"
+TABLES = (
+    "users, engagement_metrics, sessions, metric_rollups, idempotency_keys, activity, rate_limits"
+)
 
 Client = httpx.AsyncClient
 SharedCache = Literal["in-process", "redis"]

@@ -14,9 +14,12 @@ from uuid import UUID
 from psycopg_pool import AsyncConnectionPool
 
 from engage_adapters.postgres.transaction import connection
-from engage_core.model import Session
+from engage_core.model import Client, DeviceSession, Session
 
-_COLUMNS = "id, user_id, family_id, token, created_at, expires_at, ended_at, end_reason"
+_COLUMNS = (
+    "id, user_id, family_id, token, created_at, expires_at, ended_at, end_reason,"
+    " user_agent, ip, last_seen_at"
+)
 
 
 def _session(row: tuple[Any, ...]) -> Session:
@@ -29,6 +32,8 @@ def _session(row: tuple[Any, ...]) -> Session:
         expires_at=row[5],
         ended_at=row[6],
         end_reason=row[7],
+        client=Client(ip=row[9], user_agent=row[8]),
+        last_seen_at=row[10],
     )
 
 
@@ -42,10 +47,14 @@ def _values(session: Session) -> list[Any]:
         session.expires_at,
         session.ended_at,
         session.end_reason,
+        session.client.user_agent,
+        session.client.ip,
+        session.last_seen_at,
     ]
 
 
-_INSERT = f"INSERT INTO sessions ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+_PLACEHOLDERS = ", ".join(["%s"] * 11)
+_INSERT = f"INSERT INTO sessions ({_COLUMNS}) VALUES ({_PLACEHOLDERS})"
 
 
 class PostgresSessionRepository:
@@ -82,7 +91,7 @@ class PostgresSessionRepository:
                     RETURNING id
                 )
                 INSERT INTO sessions ({_COLUMNS})
-                SELECT %s, %s, %s, %s, %s, %s, %s, %s WHERE EXISTS (SELECT FROM spent)
+                SELECT {_PLACEHOLDERS} WHERE EXISTS (SELECT FROM spent)
                 """,
                 [at, old_id, at, *_values(new)],
             )
@@ -126,3 +135,36 @@ class PostgresSessionRepository:
                 [user_id, at],
             )
             return [row[0] for row in await cur.fetchall()]
+
+    async def touch(self, session_id: UUID, at: datetime, *, unless_after: datetime) -> None:
+        async with connection(self._pool) as conn:
+            await conn.execute(
+                "UPDATE sessions SET last_seen_at = %s WHERE id = %s"
+                " AND (last_seen_at IS NULL OR last_seen_at <= %s)",
+                [at, session_id, unless_after],
+            )
+
+    async def live_devices(self, user_id: UUID, at: datetime) -> list[DeviceSession]:
+        # The family's first step is when the device signed in; its live step, the rest.
+        async with connection(self._pool) as conn:
+            cur = await conn.execute(
+                """
+                SELECT s.family_id,
+                       (SELECT min(f.created_at) FROM sessions f WHERE f.family_id = s.family_id),
+                       coalesce(s.last_seen_at, s.created_at), s.user_agent, s.ip
+                  FROM sessions s
+                 WHERE s.user_id = %s AND s.ended_at IS NULL AND s.expires_at > %s
+                 ORDER BY 2 DESC, 1 DESC
+                """,
+                [user_id, at],
+            )
+            rows = await cur.fetchall()
+        return [
+            DeviceSession(
+                id=row[0],
+                signed_in_at=row[1],
+                last_seen_at=row[2],
+                client=Client(ip=row[4], user_agent=row[3]),
+            )
+            for row in rows
+        ]

@@ -8,9 +8,10 @@ import attrs
 from attrs import define
 
 from engage_core.errors import FieldError, NotFound, ValidationFailed
-from engage_core.model import Email, Password, User
+from engage_core.model import OPERATOR, ActivityKind, DeviceSession, Email, Password, User
 from engage_core.ports import SessionRepository, UserRepository
 from engage_core.services.auth import AuthService
+from engage_core.services.mfa import MfaService
 
 
 @define
@@ -18,6 +19,7 @@ class AccountAdmin:
     """What ``engage user ...`` does. Validation is the API's, through ``AuthService``."""
 
     auth: AuthService
+    mfa: MfaService | None = None
 
     @property
     def users(self) -> UserRepository:
@@ -63,4 +65,36 @@ class AccountAdmin:
         async with self.auth.uow.atomic():
             await self.users.set_password_hash(user.id, new_hash, now)
             await self.auth.end_sessions_of(user.id, reason="password set by an operator")
+            await self._record(ActivityKind.PASSWORD_RESET, user)
         return attrs.evolve(user, updated_at=now)
+
+    async def unlock(self, email: object) -> User:
+        """Clear the failed-login lock of an account's email."""
+        user = await self.find(email)
+        await self.auth.unlock(user.email)
+        await self._record(ActivityKind.LOGIN_UNLOCKED, user)
+        return user
+
+    async def reset_second_factor(self, email: object) -> tuple[User, bool]:
+        """Turn the user's second factor off (recorded in their activity); whether it was on."""
+        user = await self.find(email)
+        if self.mfa is None:
+            return user, False
+        return user, await self.mfa.reset(user)
+
+    async def sessions_of(self, email: object) -> tuple[User, list[DeviceSession]]:
+        user = await self.find(email)
+        return user, await self.sessions.live_devices(user.id, self.auth.clock.now())
+
+    async def log_out_everywhere(self, email: object) -> tuple[User, int]:
+        """End every session of the user at once; how many devices were signed in."""
+        user = await self.find(email)
+        devices = await self.sessions.live_devices(user.id, self.auth.clock.now())
+        async with self.auth.uow.atomic():
+            await self.auth.end_sessions_of(user.id, reason="logged out by an operator")
+            await self._record(ActivityKind.LOGOUT, user)
+        return user, len(devices)
+
+    async def _record(self, kind: ActivityKind, user: User) -> None:
+        if self.auth.activity is not None:
+            await self.auth.activity.record(kind, client=OPERATOR, user=user)

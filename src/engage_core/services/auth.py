@@ -1,4 +1,7 @@
-"""Accounts and sessions: sign up, log in, refresh, log out, me, password, delete."""
+"""Accounts and sessions: sign up, log in, refresh, log out, me, password, delete,
+and the user's sessions per device. The second factor's rules are in
+``services.mfa`` and the activity log's in ``services.activity``; this module
+calls into both."""
 
 from __future__ import annotations
 
@@ -15,11 +18,22 @@ from attrs import define, frozen
 from engage_core.errors import (
     FieldError,
     Forbidden,
+    NotFound,
     RateLimited,
     Unauthorized,
     ValidationFailed,
 )
-from engage_core.model import Email, Password, Session, User
+from engage_core.model import (
+    UNKNOWN_CLIENT,
+    ActivityKind,
+    Client,
+    DeviceSession,
+    Email,
+    LoginPurpose,
+    Password,
+    Session,
+    User,
+)
 from engage_core.ports import (
     AccessClaims,
     Cache,
@@ -31,6 +45,8 @@ from engage_core.ports import (
     UnitOfWork,
     UserRepository,
 )
+from engage_core.services.activity import ActivityLog
+from engage_core.services.mfa import MfaRequired, TotpVerifier
 
 _LIVE = b"1"
 _ENDED = b"0"
@@ -51,6 +67,8 @@ class AuthPolicy:
     # is shared by every process, since ending a session must take effect at
     # once everywhere. An "ended" answer is final and is always cached.
     live_session_cache_ttl: float = 0.0
+    # How often a session's last_seen_at is written as it is used (reads stay reads).
+    last_seen_every: timedelta = timedelta(minutes=1)
 
 
 @frozen
@@ -118,11 +136,17 @@ class AuthService:
     clock: Clock
     uow: UnitOfWork
     policy: AuthPolicy = AuthPolicy()
+    # The second factor and the activity log, when the deployment has them (it does:
+    # bootstrap wires both; bare AuthServices in tests may go without).
+    second_factor: TotpVerifier | None = None
+    activity: ActivityLog | None = None
     _dummy_hash: str | None = attrs.field(default=None, init=False, repr=False)
 
     # --- accounts --------------------------------------------------------------
 
-    async def sign_up(self, *, email: object, password: object) -> User:
+    async def sign_up(
+        self, *, email: object, password: object, client: Client = UNKNOWN_CLIENT
+    ) -> User:
         """Create an account. ``Conflict`` if the email is taken in any letter case."""
         parsed_email, parsed_password = _parse_credentials(email, password)
         now = self.clock.now()
@@ -133,7 +157,9 @@ class AuthService:
             created_at=now,
             updated_at=now,
         )
-        await self.users.add(user)
+        async with self.uow.atomic():
+            await self.users.add(user)
+            await self._record(ActivityKind.SIGNUP, client, user=user)
         return user
 
     async def me(self, principal: Principal) -> User:
@@ -143,7 +169,12 @@ class AuthService:
         return user
 
     async def change_password(
-        self, principal: Principal, *, current_password: object, new_password: object
+        self,
+        principal: Principal,
+        *,
+        current_password: object,
+        new_password: object,
+        client: Client = UNKNOWN_CLIENT,
     ) -> None:
         """Replace the password and end every session but the caller's."""
         try:
@@ -162,6 +193,7 @@ class AuthService:
                 "password changed",
                 keep_family=current.family_id if current else None,
             )
+            await self._record(ActivityKind.PASSWORD_CHANGED, client, user=user)
             await self._forget(ended)
 
     async def delete_account(self, principal: Principal, *, password: object) -> None:
@@ -176,15 +208,39 @@ class AuthService:
 
     # --- logging in and out ----------------------------------------------------
 
-    async def log_in(self, *, email: object, password: object) -> BrowserLogin:
-        """Check credentials and start a refreshable session."""
-        user = await self._check_credentials(email, password)
-        return await self._start_session(user, family_id=uuid4())
+    async def log_in(
+        self, *, email: object, password: object, client: Client = UNKNOWN_CLIENT
+    ) -> BrowserLogin | MfaRequired:
+        """Check credentials and start a refreshable session, or, with the second
+        factor on, a challenge that a code completes (``MfaService.verify_login``)."""
+        user = await self._check_credentials(email, password, client)
+        if self.second_factor is not None and await self.second_factor.is_on(user.id):
+            return await self.second_factor.open_challenge(user, LoginPurpose.BROWSER, client)
+        return await self.start_browser_session(user, client)
 
-    async def issue_token(self, *, email: object, password: object) -> AccessGrant:
+    async def issue_token(
+        self, *, email: object, password: object, client: Client = UNKNOWN_CLIENT
+    ) -> AccessGrant | MfaRequired:
         """Check credentials and hand out an access token with a session of its own
-        that lasts as long as the token and cannot be refreshed."""
-        user = await self._check_credentials(email, password)
+        that lasts as long as the token and cannot be refreshed (or, with the second
+        factor on, a challenge)."""
+        user = await self._check_credentials(email, password, client)
+        if self.second_factor is not None and await self.second_factor.is_on(user.id):
+            return await self.second_factor.open_challenge(user, LoginPurpose.TOKEN, client)
+        return await self.start_token_session(user, client)
+
+    async def start_browser_session(self, user: User, client: Client) -> BrowserLogin:
+        """A refreshable session for a user whose credentials were checked."""
+        login, session = self._new_session(
+            user, family_id=uuid4(), now=self.clock.now(), client=client
+        )
+        async with self.uow.atomic():
+            await self.sessions.add(session)
+            await self._record(ActivityKind.LOGIN, client, user=user)
+        return await self._with_access_token(login, session)
+
+    async def start_token_session(self, user: User, client: Client) -> AccessGrant:
+        """A bearer token, with a session as long as the token, for a checked user."""
         now = self.clock.now()
         expires_at = now + self.policy.access_ttl
         session = Session(
@@ -194,8 +250,12 @@ class AuthService:
             token_hash=hash_refresh_token(secrets.token_urlsafe(32)),  # never handed out
             created_at=now,
             expires_at=expires_at,
+            client=client,
+            last_seen_at=now,
         )
-        await self.sessions.add(session)
+        async with self.uow.atomic():
+            await self.sessions.add(session)
+            await self._record(ActivityKind.LOGIN, client, user=user)
         token = await self.tokens.issue(
             AccessClaims(
                 user_id=user.id, session_id=session.id, issued_at=now, expires_at=expires_at
@@ -207,7 +267,7 @@ class AuthService:
             expires_in=int(self.policy.access_ttl.total_seconds()),
         )
 
-    async def refresh(self, refresh_token: object) -> BrowserLogin:
+    async def refresh(self, refresh_token: object, client: Client = UNKNOWN_CLIENT) -> BrowserLogin:
         """Trade a refresh token for new tokens. The old one is spent: presenting
         it again ends its whole session family."""
         if not isinstance(refresh_token, str) or not refresh_token or len(refresh_token) > 256:
@@ -217,33 +277,47 @@ class AuthService:
         if old is None:
             raise Unauthorized("invalid refresh token", reason="unknown refresh token")
         if old.end_reason == "rotated":
-            await self._forget(await self.sessions.end_family(old.family_id, now, "refresh reuse"))
+            await self._end_reused_family(old, client)
             raise Unauthorized("invalid refresh token", reason="refresh token reused")
         if not old.is_live(now):
             raise Unauthorized("invalid refresh token", reason="session ended")
         user = await self.users.get(old.user_id)
         if user is None:
             raise Unauthorized("invalid refresh token", reason="user gone")
-        login, new = self._new_session(user, family_id=old.family_id, now=now)
+        login, new = self._new_session(
+            user,
+            family_id=old.family_id,
+            now=now,
+            client=old.client if client == UNKNOWN_CLIENT else client,
+        )
         if not await self.sessions.rotate(old.id, new, now):
             # Another request spent this token first: the same as a reuse.
-            await self._forget(await self.sessions.end_family(old.family_id, now, "refresh reuse"))
+            await self._end_reused_family(old, client)
             raise Unauthorized("invalid refresh token", reason="refresh token raced")
         await self._forget([old.id])
         return await self._with_access_token(login, new)
 
-    async def log_out(self, principal: Principal, scope: LogoutScope = LogoutScope.CURRENT) -> None:
+    async def log_out(
+        self,
+        principal: Principal,
+        scope: LogoutScope = LogoutScope.CURRENT,
+        client: Client = UNKNOWN_CLIENT,
+    ) -> None:
         now = self.clock.now()
-        if scope is LogoutScope.ALL:
-            ended = await self.sessions.end_all_for_user(principal.user_id, now, "logged out")
-        else:
-            session = await self.sessions.get(principal.session_id)
-            ended = (
-                await self.sessions.end_family(session.family_id, now, "logged out")
-                if session is not None
-                else []
-            )
-        await self._forget([*ended, principal.session_id])
+        user = await self.users.get(principal.user_id)
+        async with self.uow.atomic():
+            if scope is LogoutScope.ALL:
+                ended = await self.sessions.end_all_for_user(principal.user_id, now, "logged out")
+            else:
+                session = await self.sessions.get(principal.session_id)
+                ended = (
+                    await self.sessions.end_family(session.family_id, now, "logged out")
+                    if session is not None
+                    else []
+                )
+            if user is not None:
+                await self._record(ActivityKind.LOGOUT, client, user=user)
+            await self._forget([*ended, principal.session_id])
 
     async def authenticate(self, access_token: str) -> Principal:
         """The principal of a valid access token whose session is still live."""
@@ -252,6 +326,44 @@ class AuthService:
             raise Unauthorized("authentication required", reason="session ended")
         return Principal(claims.user_id, claims.session_id)
 
+    async def devices(self, principal: Principal) -> list[tuple[DeviceSession, bool]]:
+        """The caller's live sessions per device, each with whether it is the caller's own."""
+        current = await self.sessions.get(principal.session_id)
+        found = await self.sessions.live_devices(principal.user_id, self.clock.now())
+        return [(d, current is not None and d.id == current.family_id) for d in found]
+
+    async def end_device(
+        self, principal: Principal, device_id: object, client: Client = UNKNOWN_CLIENT
+    ) -> None:
+        """End one of the caller's sessions (a device) at once, in every process;
+        ``NotFound`` when it is not one of the caller's live sessions."""
+        now = self.clock.now()
+        live = await self.sessions.live_devices(principal.user_id, now)
+        chosen = next((d.id for d in live if str(d.id) == str(device_id).lower()), None)
+        if chosen is None:
+            raise NotFound("no such session")
+        user = await self.me(principal)
+        async with self.uow.atomic():
+            ended = await self.sessions.end_family(chosen, now, "ended by the user")
+            await self._record(ActivityKind.SESSION_ENDED, client, user=user)
+            await self._forget(ended)
+
+    async def confirm_password(self, principal: Principal, password: object) -> User:
+        """The caller's user, once they have proved they know its password
+        (``Forbidden`` otherwise; failures count towards the email's limit)."""
+        return await self._confirm(principal, password)
+
+    async def check_not_locked(self, email: Email, client: Client) -> None:
+        """``RateLimited`` while the email has too many failed logins."""
+        await self._refuse_if_failing(email, "too many failed logins for this email", client)
+
+    async def count_failed_login(self, email: Email) -> None:
+        await self._count_failure(email)
+
+    async def unlock(self, email: Email) -> None:
+        """Forget the email's failed logins (the operator's `engage user unlock`)."""
+        await self.limiter.reset(_failures_key(email))
+
     async def end_sessions_of(self, user_id: UUID, *, reason: str) -> None:
         """End every session of a user, at once in every process (inside a unit of
         work: as it commits)."""
@@ -259,7 +371,7 @@ class AuthService:
 
     # --- internals -------------------------------------------------------------
 
-    async def _check_credentials(self, email: object, password: object) -> User:
+    async def _check_credentials(self, email: object, password: object, client: Client) -> User:
         """The user these credentials belong to, in the same time and with the same
         answer whether the email is unknown or the password wrong."""
         try:
@@ -273,7 +385,9 @@ class AuthService:
         user = None
         if parsed_email is not None:
             # An address that cannot exist needs no limit: no guess can succeed.
-            await self._refuse_if_failing(parsed_email, "too many failed logins for this email")
+            await self._refuse_if_failing(
+                parsed_email, "too many failed logins for this email", client
+            )
             user = await self.users.get_by_email(parsed_email.canonical)
         if user is None or parsed_password is None:
             await self.hasher.verify(parsed_password or Password("x" * 8), await self._dummy())
@@ -283,6 +397,8 @@ class AuthService:
         if user is None or parsed_password is None or not matched:
             if parsed_email is not None:
                 await self._count_failure(parsed_email)
+                # Recorded for an unknown email too: both answers cost the same.
+                await self._record(ActivityKind.LOGIN_FAILED, client, user=user, email=parsed_email)
             raise Unauthorized("invalid email or password", reason="bad credentials")
         if self.hasher.needs_rehash(user.password_hash):
             user.password_hash = await self.hasher.hash(parsed_password)
@@ -302,13 +418,19 @@ class AuthService:
             raise Forbidden("the password is not correct")
         return user
 
-    async def _refuse_if_failing(self, email: Email, message: str) -> None:
+    async def _refuse_if_failing(
+        self, email: Email, message: str, client: Client | None = None
+    ) -> None:
         decision = await self.limiter.peek(
             _failures_key(email),
             limit=self.policy.login_failures_per_email,
             window=self.policy.login_failure_window.total_seconds(),
         )
         if not decision.allowed:
+            if client is not None and self.activity is not None:
+                # Looked up whether or not an account has the email: the same cost.
+                user = await self.users.get_by_email(email.canonical)
+                await self._record(ActivityKind.LOGIN_LOCKED, client, user=user, email=email)
             raise RateLimited(
                 f"{message}; try again later", retry_after=math.ceil(decision.retry_after)
             )
@@ -327,7 +449,7 @@ class AuthService:
         return self._dummy_hash
 
     def _new_session(
-        self, user: User, *, family_id: UUID, now: datetime
+        self, user: User, *, family_id: UUID, now: datetime, client: Client
     ) -> tuple[BrowserLogin, Session]:
         refresh_token = secrets.token_urlsafe(32)
         session = Session(
@@ -337,6 +459,8 @@ class AuthService:
             token_hash=hash_refresh_token(refresh_token),
             created_at=now,
             expires_at=now + self.policy.refresh_ttl,
+            client=client,
+            last_seen_at=now,
         )
         login = BrowserLogin(
             user=user,
@@ -347,11 +471,6 @@ class AuthService:
             refresh_expires_at=session.expires_at,
         )
         return login, session
-
-    async def _start_session(self, user: User, *, family_id: UUID) -> BrowserLogin:
-        login, session = self._new_session(user, family_id=family_id, now=self.clock.now())
-        await self.sessions.add(session)
-        return await self._with_access_token(login, session)
 
     async def _with_access_token(self, login: BrowserLogin, session: Session) -> BrowserLogin:
         now = session.created_at
@@ -373,6 +492,8 @@ class AuthService:
         if session is None or session.user_id != user_id:
             return False
         live = session.is_live(now)
+        if live:
+            await self._note_seen(session, now)
         if not live:
             # Final: an ended session never comes back. Kept as long as any token for it lives.
             await self.cache.set(key, _ENDED, ttl=self.policy.access_ttl.total_seconds())
@@ -386,6 +507,33 @@ class AuthService:
                 only_if_absent=True,
             )
         return live
+
+    async def _note_seen(self, session: Session, now: datetime) -> None:
+        """Write ``last_seen_at`` when it is older than ``last_seen_every``: a session
+        used all day costs one write a minute, not one per request."""
+        stale = now - self.policy.last_seen_every
+        if session.last_seen_at is None or session.last_seen_at <= stale:
+            await self.sessions.touch(session.id, now, unless_after=stale)
+
+    async def _end_reused_family(self, old: Session, client: Client) -> None:
+        now = self.clock.now()
+        user = await self.users.get(old.user_id)
+        async with self.uow.atomic():
+            ended = await self.sessions.end_family(old.family_id, now, "refresh reuse")
+            if user is not None:
+                await self._record(ActivityKind.REFRESH_REUSED, client, user=user)
+            await self._forget(ended)
+
+    async def _record(
+        self,
+        kind: ActivityKind,
+        client: Client,
+        *,
+        user: User | None,
+        email: Email | None = None,
+    ) -> None:
+        if self.activity is not None:
+            await self.activity.record(kind, client=client, user=user, email=email)
 
     async def _forget(self, session_ids: list[UUID]) -> None:
         """Record in the cache that these sessions ended, once the unit of work in

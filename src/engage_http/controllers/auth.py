@@ -1,4 +1,5 @@
-"""/api/auth: sign up, log in (cookies or a bearer token), refresh, log out, me, password."""
+"""/api/auth: sign up, log in (cookies or a bearer token, with the second factor
+when on), refresh, log out, me, password."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from litestar.di import Provide
 from litestar.params import JSONBody, QueryParameter
 
 from engage_core.errors import FieldError, Unauthorized
-from engage_core.services.auth import BrowserLogin, LogoutScope
+from engage_core.services.auth import AccessGrant, BrowserLogin, LogoutScope
+from engage_core.services.mfa import MfaRequired
 from engage_http.auth import (
     CSRF_COOKIE,
     REFRESH_COOKIE,
     CurrentPrincipal,
     cleared_cookies,
+    client_of,
     limit_auth_attempts,
     policy_of,
     provide_principal,
@@ -26,6 +29,8 @@ from engage_http.dto import (
     Credentials,
     JsonBodyRequest,
     LoginOut,
+    MfaRequiredOut,
+    MfaVerifyIn,
     PasswordChange,
     PasswordConfirmation,
     TokenOut,
@@ -80,7 +85,9 @@ class AuthController(Controller):
     async def sign_up(
         self, request: Request[Any, Any, Any], data: JSONBody[Credentials]
     ) -> Response[UserOut]:
-        user = await services_of(request).auth.sign_up(email=data.email, password=data.password)
+        user = await services_of(request).auth.sign_up(
+            email=data.email, password=data.password, client=client_of(request)
+        )
         return json(UserOut.of(user), status=201)
 
     @post(
@@ -93,10 +100,12 @@ class AuthController(Controller):
     )
     async def log_in(
         self, request: Request[Any, Any, Any], data: JSONBody[Credentials]
-    ) -> Response[LoginOut]:
+    ) -> Response[LoginOut | MfaRequiredOut]:
         with login_attempt("browser"):
-            login = await services_of(request).auth.log_in(email=data.email, password=data.password)
-        return _browser_session(request, login)
+            login = await services_of(request).auth.log_in(
+                email=data.email, password=data.password, client=client_of(request)
+            )
+        return _signed_in(request, login)
 
     @post(
         "/token",
@@ -108,12 +117,30 @@ class AuthController(Controller):
     )
     async def issue_token(
         self, request: Request[Any, Any, Any], data: JSONBody[Credentials]
-    ) -> Response[TokenOut]:
+    ) -> Response[TokenOut | MfaRequiredOut]:
         with login_attempt("token"):
             grant = await services_of(request).auth.issue_token(
-                email=data.email, password=data.password
+                email=data.email, password=data.password, client=client_of(request)
             )
-        return json(TokenOut(access_token=grant.access_token, expires_in=grant.expires_in))
+        return _signed_in(request, grant)
+
+    @post(
+        "/mfa/verify",
+        guards=_ENTRY_GUARDS,
+        opt=_NOT_BY_COOKIE,
+        status_code=200,
+        summary="Finish a login with the second factor's code",
+        description="The answer of the login (cookies) or token request that gave the challenge.",
+        responses=problems(*_ENTRY_PROBLEMS, 401),
+    )
+    async def verify_mfa(
+        self, request: Request[Any, Any, Any], data: JSONBody[MfaVerifyIn]
+    ) -> Response[LoginOut | TokenOut]:
+        with login_attempt("mfa"):
+            done = await services_of(request).mfa.verify_login(
+                challenge=data.challenge, code=data.code, client=client_of(request)
+            )
+        return _signed_in(request, done)
 
     @post(
         "/refresh",
@@ -128,7 +155,7 @@ class AuthController(Controller):
         if not token:
             raise Unauthorized("no refresh cookie", reason="no refresh cookie")
         with login_attempt("refresh"):
-            login = await services_of(request).auth.refresh(token)
+            login = await services_of(request).auth.refresh(token, client_of(request))
         return _browser_session(request, login)
 
     @post(
@@ -155,7 +182,7 @@ class AuthController(Controller):
             ),
         ] = LogoutScope.CURRENT.value,
     ) -> Response[None]:
-        await services_of(request).auth.log_out(principal, _logout_scope(which))
+        await services_of(request).auth.log_out(principal, _logout_scope(which), client_of(request))
         return empty(cookies=cleared_cookies(policy_of(request)))
 
     @get("/me", summary="Who am I", security=READ_SECURITY, responses=problems(*SIGNED_IN))
@@ -183,7 +210,10 @@ class AuthController(Controller):
         data: JSONBody[PasswordChange],
     ) -> None:
         await services_of(request).auth.change_password(
-            principal, current_password=data.current_password, new_password=data.new_password
+            principal,
+            current_password=data.current_password,
+            new_password=data.new_password,
+            client=client_of(request),
         )
 
     @delete(
@@ -204,6 +234,17 @@ class AuthController(Controller):
     ) -> Response[None]:
         await services_of(request).auth.delete_account(principal, password=data.password)
         return empty(cookies=cleared_cookies(policy_of(request)))
+
+
+def _signed_in(
+    request: Request[Any, Any, Any], outcome: BrowserLogin | AccessGrant | MfaRequired
+) -> Response[Any]:
+    """A session's cookies, a bearer token, or (the second factor on) the challenge."""
+    if isinstance(outcome, MfaRequired):
+        return json(MfaRequiredOut.of(outcome))
+    if isinstance(outcome, AccessGrant):
+        return json(TokenOut(access_token=outcome.access_token, expires_in=outcome.expires_in))
+    return _browser_session(request, outcome)
 
 
 def _logout_scope(raw: str) -> LogoutScope:

@@ -1,0 +1,47 @@
+"""Secrets encrypted at rest (TOTP secrets) with Fernet (AES-128-CBC and HMAC-SHA256).
+
+Each configured key (ENGAGE_ENCRYPTION_KEY, a comma-separated list) is
+stretched with HKDF into a Fernet key of its own. The first key seals; every
+key opens, so a key can be rotated: put the new one first, keep the old one
+after it until ``engage user mfa-rekey`` has sealed every secret again, then
+drop it.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+_PURPOSE = b"engage-suite/totp-secrets"
+
+
+def _fernet(key: bytes) -> Fernet:
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_PURPOSE).derive(key)
+    return Fernet(base64.urlsafe_b64encode(derived))
+
+
+class FernetSecretBox:
+    def __init__(self, keys: Sequence[bytes]) -> None:
+        if not keys:
+            raise ValueError("at least one encryption key is needed")
+        self._box = MultiFernet([_fernet(key) for key in keys])
+
+    def seal(self, plaintext: str) -> str:
+        return self._box.encrypt(plaintext.encode("utf-8")).decode("ascii")
+
+    def open(self, sealed: str) -> str:
+        try:
+            return self._box.decrypt(sealed.encode("ascii")).decode("utf-8")
+        except (InvalidToken, UnicodeError):
+            raise ValueError("no configured encryption key opens this secret") from None
+
+    def reseal(self, sealed: str) -> str:
+        """The same secret sealed with the first key (for a rotation)."""
+        try:
+            return self._box.rotate(sealed.encode("ascii")).decode("ascii")
+        except (InvalidToken, UnicodeError):
+            raise ValueError("no configured encryption key opens this secret") from None
