@@ -11,6 +11,7 @@ import hashlib
 import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 from functools import partial
 from typing import Literal
 
@@ -22,15 +23,20 @@ from engage_adapters.bcrypt_hasher import BcryptPasswordHasher
 from engage_adapters.clock import SystemClock
 from engage_adapters.embedded_pg import start_embedded
 from engage_adapters.jwt_tokens import JwtTokenIssuer
+from engage_adapters.mail.outbox import OUTBOX_DIR, OutboxMailer
+from engage_adapters.mail.sender import MailSender
+from engage_adapters.mail.smtp import SmtpMailer, SmtpServer
 from engage_adapters.postgres import migrate
 from engage_adapters.postgres.activity import PostgresActivityRepository
 from engage_adapters.postgres.bulk import PostgresBulkMetricStore
 from engage_adapters.postgres.idempotency import PostgresIdempotencyStore
+from engage_adapters.postgres.mail_queue import PostgresMailQueue
 from engage_adapters.postgres.metrics import PostgresMetricRepository
 from engage_adapters.postgres.pool import DEFAULT_POOL_SIZE, open_pool, ping
 from engage_adapters.postgres.rate_limits import PostgresRateLimiter
 from engage_adapters.postgres.second_factor import PostgresSecondFactorRepository
 from engage_adapters.postgres.sessions import PostgresSessionRepository
+from engage_adapters.postgres.tokens import PostgresOneTimeTokenRepository
 from engage_adapters.postgres.transaction import PostgresUnitOfWork
 from engage_adapters.postgres.users import PostgresUserRepository
 from engage_adapters.redis_breaker import (
@@ -50,12 +56,16 @@ from engage_adapters.redis_store import (
 from engage_adapters.secret_box import FernetSecretBox
 from engage_adapters.settings import Settings, resolve_encryption_keys, resolve_jwt_secret
 from engage_adapters.totp import PyotpOneTimePasswords
+from engage_core.mail_templates import Branding
 from engage_core.ports import (
     ActivityRepository,
     Cache,
     Clock,
     IdempotencyStore,
+    Mailer,
+    MailQueue,
     MetricRepository,
+    OneTimeTokenRepository,
     PasswordHasher,
     RateLimiter,
     SecondFactorRepository,
@@ -66,6 +76,7 @@ from engage_core.ports import (
 )
 from engage_core.queries import CursorCodec
 from engage_core.services.activity import ActivityLog
+from engage_core.services.account_mail import AccountMail
 from engage_core.services.admin import AccountAdmin
 from engage_core.services.auth import AuthPolicy, AuthService
 from engage_core.services.backfill import BackfillService, BulkMetricStore
@@ -74,7 +85,9 @@ from engage_core.services.dashboard_cache import (
     DashboardCache,
     InvalidatingBulkStore,
 )
+from engage_core.services.email import EmailFlows
 from engage_core.services.idempotency import IdempotencyGuard
+from engage_core.services.mail_delivery import DeliveryPolicy, MailDelivery
 from engage_core.services.metrics import MetricsService
 from engage_core.services.mfa import MfaService, TotpVerifier
 
@@ -85,6 +98,9 @@ PROBE_TIMEOUT = 2.0
 # cache: ending a session overwrites it at once, so this only bounds how long a
 # Redis that lost a write (an outage) could vouch for an ended session.
 SHARED_LIVE_SESSION_TTL = 30.0
+APP_NAME = "engage-suite"
+# Where links in mails point when ENGAGE_PUBLIC_URL is unset: `engage serve`'s default.
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 
 
 @frozen
@@ -114,6 +130,11 @@ class Services:
     idempotency: IdempotencyGuard
     limiter: RateLimiter
     cache: Cache
+    # Email: the flows of contract §7, the outbox's delivery, and the task that
+    # runs it (``engage serve`` starts it; CLI commands only queue).
+    email: EmailFlows
+    mail: MailDelivery
+    mail_sender: MailSender
     activity: ActivityLog
     mfa: MfaService
     probes: dict[str, Probe] = attrs.field(factory=dict)
@@ -166,6 +187,7 @@ async def build_services(
     clock: Clock | None = None,
     hasher: PasswordHasher | None = None,
     tokens: TokenIssuer | None = None,
+    mailer: Mailer | None = None,
     upgrade: bool = False,
 ) -> AsyncIterator[Services]:
     """Build the services for ``settings`` and close what they opened on exit.
@@ -209,6 +231,8 @@ async def build_services(
         idempotency: IdempotencyStore
         bulk: BulkMetricStore
         uow: UnitOfWork
+        link_tokens: OneTimeTokenRepository
+        outbox: MailQueue
         factors: SecondFactorRepository
         activity_entries: ActivityRepository
         failed_logins: RateLimiter | None = None
@@ -229,6 +253,8 @@ async def build_services(
             idempotency = PostgresIdempotencyStore(pool)
             bulk = PostgresBulkMetricStore(pool)
             uow = PostgresUnitOfWork(pool)
+            link_tokens = PostgresOneTimeTokenRepository(pool)
+            outbox = PostgresMailQueue(pool)
             factors = PostgresSecondFactorRepository(pool)
             activity_entries = PostgresActivityRepository(pool)
             failed_logins = postgres_limits = PostgresRateLimiter(pool)
@@ -243,8 +269,14 @@ async def build_services(
             factors = memory_factors = memory.InMemorySecondFactorRepository()
             activity_entries = memory_activity = memory.InMemoryActivityRepository()
             memory.link_cascade(memory_users, memory_factors, memory_activity)
-            memory.link_cascade(memory_users, memory_metrics, memory_sessions, memory_keys)
+            link_tokens = memory_tokens = memory.InMemoryOneTimeTokenRepository()
+            outbox = memory_outbox = memory.InMemoryMailQueue()
+            memory.link_cascade(
+                memory_users, memory_tokens, memory_metrics, memory_sessions, memory_keys
+            )
             uow = memory.InMemoryUnitOfWork(
+                memory_tokens,
+                memory_outbox,
                 memory_factors,
                 memory_activity,
                 memory_users,
@@ -268,6 +300,7 @@ async def build_services(
             access_ttl=settings.access_ttl,
             refresh_ttl=settings.refresh_ttl,
             login_failures_per_email=settings.login_failures_per_email,
+            require_verified_email=settings.require_verified_email,
             # An in-process cache is not shared between workers: never cache "live" in it.
             live_session_cache_ttl=SHARED_LIVE_SESSION_TTL if shared is not None else 0.0,
         )
@@ -291,6 +324,21 @@ async def build_services(
         )
         purges["activity"] = activity.purge_expired
         purges["mfa_challenges"] = verifier.purge_expired_challenges
+        delivery = MailDelivery(
+            outbox,
+            mailer or _mailer(settings, clock),
+            clock,
+            DeliveryPolicy(first_retry=timedelta(seconds=settings.mail_retry_delay)),
+        )
+        sender = MailSender(delivery, clock)
+        account_mail = AccountMail(
+            tokens=link_tokens,
+            outbox=outbox,
+            clock=clock,
+            uow=uow,
+            branding=Branding(APP_NAME, settings.public_url or DEFAULT_PUBLIC_URL),
+            wake=sender.wake,
+        )
         auth = AuthService(
             users=users,
             sessions=sessions,
@@ -301,6 +349,7 @@ async def build_services(
             clock=clock,
             uow=uow,
             policy=policy,
+            mail=account_mail,
             second_factor=verifier,
             activity=activity,
         )
@@ -310,6 +359,18 @@ async def build_services(
             clock=clock,
             auth=auth,
             admin=AccountAdmin(auth, mfa=mfa),
+            email=EmailFlows(
+                auth=auth,
+                mail=account_mail,
+                users=users,
+                tokens=link_tokens,
+                hasher=hasher,
+                limiter=limiter,
+                clock=clock,
+                uow=uow,
+            ),
+            mail=delivery,
+            mail_sender=sender,
             activity=activity,
             mfa=mfa,
             metrics=MetricsService(
@@ -325,6 +386,13 @@ async def build_services(
             breakers={"redis": shared.breaker} if shared is not None else {},
             dashboards=dashboards,
         )
+
+
+def _mailer(settings: Settings, clock: Clock) -> Mailer:
+    """SMTP when ``ENGAGE_SMTP_URL`` is set, else the outbox directory."""
+    if settings.smtp_url is not None:
+        return SmtpMailer(SmtpServer.parse(settings.smtp_url), settings.mail_from, clock=clock)
+    return OutboxMailer(settings.data_dir / OUTBOX_DIR, settings.mail_from, clock=clock)
 
 
 def database_url(settings: Settings) -> str:

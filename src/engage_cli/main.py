@@ -15,7 +15,7 @@ from engage_adapters.settings import (
     load_settings,
     resolve_jwt_secret,
 )
-from engage_cli import db, metrics, users
+from engage_cli import db, mail, metrics, users
 from engage_cli.demo import demo
 from engage_cli.errors import reported_errors
 from engage_cli.help import show_flags_bare
@@ -35,6 +35,7 @@ app.command()(serve)
 app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="user")
 app.add_typer(metrics.app, name="metrics")
+app.add_typer(mail.app, name="mail")
 app.command()(demo)
 app.add_typer(settings_app, name="settings")
 

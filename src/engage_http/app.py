@@ -23,6 +23,7 @@ from engage_http.auth import (
     csrf_cookie_if_unrouted,
 )
 from engage_http.controllers.auth import AuthController
+from engage_http.controllers.email import EmailController
 from engage_http.controllers.metrics import MetricsController
 from engage_http.controllers.ops import OpsController, PrometheusExport
 from engage_http.headers import security_headers
@@ -52,7 +53,7 @@ def create_app(services: ServicesFactory, policy: HttpPolicy) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        async with services() as built:
+        async with services() as built, built.mail_sender.running():
             app.state.services = built
             with exporting(built):
                 yield
@@ -60,6 +61,7 @@ def create_app(services: ServicesFactory, policy: HttpPolicy) -> Litestar:
     return Litestar(
         route_handlers=[
             AuthController,
+            EmailController,
             MetricsController,
             OpsController,
             PrometheusExport,

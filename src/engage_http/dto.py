@@ -141,6 +141,29 @@ class MfaVerifyIn(_In):
     code: Code
 
 
+LinkToken = Annotated[
+    str, Meta(max_length=1024, description="The token of the link (what follows #token=)")
+]
+
+
+class LinkTokenIn(_In):
+    token: LinkToken
+
+
+class ForgottenPassword(_In):
+    email: Email
+
+
+class PasswordReset(_In):
+    token: LinkToken
+    new_password: Password
+
+
+class EmailChange(_In):
+    new_email: Email
+    password: Password
+
+
 class MetricIn(_In):
     metric_type: MetricTypeIn
     metric_value: MetricValueIn
@@ -175,6 +198,29 @@ class UserOut(msgspec.Struct):
     @classmethod
     def of(cls, user: User) -> UserOut:
         return cls(id=user.id, email=user.email.value, created_at=user.created_at)
+
+
+class MeOut(msgspec.Struct):
+    id: UUID
+    email: str
+    created_at: datetime
+    email_verified: bool
+    mfa_enabled: bool = False
+
+    @classmethod
+    def of(cls, user: User) -> MeOut:
+        return cls(
+            id=user.id,
+            email=user.email.value,
+            created_at=user.created_at,
+            email_verified=user.email_verified,
+        )
+
+
+class AcceptedOut(msgspec.Struct):
+    """A request taken; what it caused happens next (a mail is queued)."""
+
+    detail: str
 
 
 class LoginOut(msgspec.Struct):

@@ -24,9 +24,11 @@ from litestar.types import ExceptionHandlersMap
 from engage_adapters.postgres.outage import unavailable_from
 from engage_core.errors import (
     Conflict,
+    EmailNotVerified,
     EngageError,
     Forbidden,
     IdempotencyKeyReused,
+    InvalidToken,
     NotFound,
     RateLimited,
     RequestInProgress,
@@ -47,9 +49,11 @@ class BadQuery(ValidationFailed):
 # exception type -> (status, problem type, title)
 _DOMAIN: list[tuple[type[EngageError], int, str, str]] = [
     (BadQuery, 400, "invalid-query", "Invalid query parameters"),
+    (InvalidToken, 400, "invalid-token", "Invalid or expired link"),
     (ValidationFailed, 422, "validation-failed", "Validation failed"),
     (Unauthorized, 401, "unauthorized", "Authentication required"),
     (Forbidden, 403, "forbidden", "Forbidden"),
+    (EmailNotVerified, 403, "email-not-verified", "Email address not verified"),
     (NotFound, 404, "not-found", "Not found"),
     (Conflict, 409, "conflict", "Conflict"),
     (RequestInProgress, 409, "request-in-progress", "Request in progress"),

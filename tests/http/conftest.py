@@ -47,6 +47,7 @@ PASSWORD = "correct horse battery staple"
 PROBLEM_JSON = "application/problem+json"
 TABLES = (
     "users, engagement_metrics, sessions, metric_rollups, idempotency_keys, activity, rate_limits"
+    ", mail_outbox"
 )
 
 Client = httpx.AsyncClient

@@ -240,7 +240,7 @@ async def test_the_access_cookie_authenticates_me(client: httpx.AsyncClient, api
     response = await client.get("/api/auth/me")
 
     assert response.status_code == 200
-    assert response.json() == user
+    assert response.json() == {**user, "email_verified": False, "mfa_enabled": False}
 
 
 async def test_me_without_credentials_is_401(
@@ -280,7 +280,7 @@ async def test_the_bearer_token_authenticates_me(client: httpx.AsyncClient, api:
     response = await client.get("/api/auth/me", headers=auth)
 
     assert response.status_code == 200
-    assert response.json() == user
+    assert response.json() == {**user, "email_verified": False, "mfa_enabled": False}
 
 
 async def test_token_refuses_bad_credentials(

@@ -65,7 +65,7 @@ async def test_refresh_rotates_the_refresh_token_and_the_access_cookie(
     assert cookie(client, "engage_refresh") != old_refresh
     me = await client.get("/api/auth/me")
     assert me.status_code == 200
-    assert me.json() == ada
+    assert me.json() == {**ada, "email_verified": False, "mfa_enabled": False}
 
 
 async def test_refresh_without_a_refresh_cookie_is_401(

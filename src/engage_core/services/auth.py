@@ -16,6 +16,7 @@ import attrs
 from attrs import define, frozen
 
 from engage_core.errors import (
+    EmailNotVerified,
     FieldError,
     Forbidden,
     NotFound,
@@ -45,6 +46,7 @@ from engage_core.ports import (
     UnitOfWork,
     UserRepository,
 )
+from engage_core.services.account_mail import AccountMail
 from engage_core.services.activity import ActivityLog
 from engage_core.services.mfa import MfaRequired, TotpVerifier
 
@@ -67,6 +69,8 @@ class AuthPolicy:
     # is shared by every process, since ending a session must take effect at
     # once everywhere. An "ended" answer is final and is always cached.
     live_session_cache_ttl: float = 0.0
+    # Refuse logins until the account's address is verified (ENGAGE_REQUIRE_VERIFIED_EMAIL).
+    require_verified_email: bool = False
     # How often a session's last_seen_at is written as it is used (reads stay reads).
     last_seen_every: timedelta = timedelta(minutes=1)
 
@@ -140,6 +144,8 @@ class AuthService:
     # bootstrap wires both; bare AuthServices in tests may go without).
     second_factor: TotpVerifier | None = None
     activity: ActivityLog | None = None
+    # The verification link at sign-up, the notice after a password change.
+    mail: AccountMail | None = None
     _dummy_hash: str | None = attrs.field(default=None, init=False, repr=False)
 
     # --- accounts --------------------------------------------------------------
@@ -159,6 +165,8 @@ class AuthService:
         )
         async with self.uow.atomic():
             await self.users.add(user)
+            if self.mail is not None:
+                await self.mail.signed_up(user)
             await self._record(ActivityKind.SIGNUP, client, user=user)
         return user
 
@@ -195,6 +203,8 @@ class AuthService:
             )
             await self._record(ActivityKind.PASSWORD_CHANGED, client, user=user)
             await self._forget(ended)
+            if self.mail is not None:
+                await self.mail.password_changed(user)
 
     async def delete_account(self, principal: Principal, *, password: object) -> None:
         """Delete the user and, with them, all their sessions and metrics."""
@@ -403,6 +413,11 @@ class AuthService:
         if self.hasher.needs_rehash(user.password_hash):
             user.password_hash = await self.hasher.hash(parsed_password)
             await self.users.set_password_hash(user.id, user.password_hash, self.clock.now())
+        if self.policy.require_verified_email and not user.email_verified:
+            raise EmailNotVerified(
+                "verify your email address first: follow the link in the mail we sent"
+                " (resetting the password also verifies it)"
+            )
         return user
 
     async def _confirm(self, principal: Principal, password: object) -> User:

@@ -29,6 +29,7 @@ from engage_http.dto import (
     Credentials,
     JsonBodyRequest,
     LoginOut,
+    MeOut,
     MfaRequiredOut,
     MfaVerifyIn,
     PasswordChange,
@@ -188,9 +189,9 @@ class AuthController(Controller):
     @get("/me", summary="Who am I", security=READ_SECURITY, responses=problems(*SIGNED_IN))
     async def me(
         self, request: Request[Any, Any, Any], principal: CurrentPrincipal
-    ) -> Response[UserOut]:
+    ) -> Response[MeOut]:
         user = await services_of(request).auth.me(principal)
-        return json(UserOut.of(user))
+        return json(MeOut.of(user))
 
     @post(
         "/password",
