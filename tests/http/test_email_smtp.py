@@ -1,0 +1,121 @@
+"""Mail through a real SMTP server (aiosmtpd on loopback, STARTTLS and a password, under a
+certificate made for the test): the flows deliver through ENGAGE_SMTP_URL, and a mail
+server that is down delays the mail, never the request, and never loses it."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from engage_adapters.clock import SystemClock
+from engage_core.ports import Clock
+from support.smtp_server import LoopbackMailServer, make_certificate
+
+PASSWORD = "correct horse battery staple"
+_TOKEN = re.compile(r"#token=([A-Za-z0-9_-]+)")
+
+
+@pytest.fixture(scope="module")
+def smtp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackMailServer]:
+    server = LoopbackMailServer(*make_certificate(tmp_path_factory.mktemp("tls")))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mail_server(
+    smtp_server: LoopbackMailServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[LoopbackMailServer]:
+    """The server, emptied, trusted through SSL_CERT_FILE (as an operator would with a
+    private CA), and running again after the test."""
+    smtp_server.received.clear()
+    monkeypatch.setenv("SSL_CERT_FILE", str(smtp_server.cert_file))
+    yield smtp_server
+    if smtp_server._controller is None:
+        smtp_server.start()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """Real time: retries fall due as time passes."""
+    return SystemClock()
+
+
+@pytest.fixture
+def environ(environ: dict[str, str], smtp_server: LoopbackMailServer) -> dict[str, str]:
+    return {
+        **environ,
+        "ENGAGE_SMTP_URL": smtp_server.url(),
+        "ENGAGE_MAIL_FROM": "engage-suite <no-reply@engage.example>",
+        "ENGAGE_PUBLIC_URL": "https://engage.example",
+        "ENGAGE_MAIL_RETRY_DELAY": "100ms",
+    }
+
+
+def token_of(text: str) -> str:
+    match = _TOKEN.search(text)
+    assert match, text
+    return match[1]
+
+
+async def test_signup_and_verification_over_smtp(
+    client: httpx.AsyncClient, api: Any, mail_server: LoopbackMailServer, tmp_path: Path
+) -> None:
+    await api.sign_up("ada@example.com")
+    [received] = await mail_server.wait_for(1)
+    assert received.envelope_to == ["ada@example.com"]
+    assert (received.tls, received.authenticated) == (True, True)
+    assert received.message["From"] == "engage-suite <no-reply@engage.example>"
+    assert received.message["Message-ID"].endswith("@engage.example>")
+    text = received.body("plain")
+    assert "https://engage.example/verify-email#token=" in text
+    assert "<p>" in received.body("html")
+    answer = await client.post("/api/auth/verify", json={"token": token_of(text)})
+    assert answer.status_code == 204
+    assert not (tmp_path / "outbox").exists()  # with SMTP configured, nothing goes there
+
+
+async def test_a_mail_server_that_is_down_delays_the_mail_and_loses_nothing(
+    client: httpx.AsyncClient,
+    api: Any,
+    mail_server: LoopbackMailServer,
+    db: Any,
+) -> None:
+    mail_server.stop()
+    await api.sign_up("ada@example.com")  # the request succeeds all the same
+    answer = await client.post("/api/auth/password/forgot", json={"email": "ada@example.com"})
+    assert answer.status_code == 202
+    for _ in range(200):  # bounded: the sender has failed at least once
+        rows = db("SELECT attempts, last_error FROM mail_outbox WHERE attempts > 0")
+        if len(rows) == 2 and all(error for _, error in rows):
+            break
+        await asyncio.sleep(0.02)
+    assert len(rows) == 2, rows
+    assert mail_server.received == []
+
+    mail_server.start()
+    received = await mail_server.wait_for(2)
+    subjects = sorted(str(r.message["Subject"]) for r in received)
+    assert subjects == [
+        "Reset your engage-suite password",
+        "Verify your email address for engage-suite",
+    ]
+    for _ in range(100):
+        statuses = db("SELECT status FROM mail_outbox")
+        if statuses == [("sent",), ("sent",)]:
+            break
+        await asyncio.sleep(0.02)
+    assert statuses == [("sent",), ("sent",)]
+
+    # The reset link from the delayed mail works, end to end.
+    reset = next(r for r in received if "Reset" in str(r.message["Subject"]))
+    body = {"token": token_of(reset.body("plain")), "new_password": "a brand new passphrase"}
+    assert (await client.post("/api/auth/password/reset", json=body)).status_code == 204
+    await api.bearer("ada@example.com", "a brand new passphrase")
