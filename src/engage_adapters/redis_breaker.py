@@ -69,11 +69,6 @@ class BreakerState(enum.StrEnum):
     OPEN = "open"
     HALF_OPEN = "half-open"
 
-    @property
-    def level(self) -> int:
-        """0 closed, 1 half-open, 2 open: worse is higher (for a gauge)."""
-        return {"closed": 0, "half-open": 1, "open": 2}[self.value]
-
 
 class Unavailable(Exception):
     """The call was not made (circuit open) or failed; use the fallback."""

@@ -10,7 +10,6 @@ from litestar import Litestar, Request, Response
 from litestar.config.cors import CORSConfig
 from litestar.exceptions import ClientException
 from litestar.middleware import DefineMiddleware
-from litestar.plugins.prometheus import PrometheusConfig
 from litestar.routes import HTTPRoute
 from litestar.status_codes import HTTP_415_UNSUPPORTED_MEDIA_TYPE
 
@@ -25,13 +24,12 @@ from engage_http.auth import (
 from engage_http.controllers.auth import AuthController
 from engage_http.controllers.email import EmailController
 from engage_http.controllers.metrics import MetricsController
-from engage_http.controllers.ops import OpsController, PrometheusExport
+from engage_http.controllers.ops import OpsController
 from engage_http.headers import security_headers
-from engage_http.metrics_export import exporting
 from engage_http.observability import RequestIdMiddleware
 from engage_http.openapi import ClosedStructSchemaPlugin, docs_assets, openapi_config
 from engage_http.problems import EXCEPTION_HANDLERS, render
-from engage_http.route_metrics import RouteMetricsMiddleware
+from engage_http.prometheus import PrometheusExport, exporting, route_metrics
 from engage_http.webapp import web_routes
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -44,12 +42,6 @@ def create_app(services: ServicesFactory, policy: HttpPolicy) -> Litestar:
     ``services`` is entered in the app's lifespan (inside the server's event
     loop) and closed at shutdown; tests pass one over fakes or over PostgreSQL.
     """
-    prometheus = PrometheusConfig(
-        app_name="engage",
-        prefix="engage",
-        group_path=True,
-        middleware_class=RouteMetricsMiddleware,
-    )
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -73,7 +65,7 @@ def create_app(services: ServicesFactory, policy: HttpPolicy) -> Litestar:
         cors_config=_cors(policy),
         middleware=[
             RequestIdMiddleware,
-            prometheus.middleware,
+            route_metrics(),
             DefineMiddleware(CookieSessionCSRFMiddleware, config=csrf_config(policy)),
         ],
         before_send=[security_headers(policy)],

@@ -12,11 +12,12 @@ from engage_http import BIND_HOST_VARIABLE
 from engage_http.app import create_app
 from engage_http.auth import HttpPolicy
 from engage_http.observability import configure_logging, init_sentry
+from engage_http.prometheus import require_shared_metrics
 
 
 def app_from_environment() -> Litestar:
     """Each worker process calls this once: settings, logs, Sentry, then the app."""
-    _require_shared_metrics()
+    require_shared_metrics()
     settings = load_settings()
     configure_logging(settings.log_level)
     init_sentry(settings.sentry_dsn)
@@ -30,19 +31,3 @@ def app_from_environment() -> Litestar:
         web=settings.web,
     )
     return create_app(lambda: build_services(settings), policy)
-
-
-def _require_shared_metrics() -> None:
-    """With several workers (PROMETHEUS_MULTIPROC_DIR set by ``engage serve``),
-    every metric must be kept in that directory. prometheus_client decides this
-    once, when it is first imported: imported earlier in the parent process, the
-    workers would count in memory and /metrics would show nothing."""
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        return
-    from prometheus_client import values
-
-    if values.ValueClass is values.MutexValue:
-        raise RuntimeError(
-            "prometheus_client was imported before PROMETHEUS_MULTIPROC_DIR was set;"
-            " the workers' metrics would not be shared"
-        )

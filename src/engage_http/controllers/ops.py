@@ -1,13 +1,11 @@
-"""Liveness and readiness probes, and the Prometheus metrics."""
+"""Liveness and readiness probes (/metrics is in ``engage_http.prometheus``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from litestar import Controller, Request, Response, get
-from litestar.enums import MediaType
 from litestar.openapi import ResponseSpec
-from litestar.plugins.prometheus import PrometheusController
 
 from engage_http.auth import services_of
 from engage_http.dto import HealthOut
@@ -36,17 +34,3 @@ class OpsController(Controller):
         readiness = await services_of(request).readiness()
         body = HealthOut(status="ok" if readiness.ready else "unavailable", checks=readiness.checks)
         return json(body, status=200 if readiness.ready else 503)
-
-
-class PrometheusExport(PrometheusController):
-    """Litestar's /metrics, documented as what it is: Prometheus text."""
-
-    @get(
-        media_type=MediaType.TEXT,
-        tags=["ops"],
-        summary="Prometheus metrics of every worker",
-        response_description="The Prometheus text format",
-    )
-    async def get(self) -> Response[str]:
-        response: Response[str] = await PrometheusController.get.fn(self)
-        return response
