@@ -21,15 +21,19 @@ from engage_http.auth import (
     csrf_config,
     csrf_cookie_if_unrouted,
 )
+from engage_http.controllers.activity import ActivityController
 from engage_http.controllers.auth import AuthController
 from engage_http.controllers.email import EmailController
 from engage_http.controllers.metrics import MetricsController
+from engage_http.controllers.mfa import MfaController
 from engage_http.controllers.ops import OpsController
+from engage_http.controllers.sessions import SessionsController
 from engage_http.headers import security_headers
 from engage_http.observability import RequestIdMiddleware
 from engage_http.openapi import ClosedStructSchemaPlugin, docs_assets, openapi_config
 from engage_http.problems import EXCEPTION_HANDLERS, render
 from engage_http.prometheus import PrometheusExport, exporting, route_metrics
+from engage_http.upkeep import purging
 from engage_http.webapp import web_routes
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -53,6 +57,9 @@ def create_app(services: ServicesFactory, policy: HttpPolicy) -> Litestar:
     return Litestar(
         route_handlers=[
             AuthController,
+            SessionsController,
+            MfaController,
+            ActivityController,
             EmailController,
             MetricsController,
             OpsController,
@@ -60,7 +67,7 @@ def create_app(services: ServicesFactory, policy: HttpPolicy) -> Litestar:
             *docs_assets(),
             *web_routes(policy),
         ],
-        lifespan=[lifespan],
+        lifespan=[lifespan, purging],
         state=_state(policy),
         cors_config=_cors(policy),
         middleware=[

@@ -277,7 +277,9 @@ class AuthService:
             expires_in=int(self.policy.access_ttl.total_seconds()),
         )
 
-    async def refresh(self, refresh_token: object, client: Client = UNKNOWN_CLIENT) -> BrowserLogin:
+    async def refresh(
+        self, refresh_token: object, client: Client = UNKNOWN_CLIENT
+    ) -> BrowserLogin:
         """Trade a refresh token for new tokens. The old one is spent: presenting
         it again ends its whole session family."""
         if not isinstance(refresh_token, str) or not refresh_token or len(refresh_token) > 256:
@@ -343,18 +345,17 @@ class AuthService:
         return [(d, current is not None and d.id == current.family_id) for d in found]
 
     async def end_device(
-        self, principal: Principal, device_id: object, client: Client = UNKNOWN_CLIENT
+        self, principal: Principal, device_id: UUID, client: Client = UNKNOWN_CLIENT
     ) -> None:
         """End one of the caller's sessions (a device) at once, in every process;
         ``NotFound`` when it is not one of the caller's live sessions."""
         now = self.clock.now()
         live = await self.sessions.live_devices(principal.user_id, now)
-        chosen = next((d.id for d in live if str(d.id) == str(device_id).lower()), None)
-        if chosen is None:
+        if not any(d.id == device_id for d in live):
             raise NotFound("no such session")
         user = await self.me(principal)
         async with self.uow.atomic():
-            ended = await self.sessions.end_family(chosen, now, "ended by the user")
+            ended = await self.sessions.end_family(device_id, now, "ended by the user")
             await self._record(ActivityKind.SESSION_ENDED, client, user=user)
             await self._forget(ended)
 

@@ -190,8 +190,10 @@ class AuthController(Controller):
     async def me(
         self, request: Request[Any, Any, Any], principal: CurrentPrincipal
     ) -> Response[MeOut]:
-        user = await services_of(request).auth.me(principal)
-        return json(MeOut.of(user))
+        services = services_of(request)
+        me = MeOut.of(await services.auth.me(principal))
+        me.mfa_enabled, _ = await services.mfa.status(principal)
+        return json(me)
 
     @post(
         "/password",

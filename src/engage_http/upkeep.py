@@ -1,0 +1,45 @@
+"""What each server process does on a schedule: delete what has outlived its
+keeping (activity past ENGAGE_ACTIVITY_DAYS, expired login challenges and
+rate-limit windows). Every worker runs it; the deletes are idempotent, so
+workers that run it at the same time only repeat each other."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+
+from engage_adapters.bootstrap import Services
+
+log = logging.getLogger("engage.upkeep")
+PURGE_EVERY = 3600.0
+
+
+async def purge_forever(services: Services, *, every: float = PURGE_EVERY) -> None:
+    # A random start: workers started together do not purge together.
+    await asyncio.sleep(random.uniform(0, every / 60))  # noqa: S311 - not a secret
+    while True:
+        try:
+            purged = await services.purge_expired()
+        except Exception:  # a failed round (the database away) waits for the next one
+            log.warning("upkeep.purge_failed", exc_info=True)
+        else:
+            log.info("upkeep.purged", extra={"purged": purged})
+        await asyncio.sleep(every)
+
+
+@asynccontextmanager
+async def purging(app: Litestar) -> AsyncIterator[None]:
+    """A lifespan hook: the purge runs while the app serves."""
+    task = asyncio.create_task(purge_forever(app.state.services))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
