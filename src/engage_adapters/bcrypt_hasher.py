@@ -47,14 +47,14 @@ def _rounds_of(bcrypt_hash: str) -> int | None:
 def _yield_to_requests() -> None:
     """Run this hashing thread only on cycles nothing else wants.
 
-    A login's 0.2 s of bcrypt is meant to be slow; the event loop's requests
-    are not. At equal priority a login storm takes the cores from every other
-    request (reads kept 26% of their throughput, p99 95 ms). On Linux the
-    thread goes to SCHED_IDLE: any woken request preempts it at once (reads
-    kept 95-105%, p99 9-11 ms, against 93-97% and 23-26 ms at nice 19), and
-    logins still get every idle cycle, so alone they keep their rate. Nice 19
-    is the fallback, and where neither exists this is a no-op. Linux applies
-    both per thread; lowering one's own priority needs no privilege.
+    A login's bcrypt is meant to be slow; the event loop's requests are not.
+    At equal priority a login storm takes the cores from every other request.
+    On Linux the thread goes to SCHED_IDLE: any woken request preempts it at
+    once (reads keep more of their throughput and tail than at nice 19; the
+    figures are in bench/README.md), and logins still get every idle cycle, so
+    alone they keep their rate. Nice 19 is the fallback, and where neither
+    exists this is a no-op. Linux applies both per thread; lowering one's own
+    priority needs no privilege.
     """
     native_id = threading.get_native_id()
     # Not permitted here (OSError): keep what the step before gave.

@@ -77,13 +77,10 @@ def server_options(workers: int) -> dict[str, Any]:
     return {
         "interface": Interfaces.ASGI,
         "workers": workers,
-        # A multi-threaded Rust runtime (two I/O threads) beside each worker's
-        # event loop: 1,230-1,616 authenticated reads/s against 1,010-1,086/s
-        # with the default single-threaded one, under which the loop sat idle
-        # about a third of the time (bench/suite.py runs, 2 cores, 2 workers).
+        # Rust I/O on two threads: on the single-threaded default the loop idles (bench/README.md).
         "runtime_mode": RuntimeModes.mt,
         "runtime_threads": 2,
-        # uvloop where it exists (not on Windows): 7-11% less CPU per request, measured.
+        # uvloop where it exists (not on Windows): less CPU per request (bench/README.md).
         "loop": Loops.uvloop if find_spec("uvloop") else Loops.asyncio,
         "backlog": 2048,
         "log_access": False,  # the app logs each request as JSON, with its request id

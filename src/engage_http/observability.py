@@ -31,9 +31,9 @@ def configure_logging(level: str = "INFO") -> None:
     """JSON lines on stderr, for structlog and standard-library loggers alike.
 
     structlog events (the access log: one per request) are rendered and written
-    by structlog itself, as bytes; going through the standard library's records,
-    handlers and formatters cost four times as much per line. Standard-library
-    records get the same fields through the formatter below.
+    by structlog itself, as bytes: the standard library's records, handlers and
+    formatters cost more per line (bench/README.md). Standard-library records
+    get the same fields through the formatter below.
     """
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -122,5 +122,5 @@ def _request_id(scope: Scope) -> str:
             if _GOOD_REQUEST_ID.fullmatch(text):
                 return text
     # A correlation id, not a secret: the random module (reseeded in every forked
-    # worker) is a tenth of the cost of uuid4's read from the kernel.
+    # worker) is cheaper than uuid4's read from the kernel (bench/README.md).
     return f"{random.getrandbits(128):032x}"

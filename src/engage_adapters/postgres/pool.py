@@ -75,13 +75,13 @@ async def open_pool(
 
     Every connection is in autocommit: the repositories' operations are single
     statements (atomic by themselves), and a BEGIN and a COMMIT around each
-    would be two more round trips (8-9% of an authenticated read's CPU, for
-    the session check alone). Work that needs several statements to commit
-    together says so with ``conn.transaction()`` (bulk loads, the export's
-    server-side cursor). Connections go back to the pool as they are, with no
-    reset step, which psycopg_pool would run in a background task per return;
-    and the check at checkout costs a round trip only for a connection the
-    server has written to while it sat idle (see ``_drop_if_cut``).
+    would be two more round trips (their cost: bench/README.md). Work that
+    needs several statements to commit together says so with
+    ``conn.transaction()`` (bulk loads, the export's server-side cursor).
+    Connections go back to the pool as they are, with no reset step, which
+    psycopg_pool would run in a background task per return; and the check at
+    checkout costs a round trip only for a connection the server has written
+    to while it sat idle (see ``_drop_if_cut``).
     """
     pool: AsyncConnectionPool
     sweeps: set[asyncio.Task[None]] = set()  # held until done: the loop keeps weak references
