@@ -27,9 +27,11 @@ from engage_adapters.mail.outbox import OUTBOX_DIR, OutboxMailer
 from engage_adapters.mail.sender import MailSender
 from engage_adapters.mail.smtp import SmtpMailer, SmtpServer
 from engage_adapters.postgres import migrate
+from engage_adapters.postgres.api_keys import PostgresApiKeyRepository
 from engage_adapters.postgres.activity import PostgresActivityRepository
 from engage_adapters.postgres.bulk import PostgresBulkMetricStore
 from engage_adapters.postgres.idempotency import PostgresIdempotencyStore
+from engage_adapters.postgres.live import PostgresMetricFeed
 from engage_adapters.postgres.mail_queue import PostgresMailQueue
 from engage_adapters.postgres.metrics import PostgresMetricRepository
 from engage_adapters.postgres.pool import DEFAULT_POOL_SIZE, open_pool, ping
@@ -78,6 +80,7 @@ from engage_core.queries import CursorCodec
 from engage_core.services.activity import ActivityLog
 from engage_core.services.account_mail import AccountMail
 from engage_core.services.admin import AccountAdmin
+from engage_core.services.api_keys import ApiKeyPolicy, ApiKeyRepository, ApiKeyService
 from engage_core.services.auth import AuthPolicy, AuthService
 from engage_core.services.backfill import BackfillService, BulkMetricStore
 from engage_core.services.dashboard_cache import (
@@ -87,6 +90,7 @@ from engage_core.services.dashboard_cache import (
 )
 from engage_core.services.email import EmailFlows
 from engage_core.services.idempotency import IdempotencyGuard
+from engage_core.services.live import LiveMetrics, MetricFeed
 from engage_core.services.mail_delivery import DeliveryPolicy, MailDelivery
 from engage_core.services.metrics import MetricsService
 from engage_core.services.mfa import MfaService, TotpVerifier
@@ -130,6 +134,9 @@ class Services:
     idempotency: IdempotencyGuard
     limiter: RateLimiter
     cache: Cache
+    api_keys: ApiKeyService
+    # This process's live streams (started by the first one, stopped on exit).
+    live: LiveMetrics
     # Email: the flows of contract §7, the outbox's delivery, and the task that
     # runs it (``engage serve`` starts it; CLI commands only queue).
     email: EmailFlows
@@ -231,6 +238,8 @@ async def build_services(
         idempotency: IdempotencyStore
         bulk: BulkMetricStore
         uow: UnitOfWork
+        api_keys: ApiKeyRepository
+        feed: MetricFeed
         link_tokens: OneTimeTokenRepository
         outbox: MailQueue
         factors: SecondFactorRepository
@@ -253,6 +262,8 @@ async def build_services(
             idempotency = PostgresIdempotencyStore(pool)
             bulk = PostgresBulkMetricStore(pool)
             uow = PostgresUnitOfWork(pool)
+            api_keys = PostgresApiKeyRepository(pool)
+            feed = PostgresMetricFeed(pool)
             link_tokens = PostgresOneTimeTokenRepository(pool)
             outbox = PostgresMailQueue(pool)
             factors = PostgresSecondFactorRepository(pool)
@@ -266,6 +277,8 @@ async def build_services(
             metrics = memory_metrics = memory.InMemoryMetricRepository()
             sessions = memory_sessions = memory.InMemorySessionRepository()
             idempotency = memory_keys = memory.InMemoryIdempotencyStore()
+            api_keys = memory_api_keys = memory.InMemoryApiKeyRepository(memory_users)
+            feed = memory.InMemoryMetricFeed(memory_metrics, memory_sessions, memory_api_keys)
             factors = memory_factors = memory.InMemorySecondFactorRepository()
             activity_entries = memory_activity = memory.InMemoryActivityRepository()
             memory.link_cascade(memory_users, memory_factors, memory_activity)
@@ -354,6 +367,8 @@ async def build_services(
             activity=activity,
         )
         mfa = MfaService(verifier=verifier, auth=auth, uow=uow)
+        live = LiveMetrics(feed, clock, streams_per_user=settings.streams_per_user)
+        stack.push_async_callback(live.stop)
         yield Services(
             settings=settings,
             clock=clock,
@@ -380,6 +395,15 @@ async def build_services(
             idempotency=IdempotencyGuard(idempotency),
             limiter=limiter,
             cache=cache,
+            api_keys=ApiKeyService(
+                keys=api_keys,
+                limiter=limiter,
+                clock=clock,
+                uow=uow,
+                hash_key=derive_key(secret, "api-key"),
+                policy=ApiKeyPolicy(rate_per_minute=settings.key_rate_per_minute),
+            ),
+            live=live,
             purges=purges,
             probes=probes,
             pool_stats=pool_stats,

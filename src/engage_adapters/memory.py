@@ -64,9 +64,11 @@ from engage_core.ports import (
     StoredResponse,
 )
 from engage_core.queries import CursorCodec, MetricPageQuery, Position, Series, SummaryQuery
+from engage_core.services.api_keys import LAST_USED_RESOLUTION, ApiKey, OwnedApiKey
 from engage_core.services.auth import AuthPolicy, AuthService
 from engage_core.services.backfill import ExportedMetric, LoadOutcome, RowFault, StagedMetric
 from engage_core.services.idempotency import IdempotencyGuard
+from engage_core.services.live import AccessEnded, GrantId, Listening, MetricsAdded, Notice
 from engage_core.services.metrics import MetricsService
 from engage_core.summaries import Aggregate, in_query, summarize
 
@@ -77,10 +79,12 @@ __all__ = [
     "FakeSecretBox",
     "FakeTokenIssuer",
     "InMemoryActivityRepository",
+    "InMemoryApiKeyRepository",
     "InMemoryBulkMetricStore",
     "InMemoryCache",
     "InMemoryIdempotencyStore",
     "InMemoryMailQueue",
+    "InMemoryMetricFeed",
     "InMemoryMetricRepository",
     "InMemoryOneTimeTokenRepository",
     "InMemoryRateLimiter",
@@ -186,6 +190,8 @@ class InMemoryMetricRepository:
     def __init__(self) -> None:
         self._rows: dict[UUID, list[EngagementMetric]] = {}
         self._ids = itertools.count(1)
+        # Told of each metric stored (the live stream's feed listens here).
+        self.on_added: list[Callable[[EngagementMetric], None]] = []
 
     def forget_user(self, user_id: UUID) -> None:
         self._rows.pop(user_id, None)
@@ -207,6 +213,8 @@ class InMemoryMetricRepository:
             recorded_at=draft.recorded_at.value,
         )
         self._rows.setdefault(user_id, []).append(metric)
+        for observe in self.on_added:
+            observe(metric)
         return metric
 
     async def add_many(self, user_id: UUID, drafts: Sequence[MetricDraft]) -> int:
@@ -235,10 +243,18 @@ class InMemoryMetricRepository:
 class InMemorySessionRepository:
     def __init__(self) -> None:
         self._by_id: dict[UUID, Session] = {}
+        # Told of each session that ends other than by a refresh's rotation.
+        self.on_ended: list[Callable[[Session], None]] = []
 
     def forget_user(self, user_id: UUID) -> None:
         for session_id in [s.id for s in self._by_id.values() if s.user_id == user_id]:
-            del self._by_id[session_id]
+            session = self._by_id.pop(session_id)
+            if session.ended_at is None:
+                self._ended(session)
+
+    def _ended(self, session: Session) -> None:
+        for observe in self.on_ended:
+            observe(session)
 
     def checkpoint(self) -> Callable[[], None]:
         by_id = copy.deepcopy(self._by_id)
@@ -274,6 +290,7 @@ class InMemorySessionRepository:
         if session is None or session.ended_at is not None:
             return False
         session.ended_at, session.end_reason = at, reason
+        self._ended(session)
         return True
 
     async def end_family(self, family_id: UUID, at: datetime, reason: str) -> list[UUID]:
@@ -319,6 +336,7 @@ class InMemorySessionRepository:
             if match(session) and session.is_live(at):
                 session.ended_at, session.end_reason = at, reason
                 ended.append(session.id)
+                self._ended(session)
         return ended
 
 
@@ -962,3 +980,147 @@ class FakeOneTimePasswords:
 
     def qr_svg(self, text: str) -> str:
         return f'<svg xmlns="http://www.w3.org/2000/svg"><desc>{len(text)}</desc></svg>'
+
+
+# --- API keys and the live stream ------------------------------------------------
+
+
+class InMemoryApiKeyRepository:
+    def __init__(self, users: InMemoryUserRepository | None = None) -> None:
+        self._by_id: dict[UUID, ApiKey] = {}
+        self._users = users
+        # Told of each key revoked or deleted with its user.
+        self.on_revoked: list[Callable[[ApiKey], None]] = []
+
+    def forget_user(self, user_id: UUID) -> None:
+        for key in [k for k in self._by_id.values() if k.user_id == user_id]:
+            del self._by_id[key.id]
+            if key.revoked_at is None:
+                for observe in self.on_revoked:
+                    observe(key)
+
+    def checkpoint(self) -> Callable[[], None]:
+        by_id = dict(self._by_id)  # its values are immutable
+
+        def restore() -> None:
+            self._by_id = by_id
+
+        return restore
+
+    async def add(self, key: ApiKey) -> None:
+        self._by_id[key.id] = key
+
+    async def get(self, key_id: UUID) -> ApiKey | None:
+        return self._by_id.get(key_id)
+
+    async def for_user(self, user_id: UUID) -> Sequence[ApiKey]:
+        keys = [k for k in self._by_id.values() if k.user_id == user_id and k.revoked_at is None]
+        return sorted(keys, key=lambda k: (-k.created_at.timestamp(), k.id))
+
+    async def every_key(self) -> Sequence[OwnedApiKey]:
+        owned = []
+        for key in self._by_id.values():
+            user = await self._users.get(key.user_id) if self._users is not None else None
+            if key.revoked_at is None and user is not None:
+                owned.append(OwnedApiKey(key=key, email=user.email.value))
+        return sorted(
+            owned,
+            key=lambda o: (o.email.lower(), -o.key.created_at.timestamp(), o.key.id),
+        )
+
+    async def count_usable(self, user_id: UUID, at: datetime) -> int:
+        return sum(1 for k in self._by_id.values() if k.user_id == user_id and k.is_usable(at))
+
+    async def revoke(self, key_id: UUID, at: datetime) -> ApiKey | None:
+        key = self._by_id.get(key_id)
+        if key is None or key.revoked_at is not None:
+            return None
+        self._by_id[key_id] = revoked = attrs.evolve(key, revoked_at=at)
+        for observe in self.on_revoked:
+            observe(revoked)
+        return revoked
+
+    async def touch(self, key_id: UUID, at: datetime) -> None:
+        key = self._by_id.get(key_id)
+        if key is not None and (
+            key.last_used_at is None or at - key.last_used_at >= LAST_USED_RESOLUTION
+        ):
+            self._by_id[key_id] = attrs.evolve(key, last_used_at=at)
+
+
+class InMemoryMetricFeed:
+    """The live stream's feed over the fakes: told by the repositories as they
+    write (before a unit of work commits: the fakes have no commit to wait for)."""
+
+    def __init__(
+        self,
+        metrics: InMemoryMetricRepository,
+        sessions: InMemorySessionRepository,
+        keys: InMemoryApiKeyRepository,
+    ) -> None:
+        self._metrics = metrics
+        self._sessions = sessions
+        self._keys = keys
+        self._listeners: list[asyncio.Queue[Notice]] = []
+        metrics.on_added.append(lambda m: self._tell(MetricsAdded(m.user_id, m.id, m.id, 1)))
+        sessions.on_ended.append(
+            lambda s: (
+                self._tell(AccessEnded(GrantId("family", s.family_id)))
+                if s.end_reason != "rotated"
+                else None
+            )
+        )
+        keys.on_revoked.append(lambda k: self._tell(AccessEnded(GrantId("key", k.id))))
+
+    def _tell(self, notice: Notice) -> None:
+        for queue in self._listeners:
+            queue.put_nowait(notice)
+
+    def lose_connection(self) -> None:
+        """As if the listening connection dropped and came back: what it would have
+        said meanwhile is lost, and it says ``Listening(resumed=True)``."""
+        for queue in self._listeners:
+            while not queue.empty():
+                queue.get_nowait()
+            queue.put_nowait(Listening(resumed=True))
+
+    async def notices(self) -> AsyncIterator[Notice]:
+        queue: asyncio.Queue[Notice] = asyncio.Queue()
+        self._listeners.append(queue)
+        try:
+            yield Listening(resumed=False)
+            while True:
+                yield await queue.get()
+        finally:
+            self._listeners.remove(queue)
+
+    def _rows(self, user_id: UUID) -> list[EngagementMetric]:
+        return sorted(self._metrics._rows.get(user_id, []), key=lambda m: m.id)
+
+    async def position(self, user_id: UUID) -> int:
+        return max((m.id for rows in self._metrics._rows.values() for m in rows), default=0)
+
+    async def metrics_after(
+        self, user_id: UUID, after: int, *, through: int | None, limit: int
+    ) -> Sequence[EngagementMetric]:
+        rows = [
+            m for m in self._rows(user_id) if m.id > after and (through is None or m.id <= through)
+        ]
+        return rows[:limit]
+
+    async def count_after(self, user_id: UUID, after: int) -> tuple[int, int]:
+        rows = [m for m in self._rows(user_id) if m.id > after]
+        return len(rows), rows[-1].id if rows else after
+
+    async def live_grants(self, grants: Collection[GrantId], at: datetime) -> set[GrantId]:
+        live = set()
+        for grant in grants:
+            if grant.kind == "key":
+                key = await self._keys.get(grant.id)
+                if key is not None and key.is_usable(at):
+                    live.add(grant)
+            elif any(
+                s.family_id == grant.id and s.is_live(at) for s in self._sessions._by_id.values()
+            ):
+                live.add(grant)
+        return live

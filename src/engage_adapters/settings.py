@@ -76,6 +76,9 @@ class Settings:
     trusted_proxies: tuple[Network, ...] = ()
     # Whether `engage serve` serves the web app's pages at / (off: the JSON API only).
     web: bool = True
+    # Requests one API key may make per minute, and the live streams one user may hold open.
+    key_rate_per_minute: int = 600
+    streams_per_user: int = 10
     # The mail server (None: each message is written to DATA_DIR/outbox/ instead).
     smtp_url: str | None = None
     mail_from: str = DEFAULT_SENDER
@@ -296,6 +299,8 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DB_POOL_SIZE": ("db_pool_size", _integer(1, 1_000)),
     "TRUSTED_PROXIES": ("trusted_proxies", _networks),
     "WEB": ("web", _boolean),
+    "KEY_RATE_PER_MINUTE": ("key_rate_per_minute", _integer(1, 1_000_000)),
+    "STREAMS_PER_USER": ("streams_per_user", _integer(1, 10_000)),
     "SMTP_URL": ("smtp_url", _smtp_url),
     "MAIL_FROM": ("mail_from", parse_sender),
     "PUBLIC_URL": ("public_url", _public_url),

@@ -42,6 +42,15 @@ SELECT s.line, s.email_key, count(*) OVER ()
  LIMIT %s
 """
 
+# The write lock of each user in the load (see engage_lock_metric_writes), taken
+# in one order by every load, before the first id: ids in commit order per user.
+_LOCK_USERS = """
+SELECT engage_lock_metric_writes(id)
+  FROM (SELECT DISTINCT u.id, hashtext(u.id::text) AS lock_key
+          FROM engage_backfill s JOIN users u ON u.email_key = s.email_key
+         ORDER BY lock_key) AS owners
+"""
+
 # One statement: the rollup trigger runs once for the whole load. A row equal
 # to one already stored (user, type, time, value) is skipped. Rows go in by
 # user, type and time: the order the rollup trigger sorts them into (cheap to
@@ -83,6 +92,7 @@ class PostgresBulkMetricStore:
                 )
                 raise psycopg.Rollback  # nothing of this load is kept
             staged = await (await conn.execute("SELECT count(*) FROM engage_backfill")).fetchone()
+            await conn.execute(_LOCK_USERS)
             inserted = (await conn.execute(_INSERT)).rowcount
             total = staged[0] if staged else 0
             # Leaving the block commits; this is reached only if that succeeded.

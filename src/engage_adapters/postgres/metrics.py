@@ -2,7 +2,9 @@
 
 Every operation is one statement (a batch is one INSERT, whose rollup trigger
 runs inside it), so outside a unit of work each runs in autocommit: atomic all
-the same, and without the BEGIN and COMMIT round trips.
+the same, and without the BEGIN and COMMIT round trips. Inserts first take the
+user's write lock (``engage_lock_metric_writes``), so a user's ids appear in
+the order they commit, as the live stream needs.
 """
 
 from __future__ import annotations
@@ -82,12 +84,13 @@ class PostgresMetricRepository:
         async with connection(self._pool) as conn:
             cur = await conn.execute(
                 "INSERT INTO engagement_metrics (user_id, metric_type, metric_value, recorded_at)"
-                " VALUES (%s, %s, %s, %s) RETURNING id",
+                " SELECT owner, %s, %s, %s FROM engage_lock_metric_writes(%s) AS owner"
+                " RETURNING id",
                 [
-                    user_id,
                     draft.metric_type.value,
                     draft.metric_value.value,
                     draft.recorded_at.value,
+                    user_id,
                 ],
             )
             row = await cur.fetchone()
@@ -107,8 +110,8 @@ class PostgresMetricRepository:
         async with connection(self._pool) as conn:
             cur = await conn.execute(
                 "INSERT INTO engagement_metrics (user_id, metric_type, metric_value, recorded_at)"
-                " SELECT %s, t, v, r"
-                " FROM unnest(%s::varchar[], %s::numeric[], %s::timestamptz[]) AS u(t, v, r)",
+                " SELECT owner, t, v, r FROM engage_lock_metric_writes(%s) AS owner,"
+                " unnest(%s::varchar[], %s::numeric[], %s::timestamptz[]) AS u(t, v, r)",
                 [
                     user_id,
                     [d.metric_type.value for d in drafts],

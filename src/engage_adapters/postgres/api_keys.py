@@ -1,0 +1,116 @@
+"""API keys in PostgreSQL: ``secret_hash`` holds an HMAC of the key, never the key.
+
+Each operation is one statement (autocommit outside a unit of work). Revoking
+a key, or deleting it with its user, notifies the live streams it authorised
+(a trigger, migration 0006).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from psycopg_pool import AsyncConnectionPool
+
+from engage_adapters.postgres.transaction import connection
+from engage_core.services.api_keys import (
+    LAST_USED_RESOLUTION,
+    ApiKey,
+    ApiKeyScope,
+    OwnedApiKey,
+)
+
+_COLUMNS = (
+    "id, user_id, name, secret_hash, scopes, created_at, expires_at, last_used_at, revoked_at"
+)
+
+
+def _key(row: Sequence[Any]) -> ApiKey:
+    return ApiKey(
+        id=row[0],
+        user_id=row[1],
+        name=row[2],
+        secret_hash=row[3],
+        scopes=frozenset(ApiKeyScope(s) for s in row[4]),
+        created_at=row[5],
+        expires_at=row[6],
+        last_used_at=row[7],
+        revoked_at=row[8],
+    )
+
+
+class PostgresApiKeyRepository:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    async def add(self, key: ApiKey) -> None:
+        async with connection(self._pool) as conn:
+            await conn.execute(
+                f"INSERT INTO api_keys ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                [
+                    key.id,
+                    key.user_id,
+                    key.name,
+                    key.secret_hash,
+                    sorted(scope.value for scope in key.scopes),
+                    key.created_at,
+                    key.expires_at,
+                    key.last_used_at,
+                    key.revoked_at,
+                ],
+            )
+
+    async def get(self, key_id: UUID) -> ApiKey | None:
+        async with connection(self._pool) as conn:
+            cur = await conn.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE id = %s", [key_id])
+            row = await cur.fetchone()
+        return _key(row) if row else None
+
+    async def for_user(self, user_id: UUID) -> Sequence[ApiKey]:
+        async with connection(self._pool) as conn:
+            cur = await conn.execute(
+                f"SELECT {_COLUMNS} FROM api_keys WHERE user_id = %s AND revoked_at IS NULL"
+                " ORDER BY created_at DESC, id",
+                [user_id],
+            )
+            return [_key(row) for row in await cur.fetchall()]
+
+    async def every_key(self) -> Sequence[OwnedApiKey]:
+        columns = ", ".join(f"k.{c.strip()}" for c in _COLUMNS.split(","))
+        async with connection(self._pool) as conn:
+            cur = await conn.execute(
+                f"SELECT {columns}, u.email FROM api_keys k JOIN users u ON u.id = k.user_id"
+                " WHERE k.revoked_at IS NULL ORDER BY u.email_key, k.created_at DESC, k.id"
+            )
+            return [OwnedApiKey(key=_key(row), email=row[-1]) for row in await cur.fetchall()]
+
+    async def count_usable(self, user_id: UUID, at: datetime) -> int:
+        async with connection(self._pool) as conn:
+            cur = await conn.execute(
+                "SELECT count(*) FROM api_keys WHERE user_id = %s AND revoked_at IS NULL"
+                " AND (expires_at IS NULL OR expires_at > %s)",
+                [user_id, at],
+            )
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def revoke(self, key_id: UUID, at: datetime) -> ApiKey | None:
+        async with connection(self._pool) as conn:
+            cur = await conn.execute(
+                f"UPDATE api_keys SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL"
+                f" RETURNING {_COLUMNS}",
+                [at, key_id],
+            )
+            row = await cur.fetchone()
+        return _key(row) if row else None
+
+    async def touch(self, key_id: UUID, at: datetime) -> None:
+        # Conditional, so that many workers seeing a stale time write it once.
+        async with connection(self._pool) as conn:
+            await conn.execute(
+                "UPDATE api_keys SET last_used_at = %s WHERE id = %s"
+                " AND (last_used_at IS NULL OR last_used_at <= %s)",
+                [at, key_id, at - LAST_USED_RESOLUTION],
+            )

@@ -1,0 +1,156 @@
+"""The live stream's feed: PostgreSQL's LISTEN/NOTIFY on one connection per process.
+
+Triggers (migration 0006) notify ``engage_metrics`` with "<user> <first id>
+<last id> <count>" per user and inserting statement, and ``engage_access``
+with "family <id>" or "key <id>" when a signed-in device's session or an API
+key ends: ids only, far below NOTIFY's 8,000 bytes. PostgreSQL delivers them
+in commit order. The rows themselves are read through the pool.
+
+The listening connection is its own, outside the pool. When it is lost
+(a restart, ``pg_terminate_backend``, a network fault) it is opened again
+within a second or two, and the feed says ``Listening(resumed=True)``: the
+streams then read from the table whatever they would have been told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Collection, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from engage_adapters.postgres.transaction import connection
+from engage_core.model import EngagementMetric, MetricType, MetricValue
+from engage_core.services.live import AccessEnded, GrantId, Listening, MetricsAdded, Notice
+
+log = logging.getLogger("engage.live")
+
+METRICS_CHANNEL = "engage_metrics"
+ACCESS_CHANNEL = "engage_access"
+LISTENER_NAME = "engage-live"
+# How long the connection may stay silent before a round trip checks it is still there.
+CHECK_EVERY = 15.0
+RECONNECT_DELAYS = (0.1, 0.5, 1.0, 2.0)
+
+
+def parse_notice(channel: str, payload: str) -> Notice | None:
+    try:
+        if channel == METRICS_CHANNEL:
+            user, first, last, count = payload.split(" ")
+            return MetricsAdded(UUID(user), int(first), int(last), int(count))
+        if channel == ACCESS_CHANNEL:
+            kind, grant = payload.split(" ")
+            if kind in ("family", "key"):
+                return AccessEnded(GrantId(kind, UUID(grant)))  # type: ignore[arg-type]
+    except ValueError:
+        pass
+    log.warning("live.unreadable_notification", extra={"channel": channel})
+    return None
+
+
+class PostgresMetricFeed:
+    def __init__(self, pool: AsyncConnectionPool, *, check_every: float = CHECK_EVERY) -> None:
+        self._pool = pool
+        self._check_every = check_every
+
+    async def notices(self) -> AsyncIterator[Notice]:
+        listened = False
+        failures = 0
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    str(self._pool.conninfo), **self._connection_kwargs()
+                )
+            except psycopg.OperationalError as exc:
+                failures += 1
+                log.warning("live.listen_failed", extra={"reason": str(exc).strip()[:200]})
+                await asyncio.sleep(RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS)) - 1])
+                continue
+            try:
+                async with conn:
+                    await conn.execute(f"LISTEN {METRICS_CHANNEL}")
+                    await conn.execute(f"LISTEN {ACCESS_CHANNEL}")
+                    failures = 0
+                    log.info("live.listening", extra={"resumed": listened})
+                    yield Listening(resumed=listened)
+                    listened = True
+                    while True:
+                        async for notify in conn.notifies(timeout=self._check_every):
+                            notice = parse_notice(notify.channel, notify.payload)
+                            if notice is not None:
+                                yield notice
+                        await conn.execute("SELECT 1")
+            except psycopg.OperationalError as exc:
+                log.warning("live.connection_lost", extra={"reason": str(exc).strip()[:200]})
+                await asyncio.sleep(RECONNECT_DELAYS[0])
+
+    def _connection_kwargs(self) -> dict[str, Any]:
+        """The pool's connection settings (time zone, timeouts, keepalives), in autocommit."""
+        given = self._pool.kwargs if isinstance(self._pool.kwargs, dict) else {}
+        # Named, so an operator (or a test) can tell it in pg_stat_activity.
+        options = f"{given.get('options', '')} -c application_name={LISTENER_NAME}".strip()
+        return {**given, "autocommit": True, "options": options}
+
+    async def position(self, user_id: UUID) -> int:
+        async with connection(self._pool) as conn:
+            cur = await conn.execute("SELECT engage_metric_position(%s)", [user_id])
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def metrics_after(
+        self, user_id: UUID, after: int, *, through: int | None, limit: int
+    ) -> Sequence[EngagementMetric]:
+        async with connection(self._pool) as conn:
+            cur = await conn.execute(
+                "SELECT id, metric_type, metric_value, recorded_at FROM engagement_metrics"
+                " WHERE user_id = %s AND id > %s AND id <= coalesce(%s, id)"
+                " ORDER BY id LIMIT %s",
+                [user_id, after, through, limit],
+            )
+            rows = await cur.fetchall()
+        return [
+            EngagementMetric(
+                id=row[0],
+                user_id=user_id,
+                metric_type=MetricType.stored(row[1]),
+                metric_value=MetricValue.stored(row[2]),
+                recorded_at=row[3],
+            )
+            for row in rows
+        ]
+
+    async def count_after(self, user_id: UUID, after: int) -> tuple[int, int]:
+        async with connection(self._pool) as conn:
+            cur = await conn.execute(
+                "SELECT count(*), coalesce(max(id), %s) FROM engagement_metrics"
+                " WHERE user_id = %s AND id > %s",
+                [after, user_id, after],
+            )
+            row = await cur.fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, after)
+
+    async def live_grants(self, grants: Collection[GrantId], at: datetime) -> set[GrantId]:
+        families = [g.id for g in grants if g.kind == "family"]
+        keys = [g.id for g in grants if g.kind == "key"]
+        live: set[GrantId] = set()
+        async with connection(self._pool) as conn:
+            if families:
+                cur = await conn.execute(
+                    "SELECT DISTINCT family_id FROM sessions WHERE family_id = ANY(%s)"
+                    " AND ended_at IS NULL AND expires_at > %s",
+                    [families, at],
+                )
+                live.update(GrantId("family", row[0]) for row in await cur.fetchall())
+            if keys:
+                cur = await conn.execute(
+                    "SELECT id FROM api_keys WHERE id = ANY(%s) AND revoked_at IS NULL"
+                    " AND (expires_at IS NULL OR expires_at > %s)",
+                    [keys, at],
+                )
+                live.update(GrantId("key", row[0]) for row in await cur.fetchall())
+        return live
