@@ -27,7 +27,17 @@ WEB_ROOT = Path(__file__).parent / "web"
 ASSETS = "/assets"
 # Paths the client-side router shows a page for (web/js/routes.js); the server
 # answers each with index.html. A page added there is added here.
-PAGE_PATHS = ("/", "/signin", "/signup", "/account")
+PAGE_PATHS = (
+    "/",
+    "/signin",
+    "/signup",
+    "/account",
+    "/change-email",
+    "/verify-email",
+    "/confirm-email",
+    "/forgot-password",
+    "/reset-password",
+)
 _VERSION_PLACEHOLDER = "__ASSETS__"
 
 SECURITY_HEADERS = {

@@ -7,4 +7,9 @@ export const routes = [
   { path: "/signin", title: "Sign in", load: () => import("./pages/signin.js") },
   { path: "/signup", title: "Create an account", load: () => import("./pages/signup.js") },
   { path: "/account", title: "Account", session: true, load: () => import("./pages/account.js") },
+  { path: "/change-email", title: "Change email address", session: true, load: () => import("./pages/change-email.js") },
+  { path: "/verify-email", title: "Verify your email address", load: () => import("./pages/verify-email.js") },
+  { path: "/confirm-email", title: "Confirm your new email address", load: () => import("./pages/confirm-email.js") },
+  { path: "/forgot-password", title: "Forgot password", load: () => import("./pages/forgot-password.js") },
+  { path: "/reset-password", title: "Choose a new password", load: () => import("./pages/reset-password.js") },
 ];

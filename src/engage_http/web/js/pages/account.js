@@ -59,6 +59,7 @@ export async function render(view, app) {
         el("div", {}, el("dt", { text: "Email" }), email),
         el("div", {}, el("dt", { text: "Member since" }), since),
       ),
+      el("p", { class: "aside" }, el("a", { href: "/change-email", text: "Change email address" })),
     ),
     el(
       "div",

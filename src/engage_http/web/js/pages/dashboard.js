@@ -7,6 +7,7 @@ import { api, ApiError } from "../api.js";
 import { createChart } from "../chart.js";
 import { el, nextId } from "../dom.js";
 import { field, handleSubmit, OFFLINE, statusLine } from "../forms.js";
+import { verificationBanner } from "../verify-banner.js";
 import {
   addBuckets,
   bucketStart,
@@ -247,8 +248,10 @@ export async function render(view, app) {
     el("button", { type: "submit", class: "button primary", text: "Record" }),
   );
 
+  const banner = verificationBanner(app);
   view.append(
     el("div", { class: "page-head" }, el("h1", { text: "Dashboard" }), who),
+    banner.node,
     notice,
     controls,
     el(
@@ -285,6 +288,7 @@ export async function render(view, app) {
   const sinceOf = () => bucketStart(rangeOf().since(Date.now()), state.bucket); // whole buckets
 
   function showWho() {
+    banner.update();
     who.textContent = app.user
       ? `Signed in as ${app.user.email}. Times are in ${timeZone}.`
       : `Times are in ${timeZone}.`;

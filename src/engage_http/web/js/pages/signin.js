@@ -29,6 +29,7 @@ export async function render(view, app) {
     password.wrapper,
     status,
     el("button", { type: "submit", class: "button primary", text: "Sign in" }),
+    el("p", { class: "aside" }, el("a", { href: "/forgot-password", text: "Forgot your password?" })),
   );
   view.append(
     el(
