@@ -56,6 +56,9 @@ def serve(
     os.environ["ENGAGE_DATABASE_URL"] = conninfo
     os.environ["ENGAGE_DB_POOL_SIZE"] = str(pool_size)
     os.environ[BIND_HOST_VARIABLE] = host
+    # Links in mails point here unless ENGAGE_PUBLIC_URL says where users reach the site.
+    if settings.public_url is None:
+        os.environ["ENGAGE_PUBLIC_URL"] = served_origin(host, port)
     metrics_dir = _prometheus_multiprocess_dir(workers)
 
     from granian import Granian
@@ -101,6 +104,13 @@ def _pool_size(settings: Settings, workers: int, budget: int) -> int:
             err=True,
         )
     return size
+
+
+def served_origin(host: str, port: int) -> str:
+    """The address this server answers at; loopback for a wildcard bind."""
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - naming the wildcard, not binding it
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _check_port_free(host: str, port: int) -> None:
