@@ -16,6 +16,7 @@ from engage_adapters.settings import (
     resolve_jwt_secret,
 )
 from engage_cli import db, mail, metrics, users
+from engage_cli.activity import activity
 from engage_cli.demo import demo
 from engage_cli.errors import reported_errors
 from engage_cli.help import show_flags_bare
@@ -36,6 +37,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="user")
 app.add_typer(metrics.app, name="metrics")
 app.add_typer(mail.app, name="mail")
+app.command()(activity)
 app.command()(demo)
 app.add_typer(settings_app, name="settings")
 
@@ -84,7 +86,7 @@ def settings_check() -> None:
             for fault in exc.faults:
                 typer.echo(f"engage: error: {fault}", err=True)
             raise typer.Exit(1) from None
-    hidden = {"jwt_secret", "sentry_dsn"}
+    hidden = {"jwt_secret", "sentry_dsn", "encryption_keys"}
     for name, value in sorted(attrs.asdict(settings, recurse=False).items()):
         if name == "jwt_secret":
             value = secret

@@ -1,4 +1,5 @@
-"""`engage user`: create, list and delete accounts, and set a password, by email.
+"""`engage user`: create, list and delete accounts, set a password, and, by email,
+unlock failed logins, reset the second factor, list and end sessions.
 
 Prompts run between service calls, never inside the event loop, so Ctrl-C at a
 prompt stops the command at once.
@@ -23,7 +24,11 @@ from engage_cli.errors import fail, guarded
 from engage_core.errors import Conflict, NotFound
 from engage_core.model import Email, User
 
-app = typer.Typer(help="User accounts: create, list, delete, set a password.", no_args_is_help=True)
+app = typer.Typer(
+    help="User accounts: create, list, delete, set a password, unlock, reset the second"
+    " factor, list and end sessions.",
+    no_args_is_help=True,
+)
 PAGE_SIZE = 500
 
 EMAIL = typer.Argument(..., metavar="EMAIL", help="The user's email address (any letter case).")
@@ -96,6 +101,58 @@ def set_password(email: str = EMAIL, password_stdin: bool = PASSWORD_STDIN) -> N
     password = _read_password(password_stdin)
     user = with_services(lambda s: s.admin.set_password(email, password))
     typer.echo(f"password set for {user.email}; their sessions have ended")
+
+
+@app.command()
+def unlock(email: str = EMAIL) -> None:
+    """Clear the lock that failed logins put on an email, in every process."""
+    guarded(lambda: Email(email))
+    user = with_services(lambda s: s.admin.unlock(email))
+    typer.echo(f"failed logins cleared for {user.email}")
+
+
+@app.command("mfa-reset")
+def mfa_reset(
+    email: str = EMAIL,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Reset without asking."),
+) -> None:
+    """Turn a user's second factor off, once their identity is checked some other way
+    (recorded in their activity); they sign in with the password alone until they
+    set it up again."""
+    guarded(lambda: Email(email))
+    if not yes:
+        _require_terminal("refusing to reset the second factor without confirmation: pass --yes")
+        found = with_services(lambda s: s.admin.find(email))
+        if not typer.confirm(f"Turn the second factor of {found.email} off?", default=False):
+            fail("nothing changed")
+    user, was_on = with_services(lambda s: s.admin.reset_second_factor(email))
+    if not was_on:
+        fail(f"{user.email} has no second factor set up")
+    typer.echo(f"second factor off for {user.email}")
+
+
+@app.command()
+def sessions(email: str = EMAIL) -> None:
+    """List a user's live sessions, one per signed-in device: id, signed in, last seen
+    (UTC), address, user agent."""
+    guarded(lambda: Email(email))
+    _, devices = with_services(lambda s: s.admin.sessions_of(email))
+    typer.echo(f"{'id':<36}  {'signed_in':<25}  {'last_seen':<25}  {'ip':<20}  user agent")
+    for device in devices:
+        signed_in = device.signed_in_at.astimezone(UTC).isoformat(timespec="seconds")
+        seen = device.last_seen_at.astimezone(UTC).isoformat(timespec="seconds")
+        typer.echo(
+            f"{device.id}  {signed_in:<25}  {seen:<25}  {device.client.ip or '-':<20}"
+            f"  {device.client.user_agent or '-'}"
+        )
+
+
+@app.command()
+def logout(email: str = EMAIL) -> None:
+    """End every session of a user at once, in every process."""
+    guarded(lambda: Email(email))
+    user, count = with_services(lambda s: s.admin.log_out_everywhere(email))
+    typer.echo(f"{count} session(s) of {user.email} ended")
 
 
 async def _refuse_taken(email: str, services: Services) -> None:
