@@ -392,7 +392,7 @@ async def build_services(
                 metrics=metrics, clock=clock, cursors=CursorCodec(derive_key(secret, "cursor"))
             ),
             backfill=BackfillService(bulk, clock),
-            idempotency=IdempotencyGuard(idempotency),
+            idempotency=IdempotencyGuard(idempotency, uow),
             limiter=limiter,
             cache=cache,
             api_keys=ApiKeyService(

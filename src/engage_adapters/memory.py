@@ -633,7 +633,7 @@ def in_memory_services(
         metrics=MetricsService(
             metrics=metrics, clock=clock, cursors=CursorCodec(secrets.token_bytes(32))
         ),
-        idempotency=IdempotencyGuard(keys),
+        idempotency=IdempotencyGuard(keys, uow),
     )
 
 

@@ -158,8 +158,10 @@ def metrics(
 
 
 @pytest.fixture
-def guard(idempotency_store: memory.InMemoryIdempotencyStore) -> IdempotencyGuard:
-    return IdempotencyGuard(idempotency_store)
+def guard(
+    idempotency_store: memory.InMemoryIdempotencyStore, unit_of_work: memory.InMemoryUnitOfWork
+) -> IdempotencyGuard:
+    return IdempotencyGuard(idempotency_store, unit_of_work)
 
 
 # --- helpers ------------------------------------------------------------------------------

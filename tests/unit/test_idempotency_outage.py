@@ -1,5 +1,6 @@
 """IdempotencyGuard when its store's database goes away in the middle of a request:
-no key is left taken, no answer is lost, and the request's own outcome stands."""
+no key is left taken, no change is kept without its answer, and the request's own
+outcome stands."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from engage_adapters import memory
 from engage_core import Reservation, StoredResponse
 from engage_core.services.idempotency import IdempotencyGuard
+from engage_core.services.metrics import MetricsService
 
 
 class DatabaseGone(Exception):
@@ -50,8 +52,8 @@ def store(idempotency_store: memory.InMemoryIdempotencyStore) -> SwitchedStore:
 
 
 @pytest.fixture
-def guard(store: SwitchedStore) -> IdempotencyGuard:
-    return IdempotencyGuard(store, retry_delays=(0.0, 0.0, 0.0))
+def guard(store: SwitchedStore, unit_of_work: memory.InMemoryUnitOfWork) -> IdempotencyGuard:
+    return IdempotencyGuard(store, unit_of_work, retry_delays=(0.0, 0.0, 0.0))
 
 
 async def test_a_key_the_outage_kept_from_being_released_is_freed_once_the_store_is_back(
@@ -75,26 +77,28 @@ async def test_a_key_the_outage_kept_from_being_released_is_freed_once_the_store
     assert retried == StoredResponse(201, b'{"id": 1}')
 
 
-async def test_a_write_done_before_the_outage_is_answered_and_its_answer_kept(
-    guard: IdempotencyGuard, store: SwitchedStore
+async def test_a_write_whose_answer_the_outage_kept_from_being_recorded_is_undone(
+    guard: IdempotencyGuard, store: SwitchedStore, metrics: MetricsService
 ) -> None:
     owner = uuid4()
-    runs = 0
+    outages = [True]  # the first run only
 
     async def record() -> StoredResponse:
-        nonlocal runs
-        runs += 1
-        store.down = True  # the write is made; then the database goes away
-        return StoredResponse(201, b'{"id": 1}')
+        metric = await metrics.record(owner, metric_type="views", metric_value=1)
+        store.down = bool(outages and outages.pop())  # the write is made; then the database goes
+        return StoredResponse(201, str(metric.id).encode())
 
-    first = await guard.run(user_id=owner, key="k-1", request_fingerprint="f", action=record)
-    assert first == StoredResponse(201, b'{"id": 1}')  # not an error: the change is made
+    with pytest.raises(DatabaseGone):  # not a 201: its answer could not be kept
+        await guard.run(user_id=owner, key="k-1", request_fingerprint="f", action=record)
+    assert (await metrics.list(owner)).items == ()
     store.down = False
     await guard.settled()
 
+    first = await guard.run(user_id=owner, key="k-1", request_fingerprint="f", action=record)
     replay = await guard.run(user_id=owner, key="k-1", request_fingerprint="f", action=record)
+
     assert replay == first
-    assert runs == 1
+    assert len((await metrics.list(owner)).items) == 1
 
 
 async def test_a_store_that_stays_down_is_given_up_on(
