@@ -307,7 +307,7 @@ async def build_services(
             # Dashboards are cached only in a cache every process shares: a write
             # must make the next read fresh in all of them.
             dashboards = DashboardCache(cache)
-            metrics = CachedMetricRepository(metrics, dashboards)
+            metrics = CachedMetricRepository(metrics, dashboards, uow)
             bulk = InvalidatingBulkStore(bulk, dashboards)
         policy = AuthPolicy(
             access_ttl=settings.access_ttl,

@@ -36,7 +36,7 @@ import cattrs
 from attrs import define, field
 
 from engage_core.model import EngagementMetric, MetricDraft, MetricType, MetricValue
-from engage_core.ports import Cache, MetricRepository
+from engage_core.ports import Cache, MetricRepository, UnitOfWork
 from engage_core.queries import MetricPageQuery, Series, SummaryQuery
 from engage_core.services.backfill import BulkMetricStore, ExportedMetric, LoadOutcome, StagedMetric
 
@@ -228,21 +228,41 @@ def _entry(raw: bytes | None, user_id: UUID, query: str) -> Any:
 @define
 class CachedMetricRepository:
     """A ``MetricRepository`` whose dashboard reads go through a ``DashboardCache``
-    and whose writes make the writer's next reads fresh."""
+    and whose writes make the writer's next reads fresh.
+
+    A write inside a unit of work (``uow``) is fresh twice: at once, and again
+    when the unit commits, since another request's read in between could not
+    see it yet and cached what it saw."""
 
     metrics: MetricRepository
     dashboards: DashboardCache
+    uow: UnitOfWork | None = None
 
     async def add(self, user_id: UUID, draft: MetricDraft) -> EngagementMetric:
         try:
             return await self.metrics.add(user_id, draft)
         finally:  # even on an error: it may have come after the commit
-            await self.dashboards.user_wrote(user_id)
+            await self._wrote(user_id)
 
     async def add_many(self, user_id: UUID, drafts: Sequence[MetricDraft]) -> int:
         try:
             return await self.metrics.add_many(user_id, drafts)
         finally:
+            await self._wrote(user_id)
+
+    async def _wrote(self, user_id: UUID) -> None:
+        if self.uow is None:
+            await self.dashboards.user_wrote(user_id)
+            return
+        ran_at_once = False
+
+        async def fresh() -> None:
+            nonlocal ran_at_once
+            ran_at_once = True
+            await self.dashboards.user_wrote(user_id)
+
+        await self.uow.after_commit(fresh)  # outside a unit it runs at once: once is enough
+        if not ran_at_once:  # in a unit: now too, in case the commit's reply is lost
             await self.dashboards.user_wrote(user_id)
 
     async def page(self, user_id: UUID, query: MetricPageQuery) -> Sequence[EngagementMetric]:
