@@ -81,15 +81,18 @@ async def test_a_write_whose_answer_the_outage_kept_from_being_recorded_is_undon
     guard: IdempotencyGuard, store: SwitchedStore, metrics: MetricsService
 ) -> None:
     owner = uuid4()
-    outages = [True]  # the first run only
 
     async def record() -> StoredResponse:
         metric = await metrics.record(owner, metric_type="views", metric_value=1)
-        store.down = bool(outages and outages.pop())  # the write is made; then the database goes
         return StoredResponse(201, str(metric.id).encode())
 
+    async def cut_off() -> StoredResponse:
+        response = await record()
+        store.down = True  # the write is made; then the database goes away
+        return response
+
     with pytest.raises(DatabaseGone):  # not a 201: its answer could not be kept
-        await guard.run(user_id=owner, key="k-1", request_fingerprint="f", action=record)
+        await guard.run(user_id=owner, key="k-1", request_fingerprint="f", action=cut_off)
     assert (await metrics.list(owner)).items == ()
     store.down = False
     await guard.settled()
