@@ -313,6 +313,7 @@ async def build_services(
             access_ttl=settings.access_ttl,
             refresh_ttl=settings.refresh_ttl,
             login_failures_per_email=settings.login_failures_per_email,
+            new_device_notice=settings.new_device_notice,
             require_verified_email=settings.require_verified_email,
             # An in-process cache is not shared between workers: never cache "live" in it.
             live_session_cache_ttl=SHARED_LIVE_SESSION_TTL if shared is not None else 0.0,

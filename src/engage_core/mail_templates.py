@@ -163,6 +163,22 @@ If this was not you, reset your password again at once from $site and tell us.
 )
 
 
+NEW_DEVICE = (
+    """Hello,
+
+your $app account ($email) was just signed in to from a device it had not been
+used on before:
+
+$device, from $address, at $at.
+
+If this was you, there is nothing to do. If not, change your password at once
+and end that session on the sessions page: $site
+
+"""
+    + _SIGN_OFF
+)
+
+
 def verification(to: Email, brand: Branding, token: str) -> MailMessage:
     return _message(
         to,
@@ -224,6 +240,20 @@ def password_changed(to: Email, brand: Branding) -> MailMessage:
         PASSWORD_CHANGED,
         email=to.value,
         site=brand.link("/forgot-password"),
+    )
+
+
+def new_device(to: Email, brand: Branding, *, device: str, address: str, at: str) -> MailMessage:
+    return _message(
+        to,
+        brand,
+        "New sign-in to your $app account",
+        NEW_DEVICE,
+        email=to.value,
+        device=device,
+        address=address,
+        at=at,
+        site=brand.link("/account"),
     )
 
 

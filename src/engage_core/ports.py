@@ -148,6 +148,11 @@ class SessionRepository(Protocol):
         """The user's live session families, the newest sign-in first."""
         ...
 
+    async def has_sessions(self, user_id: UUID, *, user_agent: str | None = None) -> bool:
+        """Whether the user ever had a session (live or ended), from this user agent
+        when one is given."""
+        ...
+
 
 class PasswordHasher(Protocol):
     async def hash(self, password: Password) -> str:
@@ -242,8 +247,7 @@ class SecondFactorRepository(Protocol):
         two concurrent uses of one code, exactly one succeeds."""
         ...
 
-    async def replace_recovery_codes(self, user_id: UUID, code_hashes: Sequence[str]) -> None:
-        ...
+    async def replace_recovery_codes(self, user_id: UUID, code_hashes: Sequence[str]) -> None: ...
 
     async def use_recovery_code(self, user_id: UUID, code_hash: str, at: datetime) -> bool:
         """Spend one unused recovery code; False when there is no such unused code."""

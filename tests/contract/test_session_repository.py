@@ -300,3 +300,18 @@ async def test_live_devices_name_families_from_their_first_sign_in(
     assert (phone.signed_in_at, phone.last_seen_at) == (start, later)
     assert phone.client == Client(ip="192.0.2.2", user_agent="Phone")
     assert devices[0].last_seen_at == laptop.created_at
+
+
+async def test_has_sessions_remembers_ended_ones_and_their_user_agents(
+    session_repository: Subject[SessionRepository], clock: FakeClock
+) -> None:
+    repo, user_id = session_repository.impl, await session_repository.new_user()
+    assert await repo.has_sessions(user_id) is False
+    session = _session(user_id, clock.now())
+    session.client = Client(ip="192.0.2.1", user_agent="Phone")
+    await repo.add(session)
+    await repo.end(session.id, clock.now(), "logged out")
+
+    assert await repo.has_sessions(user_id) is True
+    assert await repo.has_sessions(user_id, user_agent="Phone") is True
+    assert await repo.has_sessions(user_id, user_agent="Laptop") is False

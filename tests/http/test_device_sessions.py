@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +15,7 @@ from litestar.testing import AsyncTestClient
 from litestar.testing.transport import TestClientTransport as Transport
 
 from engage_adapters.memory import FakeClock
+from support.mail import mail_to, read_outbox, text_of
 
 PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) Mobile/15E148"
 LAPTOP = "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"
@@ -24,8 +27,9 @@ PROXY = "10.0.0.1"
 
 
 @pytest.fixture
-def environ(environ: dict[str, str]) -> dict[str, str]:
-    return {**environ, "ENGAGE_TRUSTED_PROXIES": "10.0.0.0/8"}
+def environ(environ: dict[str, str], request: pytest.FixtureRequest) -> dict[str, str]:
+    extra: dict[str, str] = getattr(request, "param", {})
+    return {**environ, "ENGAGE_TRUSTED_PROXIES": "10.0.0.0/8", **extra}
 
 
 class _AddressTransport(Transport):  # type: ignore[type-arg]
@@ -220,3 +224,33 @@ async def test_sessions_need_a_signed_in_caller(
     client: httpx.AsyncClient, expect_problem: Problem
 ) -> None:
     expect_problem(await client.get("/api/auth/sessions"), 401)
+
+
+NOTICE = "New sign-in to your engage-suite account"
+
+
+async def test_a_sign_in_from_a_new_device_mails_a_notice(
+    two_devices: tuple[httpx.AsyncClient, httpx.AsyncClient], tmp_path: Path
+) -> None:
+    phone, _ = two_devices
+    await sign_in(phone, "198.51.100.7")  # a device seen before: no notice
+
+    # Sign-up's verification mail, then one notice: the first sign-in is no news;
+    # the laptop's, after the phone's, is.
+    mails = await mail_to(tmp_path / "outbox", "ada@example.com", count=2)
+    await asyncio.sleep(0.2)  # and no third one follows
+
+    assert len(read_outbox(tmp_path / "outbox")) == 2
+    assert mails[1]["Subject"] == NOTICE
+    assert LAPTOP in text_of(mails[1])
+    assert "2001:db8::42" in text_of(mails[1])
+
+
+@pytest.mark.parametrize("environ", [{"ENGAGE_NEW_DEVICE_NOTICE": "false"}], indirect=True)
+async def test_the_notice_can_be_turned_off(
+    two_devices: tuple[httpx.AsyncClient, httpx.AsyncClient], db: Rows
+) -> None:
+    subjects = {row[0] for row in db("SELECT subject FROM mail_outbox")}
+
+    assert subjects
+    assert NOTICE not in subjects

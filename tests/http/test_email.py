@@ -22,6 +22,12 @@ Rows = Callable[..., list[tuple[Any, ...]]]
 
 
 @pytest.fixture
+def environ(environ: dict[str, str]) -> dict[str, str]:
+    # These tests count the mails of contract §7; new-device notices are test_device_sessions'.
+    return {**environ, "ENGAGE_NEW_DEVICE_NOTICE": "false"}
+
+
+@pytest.fixture
 def outbox(tmp_path: Path) -> Path:
     return tmp_path / "outbox"
 

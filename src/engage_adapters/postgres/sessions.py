@@ -144,6 +144,16 @@ class PostgresSessionRepository:
                 [at, session_id, unless_after],
             )
 
+    async def has_sessions(self, user_id: UUID, *, user_agent: str | None = None) -> bool:
+        async with connection(self._pool) as conn:
+            cur = await conn.execute(
+                "SELECT EXISTS (SELECT FROM sessions WHERE user_id = %s"
+                " AND (%s::text IS NULL OR user_agent = %s))",
+                [user_id, user_agent, user_agent],
+            )
+            row = await cur.fetchone()
+        return bool(row and row[0])
+
     async def live_devices(self, user_id: UUID, at: datetime) -> list[DeviceSession]:
         # The family's first step is when the device signed in; its live step, the rest.
         async with connection(self._pool) as conn:

@@ -20,7 +20,7 @@ from attrs import define, frozen
 from engage_core import mail_templates
 from engage_core.errors import InvalidToken
 from engage_core.mail_templates import Branding
-from engage_core.model import Email, OneTimeToken, TokenPurpose, User
+from engage_core.model import Client, Email, OneTimeToken, TokenPurpose, User
 from engage_core.ports import Clock, MailMessage, MailQueue, OneTimeTokenRepository, UnitOfWork
 
 TOKEN_BYTES = 32
@@ -100,6 +100,18 @@ class AccountMail:
 
     async def signed_up(self, user: User) -> None:
         await self.send_verification(user)
+
+    async def new_device(self, user: User, client: Client) -> None:
+        """A sign-in from a device the account has not been used on before."""
+        await self.queue(
+            mail_templates.new_device(
+                user.email,
+                self.branding,
+                device=client.user_agent or "an unknown browser",
+                address=client.ip or "an unknown address",
+                at=self.clock.now().strftime("%Y-%m-%d %H:%M UTC"),
+            )
+        )
 
     async def password_changed(self, user: User) -> None:
         """After a password change: the links sent before it stop working, and the

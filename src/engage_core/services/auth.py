@@ -73,6 +73,8 @@ class AuthPolicy:
     require_verified_email: bool = False
     # How often a session's last_seen_at is written as it is used (reads stay reads).
     last_seen_every: timedelta = timedelta(minutes=1)
+    # Mail the account when it is signed in to from a user agent it never had a session from.
+    new_device_notice: bool = True
 
 
 @frozen
@@ -245,6 +247,7 @@ class AuthService:
             user, family_id=uuid4(), now=self.clock.now(), client=client
         )
         async with self.uow.atomic():
+            await self._notice_if_new_device(user, client)
             await self.sessions.add(session)
             await self._record(ActivityKind.LOGIN, client, user=user)
         return await self._with_access_token(login, session)
@@ -264,6 +267,7 @@ class AuthService:
             last_seen_at=now,
         )
         async with self.uow.atomic():
+            await self._notice_if_new_device(user, client)
             await self.sessions.add(session)
             await self._record(ActivityKind.LOGIN, client, user=user)
         token = await self.tokens.issue(
@@ -277,9 +281,7 @@ class AuthService:
             expires_in=int(self.policy.access_ttl.total_seconds()),
         )
 
-    async def refresh(
-        self, refresh_token: object, client: Client = UNKNOWN_CLIENT
-    ) -> BrowserLogin:
+    async def refresh(self, refresh_token: object, client: Client = UNKNOWN_CLIENT) -> BrowserLogin:
         """Trade a refresh token for new tokens. The old one is spent: presenting
         it again ends its whole session family."""
         if not isinstance(refresh_token, str) or not refresh_token or len(refresh_token) > 256:
@@ -539,6 +541,17 @@ class AuthService:
             if user is not None:
                 await self._record(ActivityKind.REFRESH_REUSED, client, user=user)
             await self._forget(ended)
+
+    async def _notice_if_new_device(self, user: User, client: Client) -> None:
+        """Queue the new-device mail (before the session is stored), unless this is the
+        account's first sign-in or its user agent has signed in before."""
+        if self.mail is None or not self.policy.new_device_notice:
+            return
+        if not await self.sessions.has_sessions(user.id):
+            return
+        if await self.sessions.has_sessions(user.id, user_agent=client.user_agent):
+            return
+        await self.mail.new_device(user, client)
 
     async def _record(
         self,
