@@ -27,8 +27,8 @@ from engage_adapters.mail.outbox import OUTBOX_DIR, OutboxMailer
 from engage_adapters.mail.sender import MailSender
 from engage_adapters.mail.smtp import SmtpMailer, SmtpServer
 from engage_adapters.postgres import migrate
-from engage_adapters.postgres.api_keys import PostgresApiKeyRepository
 from engage_adapters.postgres.activity import PostgresActivityRepository
+from engage_adapters.postgres.api_keys import PostgresApiKeyRepository
 from engage_adapters.postgres.bulk import PostgresBulkMetricStore
 from engage_adapters.postgres.idempotency import PostgresIdempotencyStore
 from engage_adapters.postgres.live import PostgresMetricFeed
@@ -77,8 +77,8 @@ from engage_core.ports import (
     UserRepository,
 )
 from engage_core.queries import CursorCodec
-from engage_core.services.activity import ActivityLog
 from engage_core.services.account_mail import AccountMail
+from engage_core.services.activity import ActivityLog
 from engage_core.services.admin import AccountAdmin
 from engage_core.services.api_keys import ApiKeyPolicy, ApiKeyRepository, ApiKeyService
 from engage_core.services.auth import AuthPolicy, AuthService
