@@ -2,9 +2,10 @@
 
 Each configured key (ENGAGE_ENCRYPTION_KEY, a comma-separated list) is
 stretched with HKDF into a Fernet key of its own. The first key seals; every
-key opens, so a key can be rotated: put the new one first, keep the old one
-after it until ``engage user mfa-rekey`` has sealed every secret again, then
-drop it.
+key opens, so a key is rotated by putting the new one first and keeping the
+old one after it: new set-ups are sealed with the new key, and the old one is
+dropped once no set-up sealed with it is left (README: "Rotating the
+encryption key").
 """
 
 from __future__ import annotations
