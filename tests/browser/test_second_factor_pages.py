@@ -1,0 +1,72 @@
+"""Signing in with the second factor in Chromium: the password, then a code computed
+here from the set-up's secret (or a recovery code)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pyotp
+from playwright.sync_api import Page, expect
+
+from support.browser import PASSWORD, Accounts, Browsers
+
+
+def turn_on(accounts: Accounts, email: str) -> tuple[pyotp.TOTP, list[str]]:
+    """The second factor on through the API; the authenticator app and the recovery codes."""
+    auth = accounts.bearer(email)
+    started = accounts.http.post("/api/auth/mfa/totp", headers=auth)
+    assert started.status_code == 200, started.text
+    app = pyotp.TOTP(started.json()["secret"])
+    earlier = app.generate_otp(int(time.time()) // 30 - 1)  # leaves the current step unused
+    confirmed = accounts.http.post(
+        "/api/auth/mfa/totp/confirm", json={"code": earlier}, headers=auth
+    )
+    assert confirmed.status_code == 200, confirmed.text
+    return app, confirmed.json()["recovery_codes"]
+
+
+def enter_password(page: Page, email: str) -> None:
+    page.goto("/signin")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Two-step verification", level=1)).to_be_visible()
+
+
+def test_a_password_alone_does_not_sign_in_and_the_code_does(
+    browsers: Browsers, accounts: Accounts
+) -> None:
+    email = accounts.create()
+    app, _ = turn_on(accounts, email)
+    page, _ = browsers.open()
+
+    enter_password(page, email)
+    expect(page.get_by_label("Code")).to_be_focused()
+    page.get_by_label("Code").fill("000000")
+    page.get_by_role("button", name="Verify").click()
+    expect(page.get_by_role("status")).to_contain_text("That code did not work.")
+
+    page.get_by_label("Code").fill(app.now())
+    page.get_by_role("button", name="Verify").click()
+
+    expect(page.get_by_role("heading", name="Dashboard", level=1)).to_be_visible()
+    expect(page.get_by_text(f"Signed in as {email}")).to_be_visible()
+
+
+def test_a_recovery_code_signs_in_once(browsers: Browsers, accounts: Accounts) -> None:
+    email = accounts.create()
+    _, codes = turn_on(accounts, email)
+    first, _ = browsers.open()
+    second, _ = browsers.open()
+
+    enter_password(first, email)
+    first.get_by_label("Code").fill(codes[0])
+    first.get_by_role("button", name="Verify").click()
+    expect(first.get_by_role("heading", name="Dashboard", level=1)).to_be_visible()
+
+    enter_password(second, email)
+    second.get_by_label("Code").fill(codes[0])
+    second.get_by_role("button", name="Verify").click()
+    expect(second.get_by_role("status")).to_contain_text("That code did not work.")
+    expect(second).to_have_url(re.compile(r"/signin$"))
