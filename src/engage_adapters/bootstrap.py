@@ -88,7 +88,7 @@ from engage_core.services.dashboard_cache import (
     DashboardCache,
     InvalidatingBulkStore,
 )
-from engage_core.services.email import EmailFlows
+from engage_core.services.email import EmailFlowPolicy, EmailFlows
 from engage_core.services.idempotency import IdempotencyGuard
 from engage_core.services.live import LiveMetrics, MetricFeed
 from engage_core.services.mail_delivery import DeliveryPolicy, MailDelivery
@@ -384,6 +384,7 @@ async def build_services(
                 limiter=limiter,
                 clock=clock,
                 uow=uow,
+                policy=EmailFlowPolicy.per_hour(settings.mail_rate_per_hour),
             ),
             mail=delivery,
             mail_sender=sender,

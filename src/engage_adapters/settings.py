@@ -87,6 +87,9 @@ class Settings:
     require_verified_email: bool = False
     # The wait before a failed mail's first retry; doubled for each further one.
     mail_retry_delay: float = 30.0
+    # Reset or verification mails one email or account may ask for an hour (twice as
+    # many per client address).
+    mail_rate_per_hour: int = 5
     # Keys that seal TOTP secrets (the first seals, all open); None: one kept in DATA_DIR.
     encryption_keys: tuple[str, ...] | None = None
     activity_days: int = 90
@@ -306,6 +309,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "PUBLIC_URL": ("public_url", _public_url),
     "REQUIRE_VERIFIED_EMAIL": ("require_verified_email", _boolean),
     "MAIL_RETRY_DELAY": ("mail_retry_delay", _seconds(0.01, 3600.0)),
+    "MAIL_RATE_PER_HOUR": ("mail_rate_per_hour", _integer(1, 1_000_000)),
     "ENCRYPTION_KEY": ("encryption_keys", _secrets),
     "ACTIVITY_DAYS": ("activity_days", _integer(1, 3650)),
     "NEW_DEVICE_NOTICE": ("new_device_notice", _boolean),

@@ -19,6 +19,7 @@ from msgspec import Meta
 
 from engage_core.model import ActivityEntry, DeviceSession, EngagementMetric, User
 from engage_core.queries import MetricPage, Summary
+from engage_core.services.account_mail import LINK_TOKEN_PATTERN
 from engage_core.services.activity import ActivityPage
 from engage_core.services.metrics import MAX_BATCH
 from engage_core.services.mfa import MAX_CODE_LENGTH, MfaRequired, TotpEnrolment
@@ -142,7 +143,14 @@ class MfaVerifyIn(_In):
 
 
 LinkToken = Annotated[
-    str, Meta(max_length=1024, description="The token of the link (what follows #token=)")
+    str,
+    Meta(
+        max_length=1024,
+        description="The token of the link (what follows #token=); any other is invalid-token",
+        # What engage issues (account_mail.link_token_hash's rule); checked there, not here,
+        # so that every token engage cannot have issued gets the one invalid-token answer.
+        extra_json_schema=documented(pattern=LINK_TOKEN_PATTERN),
+    ),
 ]
 
 

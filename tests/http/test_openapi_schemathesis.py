@@ -49,6 +49,7 @@ def server(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
         # limits would answer 429 (documented, but it would hide everything else).
         "ENGAGE_AUTH_RATE_PER_MINUTE": "1000000",
         "ENGAGE_LOGIN_FAILURES_PER_EMAIL": "1000",
+        "ENGAGE_MAIL_RATE_PER_HOUR": "1000000",
         # running_server reads the server's output only at the end: thousands of
         # access-log lines would fill the pipe and stall the server.
         "ENGAGE_LOG_LEVEL": "WARNING",

@@ -24,7 +24,7 @@ from engage_core.model import Email
 from engage_core.ports import MailMessage, MailStatus
 from engage_core.services.account_mail import AccountMail
 from engage_core.services.auth import AuthPolicy, AuthService, Principal
-from engage_core.services.email import EmailFlows
+from engage_core.services.email import EmailFlowPolicy, EmailFlows
 from engage_core.services.mail_delivery import DeliveryPolicy, MailDelivery
 
 PASSWORD = "correct horse battery staple"
@@ -232,12 +232,12 @@ async def test_forgot_password_queues_one_message_either_way(world: World) -> No
 
 
 async def test_forgot_password_limits_per_email_and_per_address(world: World) -> None:
-    for _ in range(3):
+    for _ in range(5):
         await world.flows.forgot_password(email="ada@example.com", client_address="10.0.0.1")
     with pytest.raises(RateLimited) as refused:
         await world.flows.forgot_password(email="ADA@example.com", client_address="10.0.0.2")
     assert refused.value.retry_after > 0
-    for number in range(7):
+    for number in range(5):
         await world.flows.forgot_password(
             email=f"user{number}@example.com", client_address="10.0.0.1"
         )
@@ -245,6 +245,12 @@ async def test_forgot_password_limits_per_email_and_per_address(world: World) ->
         await world.flows.forgot_password(email="new@example.com", client_address="10.0.0.1")
     world.clock.advance(timedelta(hours=1))
     await world.flows.forgot_password(email="ada@example.com", client_address="10.0.0.1")
+
+
+def test_one_setting_scales_every_mail_limit() -> None:
+    policy = EmailFlowPolicy.per_hour(7)
+    assert (policy.forgot_per_email, policy.forgot_per_address) == (7, 14)
+    assert policy.verify_requests_per_user == 7
 
 
 async def test_a_reset_ends_every_session_verifies_and_sends_a_notice(world: World) -> None:

@@ -24,7 +24,9 @@ from engage_core.model import Client, Email, OneTimeToken, TokenPurpose, User
 from engage_core.ports import Clock, MailMessage, MailQueue, OneTimeTokenRepository, UnitOfWork
 
 TOKEN_BYTES = 32
-_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,128}", re.ASCII)
+# The form of every token engage issues (token_urlsafe(32) is 43 of these).
+LINK_TOKEN_PATTERN = "^[A-Za-z0-9_-]{16,128}$"
+_TOKEN = re.compile(LINK_TOKEN_PATTERN[1:-1], re.ASCII)
 INVALID_TOKEN = "this link is not valid: it was used already, it expired, or it was never issued"
 
 

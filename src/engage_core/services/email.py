@@ -38,11 +38,21 @@ _ALL_PURPOSES = tuple(TokenPurpose)
 
 @frozen(kw_only=True)
 class EmailFlowPolicy:
-    forgot_per_email: int = 3
+    """How many mails may be asked for: per address for a reset link, per account for a
+    verification link, and per client address (which may ask for several emails)."""
+
+    forgot_per_email: int = 5
     forgot_per_address: int = 10
     forgot_window: timedelta = timedelta(hours=1)
     verify_requests_per_user: int = 5
     verify_request_window: timedelta = timedelta(hours=1)
+
+    @classmethod
+    def per_hour(cls, mails: int) -> EmailFlowPolicy:
+        """``mails`` an hour per email or account, twice as many per client address."""
+        return cls(
+            forgot_per_email=mails, forgot_per_address=2 * mails, verify_requests_per_user=mails
+        )
 
 
 def _renamed(field: str, exc: ValidationFailed) -> ValidationFailed:
