@@ -285,7 +285,12 @@ async def build_services(
             link_tokens = memory_tokens = memory.InMemoryOneTimeTokenRepository()
             outbox = memory_outbox = memory.InMemoryMailQueue()
             memory.link_cascade(
-                memory_users, memory_tokens, memory_metrics, memory_sessions, memory_keys
+                memory_users,
+                memory_tokens,
+                memory_metrics,
+                memory_sessions,
+                memory_keys,
+                memory_api_keys,
             )
             uow = memory.InMemoryUnitOfWork(
                 memory_tokens,
@@ -296,6 +301,7 @@ async def build_services(
                 memory_metrics,
                 memory_sessions,
                 memory_keys,
+                memory_api_keys,
             )
             bulk = memory.InMemoryBulkMetricStore(memory_users, memory_metrics)
         cache: Cache = memory.InMemoryCache()
@@ -404,6 +410,8 @@ async def build_services(
                 uow=uow,
                 hash_key=derive_key(secret, "api-key"),
                 policy=ApiKeyPolicy(rate_per_minute=settings.key_rate_per_minute),
+                activity=activity,
+                users=users,
             ),
             live=live,
             purges=purges,

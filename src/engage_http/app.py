@@ -24,6 +24,8 @@ from engage_http.auth import (
 from engage_http.controllers.activity import ActivityController
 from engage_http.controllers.auth import AuthController
 from engage_http.controllers.email import EmailController
+from engage_http.controllers.keys import KeysController
+from engage_http.controllers.live import LiveController
 from engage_http.controllers.metrics import MetricsController
 from engage_http.controllers.mfa import MfaController
 from engage_http.controllers.ops import OpsController
@@ -62,6 +64,8 @@ def create_app(services: ServicesFactory, policy: HttpPolicy) -> Litestar:
             ActivityController,
             EmailController,
             MetricsController,
+            LiveController,
+            KeysController,
             OpsController,
             PrometheusExport,
             *docs_assets(),

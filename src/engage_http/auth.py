@@ -19,12 +19,14 @@ from litestar.exceptions import PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware.base import MiddlewareProtocol
 from litestar.middleware.csrf import CSRFMiddleware, generate_csrf_token
+from litestar.params import SkipValidation
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from engage_adapters.bootstrap import Services
 from engage_adapters.settings import Network
 from engage_core.errors import Forbidden, RateLimited, Unauthorized
 from engage_core.model import Client
+from engage_core.services.api_keys import ApiKeyScope, KeyPrincipal, looks_like_api_key
 from engage_core.services.auth import BrowserLogin, Principal
 from engage_http.problems import render
 
@@ -64,24 +66,53 @@ def services_of(request: Request[Any, Any, Any]) -> Services:
 
 # A handler parameter for the caller, injected by name from ``provide_principal``.
 CurrentPrincipal = NamedDependency[Principal]
+# On the metrics endpoints the caller may also be an API key (``provide_caller``);
+# not re-validated (msgspec takes no union of two attrs classes).
+Caller = Principal | KeyPrincipal
+CurrentCaller = NamedDependency[SkipValidation[Caller]]
+_SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+
+def bearer_token(request: Request[Any, Any, Any]) -> str | None:
+    """The token of ``Authorization: Bearer <token>``; None without the header."""
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("use Authorization: Bearer <token>", reason="bad authorization header")
+    return token.strip()
 
 
 async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
     """The caller: ``Authorization: Bearer`` when present (the cookie is then
-    ignored), else the ``engage_access`` cookie."""
+    ignored), else the ``engage_access`` cookie. Never an API key."""
     services = services_of(request)
-    header = request.headers.get("authorization")
-    if header is not None:
-        scheme, _, token = header.strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_token(request)
+    if token is not None:
+        if looks_like_api_key(token):
             raise Unauthorized(
-                "use Authorization: Bearer <token>", reason="bad authorization header"
+                "API keys are accepted on the metrics endpoints only", reason="api key elsewhere"
             )
-        return await services.auth.authenticate(token.strip())
+        return await services.auth.authenticate(token)
     cookie = request.cookies.get(ACCESS_COOKIE)
     if not cookie:
         raise Unauthorized("authentication required", reason="no credentials")
     return await services.auth.authenticate(cookie)
+
+
+async def provide_caller(request: Request[Any, Any, Any]) -> Caller:
+    """The caller of a metrics endpoint: an API key holding the scope the method
+    needs (metrics:read to read, metrics:write to record), or a signed-in user."""
+    token = bearer_token(request)
+    if token is not None and looks_like_api_key(token):
+        scope = (
+            ApiKeyScope.METRICS_READ
+            if request.method in _SAFE_METHODS
+            else ApiKeyScope.METRICS_WRITE
+        )
+        return await services_of(request).api_keys.authenticate(token, scope)
+    return await provide_principal(request)
 
 
 # --- cookies ------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from engage_core.model import ActivityEntry, DeviceSession, EngagementMetric, Us
 from engage_core.queries import MetricPage, Summary
 from engage_core.services.account_mail import LINK_TOKEN_PATTERN
 from engage_core.services.activity import ActivityPage
+from engage_core.services.api_keys import ApiKey, IssuedApiKey
 from engage_core.services.metrics import MAX_BATCH
 from engage_core.services.mfa import MAX_CODE_LENGTH, MfaRequired, TotpEnrolment
 from engage_http.openapi import (
@@ -422,3 +423,96 @@ _encoder = msgspec.json.Encoder(decimal_format="number")
 
 def encode(value: object) -> bytes:
     return _encoder.encode(value)
+
+
+# --- API keys --------------------------------------------------------------------
+
+ApiKeyScopeName = Literal["metrics:write", "metrics:read"]
+# ApiKeyService's rule for a name: no control characters, and something besides spaces.
+_KEY_NAME_PATTERN = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+
+
+class ApiKeyIn(_In):
+    name: Annotated[
+        str,
+        Meta(
+            description="What the key is for: 1 to 100 characters, not all spaces, "
+            "no control characters (the ends are trimmed)",
+            examples=["kitchen sensor"],
+            extra_json_schema={
+                "extra": {"min_length": 1, "max_length": 100, "pattern": _KEY_NAME_PATTERN}
+            },
+        ),
+    ]
+    scopes: Annotated[
+        list[str],
+        Meta(
+            description="What the key may do: record metrics, read them, or both",
+            examples=[["metrics:write"]],
+            extra_json_schema={
+                "extra": {"min_items": 1, "items": {"enum": ["metrics:write", "metrics:read"]}}
+            },
+        ),
+    ]
+    expires_at: (
+        Annotated[
+            str,
+            Meta(
+                description="ISO 8601 date-time with an offset, in the future; none: never",
+                examples=["2027-01-01T00:00:00Z"],
+                extra_json_schema={"extra": {"format": "date-time"}},
+            ),
+        ]
+        | None
+    ) = None
+
+
+class ApiKeyOut(msgspec.Struct):
+    id: UUID
+    name: str
+    # The key's first characters (engk_ and its id), which are not secret.
+    prefix: str
+    scopes: list[ApiKeyScopeName]
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+
+    @classmethod
+    def of(cls, key: ApiKey) -> ApiKeyOut:
+        return cls(
+            id=key.id,
+            name=key.name,
+            prefix=key.prefix,
+            scopes=sorted(scope.value for scope in key.scopes),
+            created_at=key.created_at,
+            expires_at=key.expires_at,
+            last_used_at=key.last_used_at,
+        )
+
+
+class CreatedApiKeyOut(msgspec.Struct):
+    id: UUID
+    name: str
+    prefix: str
+    scopes: list[ApiKeyScopeName]
+    created_at: datetime
+    expires_at: datetime | None
+    # The whole key: shown this once, stored nowhere.
+    key: Annotated[str, Meta(examples=["engk_0c9d...e1_Zm9v..."])]
+
+    @classmethod
+    def of(cls, issued: IssuedApiKey) -> CreatedApiKeyOut:
+        shown = ApiKeyOut.of(issued.key)
+        return cls(
+            id=shown.id,
+            name=shown.name,
+            prefix=shown.prefix,
+            scopes=shown.scopes,
+            created_at=shown.created_at,
+            expires_at=shown.expires_at,
+            key=issued.token,
+        )
+
+
+class ApiKeyListOut(msgspec.Struct):
+    items: list[ApiKeyOut]

@@ -144,7 +144,7 @@ _MEANINGS = {
     400: "Malformed JSON, or a query parameter at fault (invalid-query, with the fields)",
     401: "No valid credentials, or their session has ended",
     403: "Refused: a cookie-authenticated change without X-CSRFToken, a foreign Origin, "
-    "or a wrong password",
+    "a wrong password, or an API key without the scope the operation needs",
     404: "No such resource",
     409: "Conflict: the email is taken, or a request with this Idempotency-Key is running",
     413: "The body is over 1 MiB",
@@ -183,6 +183,10 @@ CHANGE = (403,)  # a change authenticated by cookie needs X-CSRFToken
 READ_SECURITY: list[SecurityRequirement] = [{"bearer": []}, {"cookie": []}]
 CHANGE_SECURITY: list[SecurityRequirement] = [{"bearer": []}, {"cookie": [], "csrf": []}]
 REFRESH_SECURITY: list[SecurityRequirement] = [{"refresh": [], "csrf": []}]
+# The metrics endpoints also take an API key (metrics:read to read, metrics:write to record).
+KEY_READ_SECURITY: list[SecurityRequirement] = [*READ_SECURITY, {"api_key": []}]
+KEY_CHANGE_SECURITY: list[SecurityRequirement] = [*CHANGE_SECURITY, {"api_key": []}]
+KEY = (403, 429)  # an API key without the scope, or past its rate
 
 _SECURITY_SCHEMES: dict[str, SecurityScheme | Reference] = {
     "bearer": SecurityScheme(
@@ -202,6 +206,13 @@ _SECURITY_SCHEMES: dict[str, SecurityScheme | Reference] = {
         name=REFRESH_COOKIE,
         security_scheme_in="cookie",
         description="The refresh cookie (path /api/auth) that login and refresh set",
+    ),
+    "api_key": SecurityScheme(
+        type="http",
+        scheme="bearer",
+        bearer_format="engk_<id>_<secret>",
+        description="An API key from POST /api/keys: the metrics endpoints only, within its "
+        "scopes (metrics:read, metrics:write), ENGAGE_KEY_RATE_PER_MINUTE requests a minute",
     ),
     "csrf": SecurityScheme(
         type="apiKey",

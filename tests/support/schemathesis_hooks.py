@@ -12,6 +12,7 @@ it meant to be invalid stays invalid:
 - a ``cursor`` is one the server issued, or none (any other is a 400);
 - ``since`` comes before ``until`` (a cross-field rule);
 - a ``recorded_at`` lies between 1970 and now (a bound relative to the clock);
+- an API key's ``expires_at`` lies in the future (the same);
 - a link's ``token`` (verify, reset, confirm) is one engage mailed, which no
   generator can make: a token of the documented form is taken out of the body,
   so the case is judged as the invalid request it is (any other is a 400);
@@ -87,6 +88,9 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
         for metric in [body, *(items if isinstance(items, list) else [])]:
             if isinstance(metric, dict):
                 _recorded_in_window(metric)
+        expiry = _moment(body.get("expires_at"))
+        if expiry is not None and expiry <= datetime.now(UTC):
+            body["expires_at"] = (datetime.now(UTC) + timedelta(days=30)).isoformat()
 
 
 def _matches(pattern: re.Pattern[str], value: object) -> bool:

@@ -16,9 +16,9 @@ import hmac
 import math
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Literal, Protocol, TypeVar
+from typing import Protocol, TypeVar
 from uuid import UUID, uuid4
 
 from attrs import define, field, frozen
@@ -32,8 +32,9 @@ from engage_core.errors import (
     Unauthorized,
     ValidationFailed,
 )
-from engage_core.model import Timestamp
-from engage_core.ports import Clock, RateLimiter, UnitOfWork
+from engage_core.model import OPERATOR, UNKNOWN_CLIENT, ActivityKind, Client, Timestamp
+from engage_core.ports import Clock, RateLimiter, UnitOfWork, UserRepository
+from engage_core.services.activity import ActivityLog
 
 KEY_PREFIX = "engk_"
 SECRET_BYTES = 30  # 240 bits, 40 URL-safe characters
@@ -96,15 +97,6 @@ class KeyPrincipal:
     user_id: UUID
     key_id: UUID
     expires_at: datetime | None
-
-
-@frozen
-class ApiKeyEvent:
-    """A key created or revoked, for the activity log."""
-
-    kind: Literal["api_key.created", "api_key.revoked"]
-    key: ApiKey
-    by_operator: bool = False
 
 
 class ApiKeyRepository(Protocol):
@@ -192,11 +184,18 @@ class ApiKeyService:
     uow: UnitOfWork
     hash_key: bytes = field(repr=False)
     policy: ApiKeyPolicy = ApiKeyPolicy()
-    # Called in the unit of work of each creation and revocation: the activity log's hook.
-    on_event: Callable[[ApiKeyEvent], Awaitable[None]] | None = None
+    # Creations and revocations are recorded here, in the unit of work of the change.
+    activity: ActivityLog | None = None
+    users: UserRepository | None = None
 
     async def create(
-        self, user_id: UUID, *, name: object, scopes: object, expires_at: object = None
+        self,
+        user_id: UUID,
+        *,
+        name: object,
+        scopes: object,
+        expires_at: object = None,
+        client: Client = UNKNOWN_CLIENT,
     ) -> IssuedApiKey:
         """A new key for the user; its text is in the answer and nowhere else."""
         now = self.clock.now()
@@ -231,7 +230,7 @@ class ApiKeyService:
                     f"a user may hold at most {MAX_KEYS_PER_USER} keys; revoke one first"
                 )
             await self.keys.add(key)
-            await self._tell(ApiKeyEvent("api_key.created", key))
+            await self._record(ActivityKind.API_KEY_CREATED, key, client)
         return IssuedApiKey(key=key, token=token)
 
     async def list_for(self, user_id: UUID) -> Sequence[ApiKey]:
@@ -240,20 +239,22 @@ class ApiKeyService:
     async def every_key(self) -> Sequence[OwnedApiKey]:
         return await self.keys.every_key()
 
-    async def revoke(self, user_id: UUID, key_id: object) -> ApiKey:
+    async def revoke(
+        self, user_id: UUID, key_id: object, client: Client = UNKNOWN_CLIENT
+    ) -> ApiKey:
         """Revoke one of the user's keys: refused at once from then on. ``NotFound``
         for a key that is not theirs or is revoked already."""
         key = await self._find(key_id)
         if key is None or key.user_id != user_id:
             raise NotFound("no such API key")
-        return await self._revoke(key, by_operator=False)
+        return await self._revoke(key, client)
 
-    async def revoke_any(self, key_id: object) -> ApiKey:
+    async def revoke_any(self, key_id: object, client: Client = OPERATOR) -> ApiKey:
         """An operator's revocation, whoever holds the key."""
         key = await self._find(key_id)
         if key is None:
             raise NotFound(f"no API key with id {key_id}")
-        return await self._revoke(key, by_operator=True)
+        return await self._revoke(key, client)
 
     async def authenticate(self, token: str, scope: ApiKeyScope) -> KeyPrincipal:
         """The principal of a usable key that holds ``scope``: 401 for a key that is
@@ -291,14 +292,17 @@ class ApiKeyService:
         key = await self.keys.get(parsed)
         return key if key is not None and key.revoked_at is None else None
 
-    async def _revoke(self, key: ApiKey, *, by_operator: bool) -> ApiKey:
+    async def _revoke(self, key: ApiKey, client: Client) -> ApiKey:
         async with self.uow.atomic():
             revoked = await self.keys.revoke(key.id, self.clock.now())
             if revoked is None:
                 raise NotFound("no such API key")
-            await self._tell(ApiKeyEvent("api_key.revoked", revoked, by_operator=by_operator))
+            await self._record(ActivityKind.API_KEY_REVOKED, revoked, client)
         return revoked
 
-    async def _tell(self, event: ApiKeyEvent) -> None:
-        if self.on_event is not None:
-            await self.on_event(event)
+    async def _record(self, kind: ActivityKind, key: ApiKey, client: Client) -> None:
+        if self.activity is None or self.users is None:
+            return
+        user = await self.users.get(key.user_id)
+        if user is not None:
+            await self.activity.record(kind, client=client, user=user)

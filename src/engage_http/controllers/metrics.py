@@ -12,10 +12,9 @@ from litestar.params import HeaderParameter, JSONBody, QueryParameter
 
 from engage_core.errors import ValidationFailed
 from engage_core.ports import StoredResponse
-from engage_core.services.auth import Principal
 from engage_core.queries import DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, Bucket, known_time_zones
 from engage_core.services.idempotency import fingerprint
-from engage_http.auth import CurrentPrincipal, provide_principal, services_of
+from engage_http.auth import Caller, CurrentCaller, provide_caller, services_of
 from engage_http.dto import (
     BatchOut,
     JsonBodyRequest,
@@ -28,12 +27,13 @@ from engage_http.dto import (
 )
 from engage_http.openapi import (
     CHANGE,
-    CHANGE_SECURITY,
     IDEMPOTENCY_KEY_SCHEMA,
     JSON_BODY,
+    KEY,
+    KEY_CHANGE_SECURITY,
+    KEY_READ_SECURITY,
     METRIC_TYPE_SCHEMA,
     MOMENT_SCHEMA,
-    READ_SECURITY,
     SIGNED_IN,
     problems,
     query_text,
@@ -103,13 +103,13 @@ TimeZone = Annotated[
         schema_extra={"enum": sorted(known_time_zones())},
     ),
 ]
-_RECORD_PROBLEMS = (*JSON_BODY, *SIGNED_IN, *CHANGE, 409)
-_READ_PROBLEMS = (400, *SIGNED_IN)
+_RECORD_PROBLEMS = (*JSON_BODY, *SIGNED_IN, *CHANGE, *KEY, 409)
+_READ_PROBLEMS = (400, *SIGNED_IN, *KEY)
 
 
 async def _once(
     request: Request[Any, Any, Any],
-    principal: Principal,
+    principal: Caller,
     key: str | None,
     action: Callable[[], Awaitable[StoredResponse]],
 ) -> Response[Any]:
@@ -138,18 +138,19 @@ class MetricsController(Controller):
     path = "/api/dashboard"
     tags = ["metrics"]
     request_class = JsonBodyRequest
-    dependencies = {"principal": Provide(provide_principal)}
+    # A signed-in user, or an API key with metrics:read (GET) or metrics:write (POST).
+    dependencies = {"principal": Provide(provide_caller)}
 
     @get(
         "/metrics",
         summary="Your metrics, newest first, a page at a time",
-        security=READ_SECURITY,
+        security=KEY_READ_SECURITY,
         responses=problems(*_READ_PROBLEMS),
     )
     async def list_metrics(
         self,
         request: Request[Any, Any, Any],
-        principal: CurrentPrincipal,
+        principal: CurrentCaller,
         metric_type: MetricTypeFilter = None,
         since: Moment = None,
         until: Moment = None,
@@ -173,13 +174,13 @@ class MetricsController(Controller):
         "/metrics",
         status_code=201,
         summary="Record one metric",
-        security=CHANGE_SECURITY,
+        security=KEY_CHANGE_SECURITY,
         responses=problems(*_RECORD_PROBLEMS),
     )
     async def record_metric(
         self,
         request: Request[Any, Any, Any],
-        principal: CurrentPrincipal,
+        principal: CurrentCaller,
         data: JSONBody[MetricIn],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[MetricOut]:
@@ -195,13 +196,13 @@ class MetricsController(Controller):
         "/metrics/batch",
         status_code=201,
         summary="Record up to 1000 metrics, all or none",
-        security=CHANGE_SECURITY,
+        security=KEY_CHANGE_SECURITY,
         responses=problems(*_RECORD_PROBLEMS),
     )
     async def record_batch(
         self,
         request: Request[Any, Any, Any],
-        principal: CurrentPrincipal,
+        principal: CurrentCaller,
         data: JSONBody[MetricBatchIn],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[BatchOut]:
@@ -216,13 +217,13 @@ class MetricsController(Controller):
     @get(
         "/summary",
         summary="Count, sum, avg, min and max per bucket and type",
-        security=READ_SECURITY,
+        security=KEY_READ_SECURITY,
         responses=problems(*_READ_PROBLEMS),
     )
     async def summary(
         self,
         request: Request[Any, Any, Any],
-        principal: CurrentPrincipal,
+        principal: CurrentCaller,
         bucket: BucketName = Bucket.DAY.value,
         tz: TimeZone = "UTC",
         since: Moment = None,
