@@ -15,7 +15,7 @@ from engage_adapters.settings import (
     load_settings,
     resolve_jwt_secret,
 )
-from engage_cli import db, mail, metrics, users
+from engage_cli import db, keys, mail, metrics, users
 from engage_cli.activity import activity
 from engage_cli.demo import demo
 from engage_cli.errors import reported_errors
@@ -36,6 +36,7 @@ app.command()(serve)
 app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="user")
 app.add_typer(metrics.app, name="metrics")
+app.add_typer(keys.app, name="key")
 app.add_typer(mail.app, name="mail")
 app.command()(activity)
 app.command()(demo)
