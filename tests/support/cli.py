@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 JWT_SECRET = "a-test-secret-that-is-long-enough-0123456789"
+# Set, like the JWT secret, so no command warns that it generated one.
+ENCRYPTION_KEY = "a-test-encryption-key-that-is-long-enough-0123456789"
 
 
 def cli_settings(pg_url: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
@@ -17,6 +19,7 @@ def cli_settings(pg_url: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -
     settings = {
         "ENGAGE_DATABASE_URL": pg_url,  # a postgresql:// URL
         "ENGAGE_JWT_SECRET": JWT_SECRET,
+        "ENGAGE_ENCRYPTION_KEY": ENCRYPTION_KEY,
         "ENGAGE_DATA_DIR": str(data_dir),
         "ENGAGE_BCRYPT_ROUNDS": "4",
     }
