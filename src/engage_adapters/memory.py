@@ -56,17 +56,20 @@ from engage_core.ports import (
     AccessClaims,
     ActivityQuery,
     Clock,
+    ExportedMetric,
+    LoadOutcome,
     MailMessage,
     MailStatus,
     QueuedMail,
     RateDecision,
     Reservation,
+    RowFault,
+    StagedMetric,
     StoredResponse,
 )
 from engage_core.queries import CursorCodec, MetricPageQuery, Position, Series, SummaryQuery
 from engage_core.services.api_keys import LAST_USED_RESOLUTION, ApiKey, OwnedApiKey
 from engage_core.services.auth import AuthPolicy, AuthService
-from engage_core.services.backfill import ExportedMetric, LoadOutcome, RowFault, StagedMetric
 from engage_core.services.idempotency import IdempotencyGuard
 from engage_core.services.live import AccessEnded, GrantId, Listening, MetricsAdded, Notice
 from engage_core.services.metrics import MetricsService
@@ -654,31 +657,32 @@ class InMemoryBulkMetricStore:
         self, rows: Iterable[StagedMetric], *, commit: Callable[[], bool]
     ) -> LoadOutcome:
         staged = list(rows)
-        ids: dict[str, UUID] = {}
+        owners: dict[str, UUID | None] = {}
         unknown: list[RowFault] = []
         for row in staged:
-            user = await self._users.get_by_email(row.email)
-            if user is None:
+            if row.email not in owners:
+                user = await self._users.get_by_email(row.email)
+                owners[row.email] = user.id if user is not None else None
+            if owners[row.email] is None:
                 unknown.append(RowFault(row.line, f"email {row.email} is not a user"))
-            else:
-                ids[row.email] = user.id
         if unknown or not commit():
             return LoadOutcome(
                 committed=False, unknown_emails=tuple(unknown[:20]), unknown_email_rows=len(unknown)
             )
+        # Equal to a metric stored before this load: rows equal to each other all go in.
+        stored_before = {
+            (owner, m.metric_type.value, m.recorded_at, m.metric_value.value)
+            for owner in {o for o in owners.values() if o is not None}
+            for m in self._metrics._rows.get(owner, [])
+        }
         inserted = 0
         for row in staged:
-            user_id = ids[row.email]
-            existing = self._metrics._rows.get(user_id, [])
-            if any(
-                m.metric_type.value == row.metric_type
-                and m.recorded_at == row.recorded_at
-                and m.metric_value.value == row.metric_value
-                for m in existing
-            ):
+            owner = owners[row.email]
+            assert owner is not None  # unknown emails returned above
+            if (owner, row.metric_type, row.recorded_at, row.metric_value) in stored_before:
                 continue
             await self._metrics.add(
-                user_id,
+                owner,
                 MetricDraft(
                     metric_type=MetricType(row.metric_type),
                     metric_value=MetricValue(row.metric_value),

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import IO, BinaryIO
 
-from engage_core.services.backfill import ExportedMetric, RawRow
+from engage_core.ports import ExportedMetric
+from engage_core.services.backfill import RawRow
 
 COLUMNS = ("email", "metric_type", "metric_value", "recorded_at")
 REQUIRED = frozenset(COLUMNS[1:])

@@ -9,10 +9,11 @@ tests as the real adapters.
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
-from typing import Protocol
+from decimal import Decimal
+from typing import NamedTuple, Protocol
 from uuid import UUID, uuid4
 
 from attrs import field, frozen
@@ -468,4 +469,70 @@ class OneTimeTokenRepository(Protocol):
 
     async def revoke(self, user_id: UUID, purposes: Collection[TokenPurpose], at: datetime) -> int:
         """Use up every usable token of the user for these purposes; how many."""
+        ...
+
+
+# --- bulk loads and exports (the operator's backfill) -----------------------------
+
+
+@frozen
+class RowFault:
+    """Why the row ending at ``line`` of a backfill's input was refused."""
+
+    line: int
+    message: str
+
+
+class StagedMetric(NamedTuple):
+    """A valid backfill row on its way to the store; the store maps the email to its user.
+
+    A named tuple, not an attrs class: a backfill makes one per row, and this is
+    the cheapest immutable record to build.
+    """
+
+    line: int
+    email: str  # Email.canonical
+    metric_type: str
+    metric_value: Decimal
+    recorded_at: datetime
+
+
+@frozen
+class LoadOutcome:
+    committed: bool
+    inserted: int = 0
+    skipped: int = 0
+    unknown_emails: tuple[RowFault, ...] = ()  # the first few, by line
+    unknown_email_rows: int = 0
+
+
+@frozen
+class ExportedMetric:
+    email: str
+    metric_type: str
+    metric_value: Decimal
+    recorded_at: datetime
+
+
+class BulkMetricStore(Protocol):
+    async def load(
+        self, rows: Iterable[StagedMetric], *, commit: Callable[[], bool]
+    ) -> LoadOutcome:
+        """In one transaction: take every row, find those whose email is no user's,
+        and insert each row not equal to a metric stored before this load (same
+        user, type, time and value; rows equal to each other within the load all
+        go in). Commit only if every email is a user's and ``commit()``, asked
+        after the last row, says so; otherwise store nothing.
+
+        ``commit()`` may also be asked along the way: once it says no, the store
+        inserts nothing more but still reads every row for unknown emails. The
+        store may pull ``rows`` on a worker thread (one pull at a time), so that
+        reading and checking them overlaps its writing.
+        """
+        ...
+
+    def export(
+        self, *, user_id: UUID | None, since: datetime | None, until: datetime | None
+    ) -> AsyncGenerator[ExportedMetric, None]:
+        """Every matching metric with its user's email, oldest first, streamed."""
         ...

@@ -13,6 +13,7 @@ import pytest
 
 from engage_adapters.bootstrap import build_services
 from engage_adapters.memory import FakePasswordHasher
+from engage_adapters.postgres.bulk import CHUNK_ROWS
 from engage_adapters.settings import load_settings
 from support.cli import cli_settings, engage
 
@@ -107,6 +108,21 @@ def test_one_bad_row_at_line_100000_stops_the_whole_load(
     assert result.returncode == 1
     assert "line 100000: metric_value" in result.stderr
     assert counts(pg_url)[0] == 0
+
+
+def test_a_file_repeating_itself_past_a_chunk_loads_every_row_once_and_again_nothing(
+    env: dict[str, str], pg_url: str, tmp_path: Path
+) -> None:
+    # The second half equals the first, and lies in the load's next chunks.
+    half = rows(CHUNK_ROWS + 1)
+    file = tmp_path / "twice.csv"
+    file.write_text(HEADER + half + half)
+    first = engage(env, "metrics", "backfill", str(file))
+    assert first.returncode == 0, first.stderr
+    assert f"loaded {2 * CHUNK_ROWS + 2} metrics (0 already stored)" in first.stdout
+    again = engage(env, "metrics", "backfill", str(file))
+    assert f"loaded 0 metrics ({2 * CHUNK_ROWS + 2} already stored)" in again.stdout
+    assert counts(pg_url)[0] == 2 * CHUNK_ROWS + 2
 
 
 @pytest.mark.parametrize(

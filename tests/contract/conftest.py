@@ -38,6 +38,7 @@ from engage_adapters.memory import (
     FakeSecretBox,
     FakeTokenIssuer,
     InMemoryActivityRepository,
+    InMemoryBulkMetricStore,
     InMemoryCache,
     InMemoryIdempotencyStore,
     InMemoryMetricRepository,
@@ -49,6 +50,7 @@ from engage_adapters.memory import (
     link_cascade,
 )
 from engage_adapters.postgres.activity import PostgresActivityRepository
+from engage_adapters.postgres.bulk import PostgresBulkMetricStore
 from engage_adapters.postgres.idempotency import PostgresIdempotencyStore
 from engage_adapters.postgres.metrics import PostgresMetricRepository
 from engage_adapters.postgres.rate_limits import PostgresRateLimiter
@@ -63,6 +65,7 @@ from engage_adapters.totp import PyotpOneTimePasswords
 from engage_core.model import Email, User
 from engage_core.ports import (
     ActivityRepository,
+    BulkMetricStore,
     Cache,
     IdempotencyStore,
     MetricRepository,
@@ -207,6 +210,36 @@ IDEMPOTENCY_STORES: dict[str, Factory[Subject[IdempotencyStore]]] = {
     "redis-cluster": lambda env: redis_keyed(env, RedisIdempotencyStore, cluster=True),
 }
 
+# --- BulkMetricStore -------------------------------------------------------------
+
+
+@frozen
+class BulkStorage:
+    """A bulk store and the metric repository on the same storage: rows stored
+    before a load, and what a load stored, are seen through ``metrics``."""
+
+    store: BulkMetricStore
+    metrics: MetricRepository
+
+
+def memory_bulk(env: Env) -> Subject[BulkStorage]:
+    users, metrics = InMemoryUserRepository(), InMemoryMetricRepository()
+    link_cascade(users, metrics)
+    storage = BulkStorage(InMemoryBulkMetricStore(users, metrics), metrics)
+    return Subject(storage, advancing(env.clock), adding_users(users, env.clock))
+
+
+def postgres_bulk(env: Env) -> Subject[BulkStorage]:
+    return postgres_owned(
+        env, lambda pool: BulkStorage(PostgresBulkMetricStore(pool), PostgresMetricRepository(pool))
+    )
+
+
+BULK_METRIC_STORES: dict[str, Factory[Subject[BulkStorage]]] = {
+    "memory": memory_bulk,
+    "postgres": postgres_bulk,
+}
+
 # --- UnitOfWork -----------------------------------------------------------------
 
 
@@ -330,6 +363,11 @@ def user_repository(request: pytest.FixtureRequest, env: Env) -> UserRepository:
 @pytest.fixture(params=list(METRIC_REPOSITORIES))
 def metric_repository(request: pytest.FixtureRequest, env: Env) -> Subject[MetricRepository]:
     return METRIC_REPOSITORIES[request.param](env)
+
+
+@pytest.fixture(params=list(BULK_METRIC_STORES))
+def bulk_metric_store(request: pytest.FixtureRequest, env: Env) -> Subject[BulkStorage]:
+    return BULK_METRIC_STORES[request.param](env)
 
 
 @pytest.fixture(params=list(SESSION_REPOSITORIES))

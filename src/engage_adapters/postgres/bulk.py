@@ -1,7 +1,17 @@
-"""Bulk loads through COPY, and streamed exports through a server-side cursor."""
+"""Bulk loads through COPY, and streamed exports through a server-side cursor.
+
+A load runs in one transaction, in chunks: each chunk is copied (binary COPY)
+into a staging table, checked for unknown emails and inserted from there, while
+a worker thread reads and checks the next chunk of the caller's rows. So the
+server's work on one chunk (indexes, foreign keys, rollups) overlaps the Python
+of the next, and memory holds two chunks whatever the file's size.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
 from collections.abc import AsyncGenerator, Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -11,20 +21,16 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from engage_core.services.backfill import ExportedMetric, LoadOutcome, RowFault, StagedMetric
+from engage_core.ports import ExportedMetric, LoadOutcome, RowFault, StagedMetric
 
+CHUNK_ROWS = 20_000
 REPORTED_UNKNOWN = 20
-# Binary COPY: psycopg's C dumpers write each row, and the server parses no text.
-# Each StagedMetric goes in as it is, so its fields are these columns, in order.
-_COPY = (
-    "COPY engage_backfill (line, email_key, metric_type, metric_value, recorded_at)"
-    " FROM STDIN (FORMAT BINARY)"
-)
-_COPY_TYPES = ("int8", "text", "text", "numeric", "timestamptz")
-if StagedMetric._fields != ("line", "email", "metric_type", "metric_value", "recorded_at"):
-    raise ImportError("StagedMetric's fields no longer match the COPY columns of bulk.py")
 
-_STAGING = """
+# One load at a time: the user write locks below are taken chunk by chunk, an
+# order two concurrent loads could not agree on (and a re-load waits to see the first).
+ONE_LOAD_AT_A_TIME = "SELECT pg_advisory_xact_lock(1701270892, 0)"
+
+STAGING = """
 CREATE TEMP TABLE engage_backfill (
     line         bigint NOT NULL,
     email_key    text NOT NULL,
@@ -34,6 +40,13 @@ CREATE TEMP TABLE engage_backfill (
 ) ON COMMIT DROP
 """
 
+# Binary COPY: psycopg's C dumpers write each row, and the server parses no text.
+_COPY = (
+    "COPY engage_backfill (line, email_key, metric_type, metric_value, recorded_at)"
+    " FROM STDIN (FORMAT BINARY)"
+)
+_COPY_TYPES = ("int8", "text", "text", "numeric", "timestamptz")
+
 _UNKNOWN = """
 SELECT s.line, s.email_key, count(*) OVER ()
   FROM engage_backfill s
@@ -42,8 +55,8 @@ SELECT s.line, s.email_key, count(*) OVER ()
  LIMIT %s
 """
 
-# The write lock of each user in the load (see engage_lock_metric_writes), taken
-# in one order by every load, before the first id: ids in commit order per user.
+# The write lock of each user in the chunk (see engage_lock_metric_writes), taken
+# before the user's first id: ids in commit order per user.
 _LOCK_USERS = """
 SELECT engage_lock_metric_writes(id)
   FROM (SELECT DISTINCT u.id, hashtext(u.id::text) AS lock_key
@@ -51,11 +64,12 @@ SELECT engage_lock_metric_writes(id)
          ORDER BY lock_key) AS owners
 """
 
-# One statement: the rollup trigger runs once for the whole load. A row equal
-# to one already stored (user, type, time, value) is skipped. Rows go in by
-# user, type and time: the order the rollup trigger sorts them into (cheap to
-# sort again when already in it), and local in both indexes.
-_INSERT = """
+# One statement per chunk: the rollup trigger runs once for it. A row equal to
+# one stored before this load (user, type, time, value) is skipped; rows this
+# load inserted (its own xid) do not count, so equal rows of one file all go in,
+# in one chunk or across chunks. Rows go in by user, type and time: the order
+# the rollup trigger sorts them into, and local in both indexes.
+INSERT_STAGED = """
 INSERT INTO engagement_metrics (user_id, metric_type, metric_value, recorded_at)
 SELECT u.id, s.metric_type, s.metric_value, s.recorded_at
   FROM engage_backfill s
@@ -63,9 +77,16 @@ SELECT u.id, s.metric_type, s.metric_value, s.recorded_at
  WHERE NOT EXISTS (
         SELECT FROM engagement_metrics m
          WHERE m.user_id = u.id AND m.metric_type = s.metric_type
-           AND m.recorded_at = s.recorded_at AND m.metric_value = s.metric_value)
+           AND m.recorded_at = s.recorded_at AND m.metric_value = s.metric_value
+           AND m.xmin <> pg_current_xact_id()::xid)
  ORDER BY u.id, s.metric_type, s.recorded_at
 """
+
+# The session's cached plans (the rollup trigger's, the foreign key's, the insert's)
+# were made for the tables as the first chunk found them; this load grows them.
+_REPLAN = "DISCARD PLANS"
+
+_EMPTY_STAGING = "TRUNCATE engage_backfill"
 
 
 class PostgresBulkMetricStore:
@@ -75,28 +96,42 @@ class PostgresBulkMetricStore:
     async def load(
         self, rows: Iterable[StagedMetric], *, commit: Callable[[], bool]
     ) -> LoadOutcome:
-        async with self._pool.connection() as conn, conn.transaction():
-            await conn.execute(_STAGING)
-            async with conn.cursor() as cur, cur.copy(_COPY) as copy:
-                copy.set_types(_COPY_TYPES)
-                for row in rows:
-                    await copy.write_row(row)
-            unknown = await (await conn.execute(_UNKNOWN, [REPORTED_UNKNOWN])).fetchall()
-            if unknown or not commit():
+        unknown: list[RowFault] = []
+        unknown_rows = staged = inserted = 0
+        writing = False
+        async with (
+            self._pool.connection() as conn,
+            conn.transaction(),
+            contextlib.aclosing(_read_ahead(rows)) as chunks,
+        ):
+            await conn.execute(STAGING)
+            async for chunk in chunks:
+                await conn.execute(_REPLAN)
+                await _stage(conn, chunk)
+                found = await (await conn.execute(_UNKNOWN, [REPORTED_UNKNOWN])).fetchall()
+                if found:
+                    unknown_rows += found[0][2]
+                    unknown.extend(
+                        RowFault(line, f"email {key} is not a user") for line, key, _ in found
+                    )
+                    del unknown[REPORTED_UNKNOWN:]
+                staged += len(chunk)
+                if not unknown_rows and commit():  # once it is no, nothing will be kept
+                    if not writing:
+                        await conn.execute(ONE_LOAD_AT_A_TIME)
+                        writing = True
+                    await conn.execute(_LOCK_USERS)
+                    inserted += (await conn.execute(INSERT_STAGED)).rowcount
+                await conn.execute(_EMPTY_STAGING)
+            if unknown_rows or not commit():
                 outcome = LoadOutcome(
                     committed=False,
-                    unknown_emails=tuple(
-                        RowFault(line, f"email {email} is not a user") for line, email, _ in unknown
-                    ),
-                    unknown_email_rows=unknown[0][2] if unknown else 0,
+                    unknown_emails=tuple(unknown),
+                    unknown_email_rows=unknown_rows,
                 )
                 raise psycopg.Rollback  # nothing of this load is kept
-            staged = await (await conn.execute("SELECT count(*) FROM engage_backfill")).fetchone()
-            await conn.execute(_LOCK_USERS)
-            inserted = (await conn.execute(_INSERT)).rowcount
-            total = staged[0] if staged else 0
             # Leaving the block commits; this is reached only if that succeeded.
-            return LoadOutcome(committed=True, inserted=inserted, skipped=total - inserted)
+            return LoadOutcome(committed=True, inserted=inserted, skipped=staged - inserted)
         return outcome  # rolled back
 
     async def export(
@@ -128,3 +163,29 @@ class PostgresBulkMetricStore:
             await cur.execute(query, params)
             async for email, metric_type, value, recorded_at in cur:
                 yield ExportedMetric(email, metric_type, value, recorded_at)
+
+
+async def _stage(conn: psycopg.AsyncConnection[Any], chunk: list[StagedMetric]) -> None:
+    async with conn.cursor() as cur, cur.copy(_COPY) as copy:
+        copy.set_types(_COPY_TYPES)
+        for m in chunk:
+            await copy.write_row((m.line, m.email, m.metric_type, m.metric_value, m.recorded_at))
+
+
+async def _read_ahead(rows: Iterable[StagedMetric]) -> AsyncGenerator[list[StagedMetric], None]:
+    """``rows`` in chunks of ``CHUNK_ROWS``; the next one is pulled on a worker
+    thread while the caller writes the one it was given."""
+    source = iter(rows)
+
+    def take() -> list[StagedMetric]:
+        return list(itertools.islice(source, CHUNK_ROWS))
+
+    pending = asyncio.ensure_future(asyncio.to_thread(take))
+    try:
+        while chunk := await pending:
+            pending = asyncio.ensure_future(asyncio.to_thread(take))
+            yield chunk
+    finally:
+        # Never leave the thread reading the caller's rows after the load is over.
+        with contextlib.suppress(Exception):
+            await pending

@@ -36,9 +36,16 @@ import cattrs
 from attrs import define, field
 
 from engage_core.model import EngagementMetric, MetricDraft, MetricType, MetricValue
-from engage_core.ports import Cache, MetricRepository, UnitOfWork
+from engage_core.ports import (
+    BulkMetricStore,
+    Cache,
+    ExportedMetric,
+    LoadOutcome,
+    MetricRepository,
+    StagedMetric,
+    UnitOfWork,
+)
 from engage_core.queries import MetricPageQuery, Series, SummaryQuery
-from engage_core.services.backfill import BulkMetricStore, ExportedMetric, LoadOutcome, StagedMetric
 
 __all__ = [
     "CachedMetricRepository",
