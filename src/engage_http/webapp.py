@@ -32,6 +32,7 @@ PAGE_PATHS = (
     "/signin",
     "/signup",
     "/account",
+    "/sessions",
     "/change-email",
     "/verify-email",
     "/confirm-email",

@@ -78,6 +78,7 @@ export async function render(view, app) {
         el("p", { class: "hint", text: "Log out of this browser, or end every session on every device." }),
         el("div", { class: "actions" }, logOut, logOutAll),
         sessionStatus,
+        el("p", { class: "aside" }, el("a", { href: "/sessions", text: "See each device's session and end one" })),
       ),
     ),
     el(
