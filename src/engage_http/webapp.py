@@ -33,6 +33,7 @@ PAGE_PATHS = (
     "/signup",
     "/account",
     "/sessions",
+    "/second-factor",
     "/change-email",
     "/verify-email",
     "/confirm-email",

@@ -18,6 +18,7 @@ function usernameFor(user) {
 export async function render(view, app) {
   const email = el("dd", { text: app.user?.email ?? "…" });
   const since = el("dd", { text: app.user ? formatDate(new Date(app.user.created_at)) : "…" });
+  const factor = el("dd", { text: "…" });
 
   const current = passwordField("Current password", "current_password", "current-password");
   const next = passwordField("New password", "new_password", "new-password", "8 to 256 characters.");
@@ -60,6 +61,13 @@ export async function render(view, app) {
         el("div", {}, el("dt", { text: "Member since" }), since),
       ),
       el("p", { class: "aside" }, el("a", { href: "/change-email", text: "Change email address" })),
+    ),
+    el(
+      "section",
+      { class: "card", "aria-labelledby": "security-title" },
+      el("h2", { id: "security-title", text: "Sign-in security" }),
+      el("dl", { class: "facts" }, el("div", {}, el("dt", { text: "Second factor" }), factor)),
+      el("p", { class: "aside" }, el("a", { href: "/second-factor", text: "Set up or change the second factor" })),
     ),
     el(
       "div",
@@ -134,4 +142,5 @@ export async function render(view, app) {
   email.textContent = me.email;
   for (const input of view.querySelectorAll("input[name=username]")) input.value = me.email;
   since.textContent = formatDate(new Date(me.created_at));
+  factor.textContent = me.mfa_enabled ? "On" : "Off";
 }
