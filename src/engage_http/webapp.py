@@ -34,6 +34,7 @@ PAGE_PATHS = (
     "/account",
     "/sessions",
     "/second-factor",
+    "/activity",
     "/change-email",
     "/verify-email",
     "/confirm-email",

@@ -67,7 +67,12 @@ export async function render(view, app) {
       { class: "card", "aria-labelledby": "security-title" },
       el("h2", { id: "security-title", text: "Sign-in security" }),
       el("dl", { class: "facts" }, el("div", {}, el("dt", { text: "Second factor" }), factor)),
-      el("p", { class: "aside" }, el("a", { href: "/second-factor", text: "Set up or change the second factor" })),
+      el(
+        "ul",
+        { class: "links" },
+        el("li", {}, el("a", { href: "/second-factor", text: "Set up or change the second factor" })),
+        el("li", {}, el("a", { href: "/activity", text: "Recent sign-ins and account changes" })),
+      ),
     ),
     el(
       "div",
