@@ -141,7 +141,21 @@ def pages(base: str, out: Path, executable: str) -> None:
 
             page.get_by_role("link", name="Account").click()
             expect(page.get_by_text(EMAIL)).to_be_visible()
+            expect(page.get_by_text("Off", exact=True)).to_be_visible()  # the second factor
             shoot(page, out, f"account-{label}")
+
+            page.get_by_role("link", name="See each device's session and end one").click()
+            expect(page.get_by_text("This device")).to_be_visible()
+            shoot(page, out, f"sessions-{label}")
+
+            page.goto("/second-factor")
+            page.get_by_role("button", name="Set up").click()  # not on until confirmed
+            expect(page.get_by_role("img", name="QR code of the set-up link")).to_be_visible()
+            shoot(page, out, f"second-factor-{label}")
+
+            page.goto("/activity")
+            expect(page.locator(".log-entry").first).to_be_visible()
+            shoot(page, out, f"activity-{label}")
             context.close()
 
         dark = browser.new_context(
