@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from engage_core.ports import ExportedMetric, LoadOutcome, RowFault, StagedMetric
 
-CHUNK_ROWS = 20_000
+CHUNK_ROWS = 100_000  # smaller chunks insert slower: rows of one user are further apart
 REPORTED_UNKNOWN = 20
 
 # One load at a time: the user write locks below are taken chunk by chunk, an
@@ -102,12 +102,15 @@ class PostgresBulkMetricStore:
         async with (
             self._pool.connection() as conn,
             conn.transaction(),
-            contextlib.aclosing(_read_ahead(rows)) as chunks,
+            _ChunkReader(rows) as chunks,
         ):
             await conn.execute(STAGING)
-            async for chunk in chunks:
+            chunk = await chunks.take()
+            while chunk:
                 await conn.execute(_REPLAN)
                 await _stage(conn, chunk)
+                staged += len(chunk)
+                chunks.read_next()  # checked on the worker thread while the server inserts
                 found = await (await conn.execute(_UNKNOWN, [REPORTED_UNKNOWN])).fetchall()
                 if found:
                     unknown_rows += found[0][2]
@@ -115,7 +118,6 @@ class PostgresBulkMetricStore:
                         RowFault(line, f"email {key} is not a user") for line, key, _ in found
                     )
                     del unknown[REPORTED_UNKNOWN:]
-                staged += len(chunk)
                 if not unknown_rows and commit():  # once it is no, nothing will be kept
                     if not writing:
                         await conn.execute(ONE_LOAD_AT_A_TIME)
@@ -123,6 +125,7 @@ class PostgresBulkMetricStore:
                     await conn.execute(_LOCK_USERS)
                     inserted += (await conn.execute(INSERT_STAGED)).rowcount
                 await conn.execute(_EMPTY_STAGING)
+                chunk = await chunks.take()
             if unknown_rows or not commit():
                 outcome = LoadOutcome(
                     committed=False,
@@ -172,20 +175,33 @@ async def _stage(conn: psycopg.AsyncConnection[Any], chunk: list[StagedMetric]) 
             await copy.write_row((m.line, m.email, m.metric_type, m.metric_value, m.recorded_at))
 
 
-async def _read_ahead(rows: Iterable[StagedMetric]) -> AsyncGenerator[list[StagedMetric], None]:
-    """``rows`` in chunks of ``CHUNK_ROWS``; the next one is pulled on a worker
-    thread while the caller writes the one it was given."""
-    source = iter(rows)
+class _ChunkReader:
+    """The caller's rows in chunks of ``CHUNK_ROWS``, each pulled on a worker thread
+    (``read_next``), so that the caller's checks run while the server works."""
 
-    def take() -> list[StagedMetric]:
-        return list(itertools.islice(source, CHUNK_ROWS))
+    def __init__(self, rows: Iterable[StagedMetric]) -> None:
+        self._source = iter(rows)
+        self._pending: asyncio.Future[list[StagedMetric]] | None = None
 
-    pending = asyncio.ensure_future(asyncio.to_thread(take))
-    try:
-        while chunk := await pending:
-            pending = asyncio.ensure_future(asyncio.to_thread(take))
-            yield chunk
-    finally:
-        # Never leave the thread reading the caller's rows after the load is over.
-        with contextlib.suppress(Exception):
-            await pending
+    def read_next(self) -> None:
+        if self._pending is None:
+            self._pending = asyncio.ensure_future(asyncio.to_thread(self._pull))
+
+    async def take(self) -> list[StagedMetric]:
+        """The next chunk (empty once the rows are all taken)."""
+        self.read_next()
+        assert self._pending is not None
+        pending, self._pending = self._pending, None
+        return await pending
+
+    def _pull(self) -> list[StagedMetric]:
+        return list(itertools.islice(self._source, CHUNK_ROWS))
+
+    async def __aenter__(self) -> _ChunkReader:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        # Never leave the thread reading the caller's rows once the load is over.
+        if self._pending is not None:
+            with contextlib.suppress(Exception):
+                await self._pending
