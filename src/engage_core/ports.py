@@ -523,11 +523,6 @@ class BulkMetricStore(Protocol):
         user, type, time and value; rows equal to each other within the load all
         go in). Commit only if every email is a user's and ``commit()``, asked
         after the last row, says so; otherwise store nothing.
-
-        ``commit()`` may also be asked along the way: once it says no, the store
-        inserts nothing more but still reads every row for unknown emails. The
-        store may pull ``rows`` on a worker thread (one pull at a time), so that
-        reading and checking them overlaps its writing.
         """
         ...
 

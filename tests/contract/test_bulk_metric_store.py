@@ -1,8 +1,4 @@
-"""The BulkMetricStore contract, over the fake and PostgreSQL.
-
-PostgreSQL loads in chunks; here a chunk is 2 rows, so every load below crosses
-chunk boundaries: what one chunk inserted must not change how the next is judged.
-"""
+"""The BulkMetricStore contract, over the fake and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -12,9 +8,6 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-import pytest
-
-from engage_adapters.postgres import bulk
 from engage_core.model import MetricDraft, MetricType, MetricValue, Timestamp
 from engage_core.ports import StagedMetric
 from engage_core.queries import MetricPageQuery
@@ -23,11 +16,6 @@ if TYPE_CHECKING:
     from conftest import BulkStorage, Subject
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bulk, "CHUNK_ROWS", 2)
 
 
 def email_of(user_id: UUID) -> str:
@@ -64,11 +52,11 @@ async def test_a_load_stores_every_row_and_loading_it_again_adds_nothing(
     assert len(await stored(storage, ada)) == 5
 
 
-async def test_equal_rows_of_one_load_all_go_in_across_chunks_and_are_all_skipped_next_time(
+async def test_equal_rows_of_one_load_all_go_in_and_are_all_skipped_next_time(
     bulk_metric_store: Subject[BulkStorage],
 ) -> None:
     storage, ada = bulk_metric_store.impl, await bulk_metric_store.new_user()
-    # Rows 1, 3 and 5 are equal: in chunks 1, 2 and 3 of a 2-row chunking.
+    # Rows 1, 3 and 5 are equal, far apart.
     rows = numbered(
         [staged(ada, 0), staged(ada, 1), staged(ada, 0), staged(ada, 2), staged(ada, 0)]
     )

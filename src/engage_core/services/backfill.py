@@ -222,8 +222,7 @@ class BackfillService:
     ) -> BackfillReport:
         """Validate and load ``rows`` (all or nothing); with ``dry_run``, only validate.
 
-        ``progress`` is told of every ``PROGRESS_EVERY`` rows read, possibly from
-        the store's worker thread (see ``BulkMetricStore.load``).
+        ``progress`` is told of every ``PROGRESS_EVERY`` rows read (and the rest at the end).
         """
         owner = Email(user_email) if user_email is not None else None
         tally = _Tally(progress)

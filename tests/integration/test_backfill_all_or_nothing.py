@@ -1,7 +1,7 @@
-"""A backfill over PostgreSQL loads in chunks and stays one all-or-nothing load.
+"""A backfill over PostgreSQL is one all-or-nothing load, rules and rollups included.
 
-Chunks of 3 rows here: earlier chunks are already copied and inserted when a
-later one turns out bad, and rows of one file meet across chunk boundaries.
+The rows stream into COPY as they are checked: the earlier ones are already
+sent when a later one turns out bad, and nothing of them may be kept.
 """
 
 from __future__ import annotations
@@ -14,17 +14,11 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from engage_adapters.memory import FakeClock
-from engage_adapters.postgres import bulk
 from engage_adapters.postgres.bulk import PostgresBulkMetricStore
 from engage_core.services.backfill import BackfillService, RawRow
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 ADA, BOB = "ada@example.com", "bob@example.com"
-
-
-@pytest.fixture(autouse=True)
-def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bulk, "CHUNK_ROWS", 3)
 
 
 @pytest.fixture
@@ -57,7 +51,7 @@ async def stored(pg_pool: AsyncConnectionPool) -> tuple[int, int]:
     return row[0], row[1]
 
 
-async def test_a_bad_row_in_the_last_chunk_stores_nothing_of_the_earlier_ones(
+async def test_a_bad_last_row_stores_nothing_of_the_rows_already_copied(
     service: BackfillService, pg_pool: AsyncConnectionPool
 ) -> None:
     bad = RawRow(12, ADA, "views", "many", T0.isoformat())
@@ -72,7 +66,7 @@ async def test_a_bad_row_in_the_last_chunk_stores_nothing_of_the_earlier_ones(
     assert await stored(pg_pool) == (0, 0)
 
 
-async def test_an_unknown_email_in_the_last_chunk_stores_nothing_of_the_earlier_ones(
+async def test_an_unknown_email_in_the_last_row_stores_nothing_of_the_rows_already_copied(
     service: BackfillService, pg_pool: AsyncConnectionPool
 ) -> None:
     stranger = RawRow(12, "nobody@example.com", "views", "1", T0.isoformat())
@@ -85,11 +79,11 @@ async def test_an_unknown_email_in_the_last_chunk_stores_nothing_of_the_earlier_
     assert await stored(pg_pool) == (0, 0)
 
 
-async def test_equal_rows_in_different_chunks_all_go_in_once_and_a_reload_adds_nothing(
+async def test_equal_rows_of_one_file_all_go_in_and_a_reload_adds_nothing(
     service: BackfillService, pg_pool: AsyncConnectionPool
 ) -> None:
     same = RawRow(0, BOB, "views", "2", T0.isoformat())
-    file = [*rows(4), same, *rows(3), same, same]  # lines 6, 10 and 11, in chunks 2 and 4
+    file = [*rows(4), same, *rows(3), same, same]  # lines 6, 10 and 11
     file = [
         RawRow(line, r.email, r.metric_type, r.metric_value, r.recorded_at)
         for line, r in enumerate(file, 2)
