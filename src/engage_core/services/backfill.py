@@ -23,8 +23,8 @@ from engage_core.model import (
     Email,
     MetricDraft,
     MetricType,
-    MetricValue,
-    Timestamp,
+    parse_metric_value,
+    parse_timestamp,
 )
 from engage_core.ports import BulkMetricStore, Clock, ExportedMetric, RowFault, StagedMetric
 
@@ -77,25 +77,12 @@ def _describe(exc: ValidationFailed) -> str:
     return "; ".join(f"{e.field} {e.message}" for e in exc.errors)
 
 
-@functools.lru_cache(maxsize=MAX_REMEMBERED)
-def _email_verdict(raw: str, owner: Email | None) -> str | _Problem:
-    """``raw``'s canonical email as a row's owner, or why it cannot be (email-validator
-    is slow, and a file names few distinct emails: each is judged once)."""
-    try:
-        email = Email(raw)
-    except ValidationFailed as exc:
-        return _Problem(_describe(exc))
-    if owner is not None and email != owner:
-        return _Problem(f"email {email.value} is not the --user {owner.value}")
-    return email.canonical
-
-
-@functools.lru_cache(maxsize=MAX_REMEMBERED)
+@functools.lru_cache(maxsize=MAX_REMEMBERED)  # a file names few distinct types
 def _metric_type(raw: str) -> str:
     return MetricType(raw).value
 
 
-@frozen
+@define
 class _BackfillRules:
     """The API's rules for one backfill row, and the backfill's own: the email is a
     valid address (the ``--user``'s, when given; the ``--user`` when left out) and
@@ -103,43 +90,56 @@ class _BackfillRules:
 
     owner: Email | None
     now: datetime
+    latest: datetime = field(init=False)  # recorded_at may not be later
+    # email-validator is slow, and a file names few distinct emails: each is judged once.
+    _email_verdict: Callable[[str], str | _Problem] = field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.latest = self.now + MAX_FUTURE_SKEW
+        self._email_verdict = functools.lru_cache(maxsize=MAX_REMEMBERED)(self._judge_email)
 
     def staged(self, row: RawRow) -> StagedMetric:
         """The row as it goes to the store; ``_Refused`` with every fault worded if bad."""
         if row.fault is not None:
             raise _Refused(row.fault)
         try:
-            return StagedMetric(
+            recorded_at = parse_timestamp(row.recorded_at)
+            staged = StagedMetric(
                 row.line,
                 self._owner_of(row.email),
-                self._metric_type_of(row.metric_type),
-                MetricValue(row.metric_value).value,
-                self._recorded_at(row.recorded_at),
+                _metric_type(row.metric_type)
+                if isinstance(row.metric_type, str)
+                else MetricType(row.metric_type).value,
+                parse_metric_value(row.metric_value),
+                recorded_at,
             )
         except (ValidationFailed, _Refused):
             raise _Refused(self._faults_of(row)) from None
+        if recorded_at > self.latest:
+            raise _Refused(self._faults_of(row))
+        return staged
 
     def _owner_of(self, raw: object) -> str:
+        """The canonical email of the row's owner."""
         if raw is None or raw == "":
             if self.owner is None:
                 raise _Refused("email is missing (give an email column or --user)")
             return self.owner.canonical
         if not isinstance(raw, str):
             raise _Refused("email must be a string")
-        verdict = _email_verdict(raw, self.owner)
+        verdict = self._email_verdict(raw)
         if isinstance(verdict, _Problem):
             raise _Refused(verdict.message)
         return verdict
 
-    @staticmethod
-    def _metric_type_of(raw: object) -> str:
-        return _metric_type(raw) if isinstance(raw, str) else MetricType(raw).value
-
-    def _recorded_at(self, raw: object) -> datetime:
-        moment = Timestamp(raw).value
-        if moment > self.now + MAX_FUTURE_SKEW:
-            raise _Refused("in the future")  # worded by MetricDraft.parse below
-        return moment
+    def _judge_email(self, raw: str) -> str | _Problem:
+        try:
+            email = Email(raw)
+        except ValidationFailed as exc:
+            return _Problem(_describe(exc))
+        if self.owner is not None and email != self.owner:
+            return _Problem(f"email {email.value} is not the --user {self.owner.value}")
+        return email.canonical
 
     def _faults_of(self, row: RawRow) -> str:
         """Every fault of a refused row, worded as the API words them."""
