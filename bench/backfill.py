@@ -14,7 +14,12 @@ for ``--users`` users is loaded, in the same run, in these ways:
   trigger. What the table's own upkeep costs before any rollup.
 * ``\\copy, table``     -- the same file into ``engagement_metrics`` itself: the
   above plus the rollup trigger. What the schema alone costs, with no staging
-  and no de-duplication; the tables are emptied again afterwards.
+  and no de-duplication; the tables are emptied again afterwards. The goal:
+  the backfill at ``GOAL_RATIO`` of its rows/s.
+* ``\\copy, file order`` -- context: the same, with the rows in the file's own
+  order (owners interleaved, oldest first) rather than sorted by user: what
+  index and rollup upkeep costs when one user's rows lie far apart, as they do
+  for a load that streams the file in chunks.
 * ``SQL only``         -- the backfill's own SQL from ``psql``, without its Python:
   ``\\copy`` into the same staging table, then the same ``INSERT ... SELECT``
   (taken from ``engage_adapters.postgres.bulk``), in one transaction: the
@@ -75,10 +80,10 @@ from attrs import asdict, frozen
 from common import external_database, positive, table
 
 from engage_adapters.embedded_pg import embedded_bin_dir, start_embedded
-from engage_adapters.postgres.bulk import _INSERT, _STAGING
+from engage_adapters.postgres.bulk import INSERT_STAGED, STAGING
 from engage_adapters.postgres.migrate import upgrade
 
-GOAL_RATIO = 0.5  # the backfill should reach half the raw COPY's rows/s
+GOAL_RATIO = 0.9  # of the rows/s of a \copy into engagement_metrics itself (issue 17)
 SMALL_FRACTION = 10  # the memory-flatness file is a tenth of --rows
 HISTORY = timedelta(days=730)
 STEP_TIMEOUT = 300  # seconds; a step that takes longer is a failure, not a result
@@ -282,7 +287,7 @@ def _psql_step(name: str, rows: int, url: str, command: str, scratch: Path) -> S
     return step
 
 
-def schema_copies(url: str, scratch: Path, rows: int) -> list[Step]:
+def schema_copies(url: str, csv: Path, scratch: Path, rows: int) -> list[Step]:
     """Context rows: what ``engagement_metrics``' own upkeep costs a plain ``\\copy``.
 
     The rows of the raw copy, with user ids for emails, sorted as the backfill
@@ -327,7 +332,37 @@ def schema_copies(url: str, scratch: Path, rows: int) -> list[Step]:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("TRUNCATE engagement_metrics, metric_rollups")
     by_id.unlink()
-    return [shaped, into_table]
+    in_file_order = scratch / "metrics-in-file-order.csv"
+    _with_user_ids(url, csv, in_file_order)
+    _checkpoint(url)
+    file_order = _psql_step(
+        "\\copy, table, in the file's order",
+        rows,
+        url,
+        f"\\copy engagement_metrics {columns} FROM '{in_file_order}' WITH (FORMAT csv)",
+        scratch,
+    )
+    verify(url, rows)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("TRUNCATE engagement_metrics, metric_rollups")
+    in_file_order.unlink()
+    return [shaped, into_table, file_order]
+
+
+def _with_user_ids(url: str, source: Path, target: Path) -> None:
+    """``source``'s rows in its own order, with each user's id in place of the email."""
+    with psycopg.connect(url) as conn:
+        ids = {
+            key: str(user_id) for key, user_id in conn.execute("SELECT email_key, id FROM users")
+        }
+    with (
+        source.open(encoding="utf-8", newline="") as rows,
+        target.open("w", encoding="utf-8") as out,
+    ):
+        next(rows)  # the header
+        for line in rows:
+            email, rest = line.split(",", 1)
+            out.write(f"{ids[email]},{rest}")
 
 
 def sql_only(url: str, csv: Path, scratch: Path) -> Step:
@@ -338,11 +373,11 @@ def sql_only(url: str, csv: Path, scratch: Path) -> Step:
     _checkpoint(url)
     script = scratch / "sql-only.sql"
     script.write_text(
-        f"{_STAGING.strip()};\n"
+        f"{STAGING.strip()};\n"
         "ALTER TABLE engage_backfill ALTER COLUMN line SET DEFAULT 0;\n"
         "\\copy engage_backfill (email_key, metric_type, metric_value, recorded_at)"
         f" FROM '{csv}' WITH (FORMAT csv, HEADER true)\n"
-        f"{_INSERT.strip()};\n",
+        f"{INSERT_STAGED.strip()};\n",
         encoding="utf-8",
     )
     rows = _count_lines(csv) - 1
@@ -459,13 +494,14 @@ def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def render(steps: Sequence[Step], raw: Step) -> str:
+def render(steps: Sequence[Step], raw: Step, into_table: Step) -> str:
     header = (
         "step",
         "rows",
         "seconds",
         "rows/s",
         "vs raw copy",
+        "vs \\copy, table",
         "peak RSS MiB",
         "client CPU s",
         "server CPU s",
@@ -477,6 +513,7 @@ def render(steps: Sequence[Step], raw: Step) -> str:
             f"{s.seconds:.2f}",
             f"{s.rows_per_second:,.0f}",
             f"{s.rows_per_second / raw.rows_per_second:.2f}",
+            f"{s.rows_per_second / into_table.rows_per_second:.2f}",
             f"{s.peak_rss_bytes / 2**20:.0f}",
             f"{s.cpu_seconds:.2f}",
             "-" if s.server_cpu_seconds is None else f"{s.server_cpu_seconds:.2f}",
@@ -531,7 +568,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _progress("bench: raw \\copy into a bare table")
             raw = raw_copy(url, big, root)
             _progress("bench: \\copy into engagement_metrics' shape, then into the table")
-            context = schema_copies(url, root, args.rows)
+            context = schema_copies(url, big, root, args.rows)
             _progress("bench: the backfill's SQL alone, from psql")
             floor = sql_only(url, big, root)
             _progress("bench: engage metrics backfill")
@@ -554,8 +591,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     steps = [raw, *context, floor, first, again, smaller]
     ratio = first.rows_per_second / raw.rows_per_second
     floor_ratio = floor.rows_per_second / raw.rows_per_second
-    into_table = context[-1]
+    _, into_table, file_order = context
     table_ratio = into_table.rows_per_second / raw.rows_per_second
+    goal_ratio = first.rows_per_second / into_table.rows_per_second
+    file_order_ratio = first.rows_per_second / file_order.rows_per_second
     flat = first.peak_rss_bytes / smaller.peak_rss_bytes if smaller.peak_rss_bytes else 0.0
 
     print(
@@ -564,16 +603,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" {args.rows:,} rows ({big_bytes / 2**20:.0f} MiB of CSV) for {args.users:,} users"
     )
     print()
-    print(render(steps, raw))
+    print(render(steps, raw, into_table))
     print()
     print(
-        f"backfill at {ratio:.2f} x raw COPY speed (goal >= {GOAL_RATIO:.2f}):"
-        f" {'PASS' if ratio >= GOAL_RATIO else 'MISS'}"
+        f"backfill at {goal_ratio:.2f} x a \\copy into engagement_metrics"
+        f" (goal >= {GOAL_RATIO:.2f}): {'PASS' if goal_ratio >= GOAL_RATIO else 'MISS'}"
     )
     print(
-        f"a plain \\copy into engagement_metrics itself (indexes, foreign key, rollups; no"
-        f" staging, no de-duplication) reaches {table_ratio:.2f} x raw COPY speed;"
-        f" the backfill reaches {first.rows_per_second / into_table.rows_per_second:.2f} x that"
+        f"for context: {ratio:.2f} x the raw \\copy into a bare table; {file_order_ratio:.2f} x a"
+        f" \\copy into engagement_metrics of the rows in the file's order (that \\copy reaches"
+        f" {file_order.rows_per_second / into_table.rows_per_second:.2f} x the sorted one; the"
+        f" sorted one {table_ratio:.2f} x the raw \\copy)"
     )
     print(
         f"the backfill's SQL alone (no Python) reaches {floor_ratio:.2f} x raw COPY speed;"
@@ -610,7 +650,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "ratio_to_raw_copy": ratio,
             "sql_only_ratio_to_raw_copy": floor_ratio,
             "copy_into_table_ratio_to_raw_copy": table_ratio,
+            "ratio_to_copy_into_table": goal_ratio,
+            "ratio_to_copy_into_table_in_file_order": file_order_ratio,
             "goal_ratio": GOAL_RATIO,
+            "goal_against": "copy into engagement_metrics",
             "rss_ratio_big_to_small": flat,
             "stored": stored,
         }
