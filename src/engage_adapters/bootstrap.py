@@ -61,6 +61,7 @@ from engage_adapters.totp import PyotpOneTimePasswords
 from engage_core.mail_templates import Branding
 from engage_core.ports import (
     ActivityRepository,
+    BulkMetricStore,
     Cache,
     Clock,
     IdempotencyStore,
@@ -82,7 +83,7 @@ from engage_core.services.activity import ActivityLog
 from engage_core.services.admin import AccountAdmin
 from engage_core.services.api_keys import ApiKeyPolicy, ApiKeyRepository, ApiKeyService
 from engage_core.services.auth import AuthPolicy, AuthService
-from engage_core.services.backfill import BackfillService, BulkMetricStore
+from engage_core.services.backfill import BackfillService
 from engage_core.services.dashboard_cache import (
     CachedMetricRepository,
     DashboardCache,
@@ -134,6 +135,8 @@ class Services:
     idempotency: IdempotencyGuard
     limiter: RateLimiter
     cache: Cache
+    activity: ActivityLog
+    mfa: MfaService
     api_keys: ApiKeyService
     # This process's live streams (started by the first one, stopped on exit).
     live: LiveMetrics
@@ -142,8 +145,6 @@ class Services:
     email: EmailFlows
     mail: MailDelivery
     mail_sender: MailSender
-    activity: ActivityLog
-    mfa: MfaService
     probes: dict[str, Probe] = attrs.field(factory=dict)
     # What the schedule in `engage serve` deletes once it has expired, by name.
     purges: dict[str, Callable[[], Awaitable[int]]] = attrs.field(factory=dict)
@@ -238,13 +239,13 @@ async def build_services(
         idempotency: IdempotencyStore
         bulk: BulkMetricStore
         uow: UnitOfWork
+        factors: SecondFactorRepository
+        activity_entries: ActivityRepository
+        failed_logins: RateLimiter | None = None
         api_keys: ApiKeyRepository
         feed: MetricFeed
         link_tokens: OneTimeTokenRepository
         outbox: MailQueue
-        factors: SecondFactorRepository
-        activity_entries: ActivityRepository
-        failed_logins: RateLimiter | None = None
         probes: dict[str, Probe] = {}
         purges: dict[str, Callable[[], Awaitable[int]]] = {}
         pool_stats: Callable[[], dict[str, int]] | None = None
@@ -262,14 +263,14 @@ async def build_services(
             idempotency = PostgresIdempotencyStore(pool)
             bulk = PostgresBulkMetricStore(pool)
             uow = PostgresUnitOfWork(pool)
-            api_keys = PostgresApiKeyRepository(pool)
-            feed = PostgresMetricFeed(pool)
-            link_tokens = PostgresOneTimeTokenRepository(pool)
-            outbox = PostgresMailQueue(pool)
             factors = PostgresSecondFactorRepository(pool)
             activity_entries = PostgresActivityRepository(pool)
             failed_logins = postgres_limits = PostgresRateLimiter(pool)
             purges["rate_limits"] = postgres_limits.purge_expired
+            api_keys = PostgresApiKeyRepository(pool)
+            feed = PostgresMetricFeed(pool)
+            link_tokens = PostgresOneTimeTokenRepository(pool)
+            outbox = PostgresMailQueue(pool)
             probes["database"] = partial(ping, pool)
             pool_stats = pool.get_stats
         else:
@@ -277,11 +278,11 @@ async def build_services(
             metrics = memory_metrics = memory.InMemoryMetricRepository()
             sessions = memory_sessions = memory.InMemorySessionRepository()
             idempotency = memory_keys = memory.InMemoryIdempotencyStore()
-            api_keys = memory_api_keys = memory.InMemoryApiKeyRepository(memory_users)
-            feed = memory.InMemoryMetricFeed(memory_metrics, memory_sessions, memory_api_keys)
             factors = memory_factors = memory.InMemorySecondFactorRepository()
             activity_entries = memory_activity = memory.InMemoryActivityRepository()
             memory.link_cascade(memory_users, memory_factors, memory_activity)
+            api_keys = memory_api_keys = memory.InMemoryApiKeyRepository(memory_users)
+            feed = memory.InMemoryMetricFeed(memory_metrics, memory_sessions, memory_api_keys)
             link_tokens = memory_tokens = memory.InMemoryOneTimeTokenRepository()
             outbox = memory_outbox = memory.InMemoryMailQueue()
             memory.link_cascade(
@@ -293,10 +294,10 @@ async def build_services(
                 memory_api_keys,
             )
             uow = memory.InMemoryUnitOfWork(
-                memory_tokens,
-                memory_outbox,
                 memory_factors,
                 memory_activity,
+                memory_tokens,
+                memory_outbox,
                 memory_users,
                 memory_metrics,
                 memory_sessions,
@@ -369,18 +370,20 @@ async def build_services(
             clock=clock,
             uow=uow,
             policy=policy,
-            mail=account_mail,
             second_factor=verifier,
             activity=activity,
+            mail=account_mail,
         )
-        mfa = MfaService(verifier=verifier, auth=auth, uow=uow)
         live = LiveMetrics(feed, clock, streams_per_user=settings.streams_per_user)
         stack.push_async_callback(live.stop)
+        mfa = MfaService(verifier=verifier, auth=auth, uow=uow)
         yield Services(
             settings=settings,
             clock=clock,
             auth=auth,
             admin=AccountAdmin(auth, mfa=mfa),
+            activity=activity,
+            mfa=mfa,
             email=EmailFlows(
                 auth=auth,
                 mail=account_mail,
@@ -394,8 +397,6 @@ async def build_services(
             ),
             mail=delivery,
             mail_sender=sender,
-            activity=activity,
-            mfa=mfa,
             metrics=MetricsService(
                 metrics=metrics, clock=clock, cursors=CursorCodec(derive_key(secret, "cursor"))
             ),
@@ -403,6 +404,7 @@ async def build_services(
             idempotency=IdempotencyGuard(idempotency, uow),
             limiter=limiter,
             cache=cache,
+            purges=purges,
             api_keys=ApiKeyService(
                 keys=api_keys,
                 limiter=limiter,
@@ -414,7 +416,6 @@ async def build_services(
                 users=users,
             ),
             live=live,
-            purges=purges,
             probes=probes,
             pool_stats=pool_stats,
             breakers={"redis": shared.breaker} if shared is not None else {},
