@@ -13,7 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 from engage_adapters.postgres.live import PostgresMetricFeed, parse_notice
 from engage_adapters.postgres.metrics import PostgresMetricRepository
 from engage_core.model import MetricDraft, MetricType, MetricValue, Timestamp
-from engage_core.services.live import AccessEnded, GrantId, MetricsAdded
+from engage_core.services.live import AccessEnded, GrantId, Listening, MetricsAdded
 from support.rows import insert_users
 
 WAIT = 10.0
@@ -70,16 +70,22 @@ async def test_the_position_waits_for_the_users_writers_and_bounds_what_follows(
     assert await feed.count_after(user, 0) == (2, second.id)
 
 
-async def test_inserts_and_ended_access_notify_ids_only(
+async def test_inserts_of_followed_users_and_ended_access_notify_ids_only(
     pg_pool: AsyncConnectionPool, pg_url: str
 ) -> None:
-    [user] = await insert_users(pg_pool, 1)
+    [user, unwatched] = await insert_users(pg_pool, 2)
     repository = PostgresMetricRepository(pg_pool)
     family, key = uuid4(), uuid4()
     now = datetime.now(UTC)
     async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as listener:
         await listener.execute("LISTEN engage_metrics")
         await listener.execute("LISTEN engage_access")
+        async with pg_pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO live_followers (user_id, listener) VALUES (%s, %s)",
+                [user, listener.info.backend_pid],
+            )
+        await repository.add(unwatched, draft())  # nobody follows them: no notification
         batch = await repository.add_many(user, [draft(), draft(), draft()])
         async with pg_pool.connection() as conn:
             await conn.execute(
@@ -118,3 +124,35 @@ async def test_inserts_and_ended_access_notify_ids_only(
     # The rotation said nothing: a refresh does not end a device's session.
     assert ended_family == AccessEnded(GrantId("family", family))
     assert revoked == AccessEnded(GrantId("key", key))
+
+
+async def test_followed_users_are_listed_under_the_listening_connection_and_follow_it(
+    pg_pool: AsyncConnectionPool,
+) -> None:
+    [user] = await insert_users(pg_pool, 1)
+    feed = PostgresMetricFeed(pg_pool)
+    notices = feed.notices()
+
+    async def rows() -> list[tuple[object, ...]]:
+        async with pg_pool.connection() as conn:
+            cur = await conn.execute("SELECT user_id, listener FROM live_followers")
+            return await cur.fetchall()
+
+    try:
+        assert await asyncio.wait_for(anext(notices), WAIT) == Listening(resumed=False)
+        await feed.follow(user)
+        await feed.follow(user)  # a second stream of the same user
+        [(followed, first_listener)] = await rows()
+        assert followed == user
+        async with pg_pool.connection() as conn:
+            await conn.execute("SELECT pg_terminate_backend(%s, 5000)", [first_listener])
+
+        assert await asyncio.wait_for(anext(notices), WAIT) == Listening(resumed=True)
+        [(_, listener)] = await rows()  # the dead one's row swept, ours under the new pid
+        assert listener != first_listener
+        await feed.unfollow(user)
+        assert len(await rows()) == 1
+        await feed.unfollow(user)
+        assert await rows() == []
+    finally:
+        await notices.aclose()  # type: ignore[attr-defined]

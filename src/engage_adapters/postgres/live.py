@@ -6,6 +6,10 @@ with "family <id>" or "key <id>" when a signed-in device's session or an API
 key ends: ids only, far below NOTIFY's 8,000 bytes. PostgreSQL delivers them
 in commit order. The rows themselves are read through the pool.
 
+Metric notifications cost their writers a WAL flush under a server-wide lock,
+so the trigger sends them only for users in ``live_followers``: each process
+lists there (by its listening connection's pid) the users it has streams of.
+
 The listening connection is its own, outside the pool. When it is lost
 (a restart, ``pg_terminate_backend``, a network fault) it is opened again
 within a second or two, and the feed says ``Listening(resumed=True)``: the
@@ -53,10 +57,51 @@ def parse_notice(channel: str, payload: str) -> Notice | None:
     return None
 
 
+_SWEEP = "DELETE FROM live_followers WHERE listener NOT IN (SELECT pid FROM pg_stat_activity)"
+_FOLLOW = (
+    "INSERT INTO live_followers (user_id, listener) SELECT unnest(%s::uuid[]), %s"
+    " ON CONFLICT DO NOTHING"
+)
+
+
 class PostgresMetricFeed:
     def __init__(self, pool: AsyncConnectionPool, *, check_every: float = CHECK_EVERY) -> None:
         self._pool = pool
         self._check_every = check_every
+        # Followed users and how many streams of each this process has open.
+        self._followed: dict[UUID, int] = {}
+        self._listener: int | None = None
+        self._following = asyncio.Lock()
+
+    async def follow(self, user_id: UUID) -> None:
+        async with self._following:
+            self._followed[user_id] = self._followed.get(user_id, 0) + 1
+            if self._followed[user_id] == 1 and self._listener is not None:
+                async with connection(self._pool) as conn:
+                    await conn.execute(_FOLLOW, [[user_id], self._listener])
+
+    async def unfollow(self, user_id: UUID) -> None:
+        async with self._following:
+            left = self._followed.get(user_id, 0) - 1
+            if left > 0:
+                self._followed[user_id] = left
+                return
+            self._followed.pop(user_id, None)
+            if self._listener is not None:
+                async with connection(self._pool) as conn:
+                    await conn.execute(
+                        "DELETE FROM live_followers WHERE user_id = %s AND listener = %s",
+                        [user_id, self._listener],
+                    )
+
+    async def _listen_as(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Follow this process's users under the new connection's pid (the old rows
+        are swept once their pid is gone)."""
+        async with self._following:
+            self._listener = conn.info.backend_pid
+            await conn.execute(_SWEEP)
+            if self._followed:
+                await conn.execute(_FOLLOW, [list(self._followed), self._listener])
 
     async def notices(self) -> AsyncIterator[Notice]:
         listened = False
@@ -75,6 +120,7 @@ class PostgresMetricFeed:
                 async with conn:
                     await conn.execute(f"LISTEN {METRICS_CHANNEL}")
                     await conn.execute(f"LISTEN {ACCESS_CHANNEL}")
+                    await self._listen_as(conn)
                     failures = 0
                     log.info("live.listening", extra={"resumed": listened})
                     yield Listening(resumed=listened)
@@ -84,7 +130,8 @@ class PostgresMetricFeed:
                             notice = parse_notice(notify.channel, notify.payload)
                             if notice is not None:
                                 yield notice
-                        await conn.execute("SELECT 1")
+                        # Idle for a while: a round trip shows the connection is there.
+                        await conn.execute(_SWEEP)
             except psycopg.OperationalError as exc:
                 log.warning("live.connection_lost", extra={"reason": str(exc).strip()[:200]})
                 await asyncio.sleep(RECONNECT_DELAYS[0])

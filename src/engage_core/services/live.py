@@ -99,6 +99,15 @@ class MetricFeed(Protocol):
         first, and again after a lost connection is back."""
         ...
 
+    async def follow(self, user_id: UUID) -> None:
+        """Say that this process has one more stream of the user (metrics of users
+        nobody follows are not notified: a notification costs their writer)."""
+        ...
+
+    async def unfollow(self, user_id: UUID) -> None:
+        """One stream of the user fewer."""
+        ...
+
     async def position(self, user_id: UUID) -> int:
         """An id that every metric of the user committed from now on will exceed,
         and that no metric committed before exceeds."""
@@ -207,6 +216,7 @@ class LiveMetrics:
     _listening: asyncio.Event = field(factory=asyncio.Event, init=False)
     _listened_before: bool = field(default=False, init=False)
     _task: asyncio.Task[None] | None = field(default=None, init=False)
+    _unfollowing: set[asyncio.Task[None]] = field(factory=set, init=False)
 
     # --- streams -----------------------------------------------------------------
 
@@ -222,8 +232,14 @@ class LiveMetrics:
         start = check_after(after)
         self._refuse_over_limit(grant.user_id)
         await self._await_listening()
-        position = await self.feed.position(grant.user_id)
-        self._refuse_over_limit(grant.user_id)  # again: another stream may have opened meanwhile
+        # Followed first, then the position: a write the position does not cover is notified.
+        await self.feed.follow(grant.user_id)
+        try:
+            position = await self.feed.position(grant.user_id)
+            self._refuse_over_limit(grant.user_id)  # again: another may have opened meanwhile
+        except BaseException:
+            await self.feed.unfollow(grant.user_id)
+            raise
         stream = Stream(
             user_id=grant.user_id,
             metric_type=kind,
@@ -249,8 +265,11 @@ class LiveMetrics:
     def close(self, stream: Stream) -> None:
         stream.end(stream.end_reason or "closed")
         follower = self._followers.get(stream.user_id)
-        if follower is not None:
+        if follower is not None and stream in follower.streams:
             follower.streams.discard(stream)
+            unfollowing = asyncio.get_running_loop().create_task(self._unfollow(stream.user_id))
+            self._unfollowing.add(unfollowing)
+            unfollowing.add_done_callback(self._unfollowing.discard)
             if not follower.streams:
                 del self._followers[stream.user_id]
                 if follower.task is not None:
@@ -309,6 +328,12 @@ class LiveMetrics:
                     yield event
             if len(rows) < PAGE:
                 return
+
+    async def _unfollow(self, user_id: UUID) -> None:
+        try:
+            await self.feed.unfollow(user_id)
+        except Exception:  # the database went away: the row is swept with its listener
+            log.warning("live.unfollow_failed", exc_info=True)
 
     # --- the feed --------------------------------------------------------------------
 

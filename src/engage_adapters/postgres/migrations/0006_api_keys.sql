@@ -1,6 +1,7 @@
 -- API keys (hashes only), and what the live stream needs: metric ids that
 -- every writer of one user hands out in commit order, and notifications of new
--- metrics and of ended access (a signed-in device's session, a key).
+-- metrics (of the users someone follows) and of ended access (a signed-in
+-- device's session, a key).
 
 CREATE TABLE api_keys (
     id           uuid PRIMARY KEY,  -- also in the key's text: engk_<id>_<secret>
@@ -38,12 +39,25 @@ BEGIN
 END
 $$;
 
--- One notification per user and inserting statement: "<user> <first id> <last id> <count>".
+-- The users some process streams to, by its listening connection's pid. A
+-- NOTIFY costs its transaction a WAL flush under one lock for the whole server
+-- (inserts from 8 writers: 0.5 ms each without, 1.8-2.3 ms with), so only
+-- writes of users that someone watches pay it. Rows of a listener that is gone
+-- are swept by the next listener to connect or to sit idle.
+CREATE TABLE live_followers (
+    user_id  uuid NOT NULL,
+    listener integer NOT NULL,
+    PRIMARY KEY (user_id, listener)
+);
+
+-- One notification per followed user and inserting statement:
+-- "<user> <first id> <last id> <count>".
 CREATE FUNCTION engage_metrics_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_notify('engage_metrics', user_id::text || ' ' || min(id) || ' ' || max(id)
                       || ' ' || count(*))
        FROM added
+      WHERE user_id IN (SELECT user_id FROM live_followers)
       GROUP BY user_id;
     RETURN NULL;
 END
