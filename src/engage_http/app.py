@@ -32,7 +32,12 @@ from engage_http.controllers.ops import OpsController
 from engage_http.controllers.sessions import SessionsController
 from engage_http.headers import security_headers
 from engage_http.observability import RequestIdMiddleware
-from engage_http.openapi import ClosedStructSchemaPlugin, docs_assets, openapi_config
+from engage_http.openapi import (
+    ClosedStructSchemaPlugin,
+    ParameterProblems,
+    docs_assets,
+    openapi_config,
+)
 from engage_http.problems import EXCEPTION_HANDLERS, render
 from engage_http.prometheus import PrometheusExport, exporting, route_metrics
 from engage_http.upkeep import purging
@@ -84,7 +89,7 @@ def create_app(services: ServicesFactory, policy: HttpPolicy) -> Litestar:
         exception_handlers=dict.fromkeys(EXCEPTION_HANDLERS, _render),
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=openapi_config(),
-        plugins=[ClosedStructSchemaPlugin()],
+        plugins=[ClosedStructSchemaPlugin(), ParameterProblems()],
         debug=False,
         logging_config=None,  # observability.configure_logging owns the log format
     )

@@ -29,6 +29,8 @@ from litestar.openapi.spec import (
     SecurityRequirement,
     SecurityScheme,
 )
+from litestar.plugins import ReceiveRoutePlugin
+from litestar.routes import BaseRoute, HTTPRoute
 from litestar.static_files import create_static_files_router
 from litestar.typing import FieldDefinition
 from openapi_ui_bundles import swagger_ui
@@ -141,7 +143,7 @@ class ClosedStructSchemaPlugin(StructSchemaPlugin):
 
 
 _MEANINGS = {
-    400: "Malformed JSON, or a query parameter at fault (invalid-query, with the fields)",
+    400: "Malformed JSON, or a query or path parameter at fault (invalid-query, with the fields)",
     401: "No valid credentials, or their session has ended",
     403: "Refused: a cookie-authenticated change without X-CSRFToken, a foreign Origin, "
     "a wrong password, or an API key without the scope the operation needs",
@@ -166,6 +168,23 @@ def problems(*statuses: int) -> dict[int, ResponseSpec]:
         )
         for status in statuses
     }
+
+
+class ParameterProblems(ReceiveRoutePlugin):
+    """An operation with path parameters or a body documents its 400 as a problem.
+
+    Litestar documents a plain application/json 400 for any such operation whose
+    handler declares none; engage answers every 400 as a problem, so say that.
+    """
+
+    def receive_route(self, route: BaseRoute) -> None:
+        if not isinstance(route, HTTPRoute):
+            return
+        for handler in route.route_handlers:
+            takes_body = "data" in handler.parsed_fn_signature.parameters
+            declared = handler.responses or {}
+            if (route.path_parameters or takes_body) and 400 not in declared:
+                handler.responses = {**declared, **problems(400)}
 
 
 def no_content(description: str) -> dict[int, ResponseSpec]:

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pytest
+from litestar import Litestar, get, post
+from litestar.params import JSONBody, PathParameter
+
+from engage_http.openapi import ParameterProblems
 
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
 METRICS = "/api/dashboard/metrics"
@@ -112,6 +116,25 @@ async def test_every_error_is_a_problem_json_of_one_schema(openapi: dict[str, An
     assert sorted(field["properties"]) == ["field", "message"]
 
 
+def test_a_path_parameter_or_body_without_a_declared_400_documents_a_problem() -> None:
+    @get("/things/{thing_id:int}", sync_to_thread=False)
+    def thing(thing_id: Annotated[int, PathParameter()]) -> None: ...
+
+    @post("/things", sync_to_thread=False)
+    def new_thing(data: JSONBody[dict[str, str]]) -> None: ...
+
+    @get("/things", sync_to_thread=False)
+    def things() -> None: ...
+
+    app = Litestar([thing, new_thing, things], plugins=[ParameterProblems()])
+    paths = app.openapi_schema.to_schema()["paths"]
+
+    for method, path in [("get", "/things/{thing_id}"), ("post", "/things")]:
+        bad = paths[path][method]["responses"]["400"]
+        assert bad["content"] == {"application/problem+json": {"schema": PROBLEM}}, method
+    assert "400" not in paths["/things"]["get"]["responses"]
+
+
 async def test_a_204_has_no_content_and_metrics_are_prometheus_text(
     openapi: dict[str, Any],
 ) -> None:
@@ -164,6 +187,8 @@ async def test_the_validation_rules_are_schema_constraints(openapi: dict[str, An
     assert parameter(openapi, "get", SUMMARY, "bucket")["enum"] == ["hour", "day", "week"]
     assert "Europe/Berlin" in parameter(openapi, "get", SUMMARY, "tz")["enum"]
     assert parameter(openapi, "post", "/api/auth/logout", "scope")["enum"] == ["current", "all"]
+    session = parameter(openapi, "delete", "/api/auth/sessions/{session_id}", "session_id")
+    assert session["format"] == "uuid"
     key = parameter(openapi, "post", METRICS, "Idempotency-Key")
     assert key["pattern"] == "^[!-~]{1,255}$"
 

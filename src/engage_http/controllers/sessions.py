@@ -59,7 +59,9 @@ class SessionsController(Controller):
         self,
         request: Request[Any, Any, Any],
         principal: CurrentPrincipal,
-        session_id: Annotated[str, PathParameter(description="The session's id, as listed")],
+        session_id: Annotated[
+            str, PathParameter(description="The session's id, as listed", format="uuid")
+        ],
     ) -> Response[None]:
         try:
             device_id = UUID(session_id)
