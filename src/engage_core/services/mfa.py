@@ -23,7 +23,7 @@ from uuid import UUID
 import attrs
 from attrs import define, frozen
 
-from engage_core.errors import Conflict, FieldError, Forbidden, Unauthorized, ValidationFailed
+from engage_core.errors import Conflict, Forbidden, Unauthorized, ValidationFailed
 from engage_core.model import (
     OPERATOR,
     ActivityKind,
@@ -261,8 +261,8 @@ class MfaService:
         if factor is None or factor.enabled:
             raise Conflict("no second factor waits for confirmation; set one up first")
         step = self.verifier.step_of(factor, text) if _TOTP_CODE.fullmatch(text) else None
-        if step is None:
-            raise ValidationFailed([FieldError("code", "is not the current code")])
+        if step is None:  # a well-formed code, refused as disable refuses a wrong one
+            raise Forbidden("the code is not the current one")
         recovery = new_recovery_codes(self.verifier.policy.recovery_codes)
         async with self.uow.atomic():
             if not await self.factors.enable(

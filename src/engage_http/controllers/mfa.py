@@ -69,7 +69,7 @@ class MfaController(Controller):
         status_code=200,
         summary="Turn TOTP on with a code from the app; the recovery codes, shown once",
         security=CHANGE_SECURITY,
-        # 422 for a wrong code; 409 when nothing waits for confirmation.
+        # 403 for a wrong code; 409 when nothing waits for confirmation.
         responses=problems(*JSON_BODY, *SIGNED_IN, *CHANGE, 409),
     )
     async def confirm_totp(

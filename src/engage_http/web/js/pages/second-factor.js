@@ -133,6 +133,7 @@ export async function render(view, app) {
     handleSubmit(form, {
       fields: [code],
       status,
+      fieldFor: { 403: "code" },
       submit: async (values) => {
         const { recovery_codes: codes } = await api.post("/api/auth/mfa/totp/confirm", { code: values.code.trim() });
         showCodes(codes, "The second factor is on.");
