@@ -458,7 +458,8 @@ class ApiKeyIn(_In):
         Annotated[
             str,
             Meta(
-                description="ISO 8601 date-time with an offset, in the future; none: never",
+                description="ISO 8601 date-time with an offset, in the future (before the year "
+                "10000 in UTC); none: never",
                 examples=["2027-01-01T00:00:00Z"],
                 extra_json_schema={"extra": {"format": "date-time"}},
             ),

@@ -58,16 +58,30 @@ def server(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
         yield base
 
 
+# A login challenge comes only from an account with a second factor, which the test
+# account has not: every verify is a 401 by design, no sign of credentials gone wrong.
+CONFIG = """
+[[operations]]
+include-path = "/api/auth/mfa/verify"
+warnings = [
+  "missing_test_data", "validation_mismatch", "unsupported_regex", "method_not_allowed",
+  "rate_limited",
+]
+"""
+
+
 def test_schemathesis_finds_nothing(server: str, tmp_path: Path) -> None:
     password = secrets.token_urlsafe(16)
     signed_up = httpx.post(
         f"{server}/api/auth/signup", json={"email": EMAIL, "password": password}, timeout=30
     )
     assert signed_up.status_code == 201, signed_up.text
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(CONFIG)
 
     run = subprocess.run(
         [
-            *(sys.executable, "-m", "schemathesis.cli", "run"),
+            *(sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run"),
             f"{server}/schema/openapi.json",
             *("--checks", "all"),
             *("--max-examples", "25"),

@@ -12,12 +12,15 @@ it meant to be invalid stays invalid:
 - a ``cursor`` is one the server issued, or none (any other is a 400);
 - ``since`` comes before ``until`` (a cross-field rule);
 - a ``recorded_at`` lies between 1970 and now (a bound relative to the clock);
-- an API key's ``expires_at`` lies in the future (the same);
+- an API key's ``expires_at`` lies between now and the year 9000 (the same; the
+  server holds no moment past 9999 in UTC);
 - a link's ``token`` (verify, reset, confirm) is one engage mailed, which no
   generator can make: a token of the documented form is taken out of the body,
   so the case is judged as the invalid request it is (any other is a 400);
 - a new address is asked for with the account's password (any other is a 403):
-  nothing changes until a link no case has is opened.
+  nothing changes until a link no case has is opened; so are turning the second
+  factor off and new recovery codes, which the account (without one) is refused
+  with a 409.
 """
 
 from __future__ import annotations
@@ -38,7 +41,11 @@ from engage_core.services.account_mail import LINK_TOKEN_PATTERN
 _KEY = re.compile(r"[!-~]{1,255}")
 _CURSOR = re.compile(r"[A-Za-z0-9_-]{44}")
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+# check_bound holds later moments at 9000, among them ones past 9999 in UTC, which no key holds.
+_LATEST_EXPIRY = datetime(9000, 1, 1, tzinfo=UTC)
 _LINK_TOKEN = re.compile(LINK_TOKEN_PATTERN[1:-1])
+# Asked with the account's password: nothing changes, as the account has no second factor.
+_WITH_PASSWORD = {"/api/auth/email", "/api/auth/mfa/disable", "/api/auth/mfa/recovery-codes"}
 
 
 @schemathesis.auth(refresh_interval=None)
@@ -81,7 +88,7 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
     body = case.body
     if isinstance(body, dict) and _matches(_LINK_TOKEN, body.get("token")):
         del body["token"]
-    if case.path == "/api/auth/email" and isinstance(body, dict) and "password" in body:
+    if case.path in _WITH_PASSWORD and isinstance(body, dict) and "password" in body:
         body["password"] = os.environ["ENGAGE_ST_PASSWORD"]
     if isinstance(body, dict):
         items = body.get("items")
@@ -89,7 +96,7 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
             if isinstance(metric, dict):
                 _recorded_in_window(metric)
         expiry = _moment(body.get("expires_at"))
-        if expiry is not None and expiry <= datetime.now(UTC):
+        if expiry is not None and not datetime.now(UTC) < expiry < _LATEST_EXPIRY:
             body["expires_at"] = (datetime.now(UTC) + timedelta(days=30)).isoformat()
 
 
