@@ -3,8 +3,12 @@ a real aiosmtpd server on loopback) take a message the same way, and fail the sa
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import email
 import email.policy
+import gc
+import warnings
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
@@ -226,6 +230,29 @@ async def test_a_refused_address_is_a_failure_for_good(subject: Subject) -> None
 
 
 # --- SMTP only ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["smtp-starttls", "smtps"])
+def test_a_send_leaves_no_connection_open(
+    request: pytest.FixtureRequest, clock: FakeClock, mode: str
+) -> None:
+    """Delivered or refused, the socket is closed when send returns, even over TLS
+    (whose goodbye outlives aiosmtplib's close): a caller's loop may end right then."""
+    server = request.getfixturevalue("starttls_server" if mode == "smtp-starttls" else "tls_server")
+    subject = _smtp(server, clock)
+    server.refused.add("nobody@example.com")
+    for to in ["ada@example.com", "nobody@example.com"] * 5:
+        loop = asyncio.new_event_loop()
+        try:
+            with contextlib.suppress(MailNotSent):
+                loop.run_until_complete(subject.mailer.send(_message(to)))
+        finally:
+            loop.close()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        gc.collect()
+    assert [str(w.message) for w in caught] == []
+    server.refused.clear()
 
 
 async def test_credentials_are_never_sent_without_tls(

@@ -9,10 +9,12 @@ CAs (``SSL_CERT_FILE`` names others) unless a TLS context is given.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
+from aiosmtplib.protocol import SMTPProtocol
 from attrs import field, frozen
 
 from engage_adapters.mail.message import as_email
@@ -20,6 +22,8 @@ from engage_core.ports import Clock, MailMessage, MailNotSent
 
 SCHEMES = {"smtp": 587, "smtps": 465}
 DEFAULT_TIMEOUT = 30.0
+# How long a closed connection may take to say goodbye over TLS before it is cut.
+CLOSE_GRACE = 2.0
 
 
 @frozen(kw_only=True)
@@ -97,8 +101,10 @@ class SmtpMailer:
             tls_context=self._tls_context,
         )
         mail = as_email(message, self._sender, self._clock.now())
+        connection: SMTPProtocol | None = None
         try:
             async with client:
+                connection = client.protocol
                 _, reply = await client.send_message(mail)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refusals = exc.recipients
@@ -111,4 +117,25 @@ class SmtpMailer:
             raise MailNotSent(f"{exc.code} {exc.message}", permanent=exc.code >= 500) from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError, ssl.SSLError) as exc:
             raise MailNotSent(f"{server}: {type(exc).__name__}: {exc}") from None
+        finally:
+            await _until_closed(connection)
         return reply
+
+
+async def _until_closed(connection: SMTPProtocol | None) -> None:
+    """Return once the connection's socket is closed, on every path.
+
+    aiosmtplib closes a TLS connection by starting its goodbye (close_notify) and
+    returning: a caller whose event loop ends then (a CLI command, a test) would
+    leave the socket open. A goodbye that takes over CLOSE_GRACE seconds is cut.
+    """
+    if connection is None:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CLOSE_GRACE
+    # aiosmtplib tells no one when its connection ends: look until it has.
+    while connection.transport is not None and loop.time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.005)
+    if isinstance(connection.transport, asyncio.Transport):
+        connection.transport.abort()
+        await asyncio.sleep(0)  # the transport closes its socket on the next turn
