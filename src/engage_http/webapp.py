@@ -35,6 +35,7 @@ PAGE_PATHS = (
     "/sessions",
     "/second-factor",
     "/activity",
+    "/api-keys",
     "/change-email",
     "/verify-email",
     "/confirm-email",

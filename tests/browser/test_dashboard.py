@@ -16,6 +16,8 @@ def api_calls(page: Page) -> list[str]:
     seen: list[str] = []
 
     def note(request: Request) -> None:
+        if request.resource_type == "eventsource":
+            return  # the live stream, opened once and left open: not a call of the render
         path = request.url.split("//", 1)[1].split("/", 1)[1].split("?", 1)[0]
         if path.startswith("api/"):
             seen.append(f"{request.method} /{path}")

@@ -74,8 +74,11 @@ def _message(event: StreamEvent) -> ServerSentEventMessage:
         body = encode({"count": event.count, "last_id": event.id}).decode()
         return ServerSentEventMessage(event="backfill", id=event.id, data=body)
     if event.kind == "position":
-        # An id without data sets the client's Last-Event-ID and dispatches nothing.
-        return ServerSentEventMessage(id=event.id, data=None, retry=RECONNECT_AFTER_MS)
+        # Sets the client's Last-Event-ID before any metric, so a reconnect resumes from here.
+        body = encode({"after": event.id}).decode()
+        return ServerSentEventMessage(
+            event="position", id=event.id, data=body, retry=RECONNECT_AFTER_MS
+        )
     if event.kind == "end":
         return ServerSentEventMessage(event="end", data=encode({"reason": event.reason}).decode())
     return ServerSentEventMessage(comment="keep-alive", data=None)
@@ -98,7 +101,8 @@ class LiveController(Controller):
             "text/event-stream. `metric` events (id: the metric's id, data: the metric as "
             "the list returns it), one per new metric from any writer; a `backfill` event "
             "(data: {count, last_id}) for a load of more than 1,000 at once; a comment "
-            "every 15 s. It opens with `id: N` and no data: the position it starts from. "
+            "every 15 s. It opens with a `position` event (id: N, data: {after: N}): where it "
+            "starts. "
             "Reconnecting with Last-Event-ID (or ?after=) sends every metric after that id "
             "first. An `end` event (data: {reason}) comes before the server closes it: "
             "a logout, the end of the session, or the key's revocation or expiry."

@@ -10,6 +10,7 @@ export const routes = [
   { path: "/sessions", title: "Sessions", session: true, load: () => import("./pages/sessions.js") },
   { path: "/second-factor", title: "Second factor", session: true, load: () => import("./pages/second-factor.js") },
   { path: "/activity", title: "Activity", session: true, load: () => import("./pages/activity.js") },
+  { path: "/api-keys", title: "API keys", session: true, load: () => import("./pages/api-keys.js") },
   { path: "/change-email", title: "Change email address", session: true, load: () => import("./pages/change-email.js") },
   { path: "/verify-email", title: "Verify your email address", load: () => import("./pages/verify-email.js") },
   { path: "/confirm-email", title: "Confirm your new email address", load: () => import("./pages/confirm-email.js") },

@@ -72,6 +72,7 @@ export async function render(view, app) {
         { class: "links" },
         el("li", {}, el("a", { href: "/second-factor", text: "Set up or change the second factor" })),
         el("li", {}, el("a", { href: "/activity", text: "Recent sign-ins and account changes" })),
+        el("li", {}, el("a", { href: "/api-keys", text: "API keys for devices and scripts" })),
       ),
     ),
     el(

@@ -7,6 +7,7 @@ import { api, ApiError } from "../api.js";
 import { createChart } from "../chart.js";
 import { el, nextId } from "../dom.js";
 import { field, handleSubmit, OFFLINE, statusLine } from "../forms.js";
+import { followMetrics } from "../live.js";
 import { verificationBanner } from "../verify-banner.js";
 import {
   addBuckets,
@@ -348,18 +349,18 @@ export async function render(view, app) {
     }
   }
 
-  function appendRows(items) {
-    rows.append(
-      ...items.map((metric) =>
-        el(
-          "tr",
-          { "data-id": metric.id },
-          el("td", {}, el("time", { datetime: metric.recorded_at, text: formatMoment(new Date(metric.recorded_at)) })),
-          el("td", { text: metric.metric_type }),
-          el("td", { class: "number", text: formatNumber(metric.metric_value) }),
-        ),
-      ),
+  function rowOf(metric) {
+    return el(
+      "tr",
+      { "data-id": metric.id, "data-at": metric.recorded_at },
+      el("td", {}, el("time", { datetime: metric.recorded_at, text: formatMoment(new Date(metric.recorded_at)) })),
+      el("td", { text: metric.metric_type }),
+      el("td", { class: "number", text: formatNumber(metric.metric_value) }),
     );
+  }
+
+  function appendRows(items) {
+    rows.append(...items.map(rowOf));
   }
 
   function drawPage(page, { replace }) {
@@ -476,6 +477,32 @@ export async function render(view, app) {
       await loadAll();
       return `Recorded ${metric.metric_type} = ${formatNumber(metric.metric_value)} at ${formatMoment(new Date(metric.recorded_at))}.`;
     },
+  });
+
+  // --- live: metrics pushed as they are recorded, by this or any other device ------
+  let reloading = null;
+  function reloadSoon(load) {
+    clearTimeout(reloading); // a burst of metrics: one reload after it
+    reloading = setTimeout(() => settle(load()), 300);
+  }
+
+  function showNew(metric) {
+    const at = new Date(metric.recorded_at);
+    const listed = (!listShown.type || listShown.type === metric.metric_type) && at >= sinceOf();
+    if (listShown.query && listed && !rows.querySelector(`tr[data-id="${metric.id}"]`)) {
+      // Newest first, as the list is: before the first row recorded earlier.
+      const later = [...rows.children].find((row) => new Date(row.dataset.at) < at);
+      if (later) rows.insertBefore(rowOf(metric), later);
+      else if (!listShown.cursor) rows.append(rowOf(metric)); // else it belongs to a later page
+      table.hidden = rows.children.length === 0;
+    }
+    reloadSoon(() => loadSummary(sinceOf())); // the chart's bucket and the totals grow
+  }
+
+  followMetrics({
+    onMetric: showNew,
+    onBackfill: () => reloadSoon(loadAll),
+    isActive: () => view.isConnected,
   });
 
   showWho();
