@@ -1107,6 +1107,12 @@ class InMemoryMetricFeed:
     def _rows(self, user_id: UUID) -> list[EngagementMetric]:
         return sorted(self._metrics._rows.get(user_id, []), key=lambda m: m.id)
 
+    async def follow(self, user_id: UUID) -> None:
+        return None  # told of every write anyway: telling costs nothing here
+
+    async def unfollow(self, user_id: UUID) -> None:
+        return None
+
     async def position(self, user_id: UUID) -> int:
         return max((m.id for rows in self._metrics._rows.values() for m in rows), default=0)
 

@@ -46,8 +46,8 @@ TRUSTED_ORIGIN = "https://app.example.com"
 PASSWORD = "correct horse battery staple"
 PROBLEM_JSON = "application/problem+json"
 TABLES = (
-    "users, engagement_metrics, sessions, metric_rollups, idempotency_keys, activity, rate_limits"
-    ", mail_outbox"
+    "users, engagement_metrics, sessions, metric_rollups, idempotency_keys, mail_outbox"
+    ", activity, rate_limits"
 )
 
 Client = httpx.AsyncClient
