@@ -8,8 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -17,49 +16,16 @@ import attrs
 import psycopg
 import pytest
 
-from engage_adapters.bootstrap import Services, Storage, build_services
-from engage_adapters.memory import FakeClock, FakePasswordHasher
+from engage_adapters.bootstrap import Services
 from engage_adapters.postgres.transaction import connection
-from engage_adapters.settings import load_settings
 from engage_core.errors import RequestInProgress
 from engage_core.ports import StoredResponse, UnitOfWork
 from engage_core.services.idempotency import IdempotencyGuard, fingerprint
 from engage_core.services.metrics import MetricsService
 from support.faults import StepFailed
 
-TABLES = "users, engagement_metrics, sessions, metric_rollups, idempotency_keys"
 KEY = "retry-me"
 REQUEST = fingerprint("POST", "/api/dashboard/metrics", b'{"metric_type": "views"}')
-
-
-@pytest.fixture(params=["postgres", "memory"])
-def storage(request: pytest.FixtureRequest) -> Storage:
-    return request.param  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def database_url(storage: Storage, request: pytest.FixtureRequest) -> str | None:
-    """This module's database, emptied (sync: the server fixture runs its own loop)."""
-    if storage != "postgres":
-        return None
-    url: str = request.getfixturevalue("pg_url")
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
-    return url
-
-
-@pytest.fixture
-async def services(
-    storage: Storage, database_url: str | None, tmp_path: Path
-) -> AsyncIterator[Services]:
-    environ = {"ENGAGE_JWT_SECRET": "s" * 32, "ENGAGE_DATA_DIR": str(tmp_path)}
-    if database_url is not None:
-        environ["ENGAGE_DATABASE_URL"] = database_url
-    clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
-    async with build_services(
-        load_settings(environ), storage=storage, hasher=FakePasswordHasher(), clock=clock
-    ) as built:
-        yield built
 
 
 @pytest.fixture
