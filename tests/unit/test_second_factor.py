@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from engage_adapters import memory
 from engage_core import AuthService, BrowserLogin, Principal
-from engage_core.errors import Conflict, Forbidden, RateLimited, Unauthorized, ValidationFailed
+from engage_core.errors import Conflict, Forbidden, RateLimited, Unauthorized
 from engage_core.model import ActivityKind, Client
 from engage_core.ports import ActivityQuery
 from engage_core.queries import CursorCodec
@@ -155,7 +155,7 @@ async def test_set_up_is_off_until_a_correct_code_confirms_it(world: World) -> N
     principal = await _signed_in(world)
     enrolment = await world.mfa.begin_totp(principal)
 
-    with pytest.raises(ValidationFailed):
+    with pytest.raises(Forbidden):
         await world.mfa.confirm_totp(principal, world.code(enrolment.secret, 2), PHONE)
     assert await world.mfa.status(principal) == (False, 0)
     assert isinstance(
