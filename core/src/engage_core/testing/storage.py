@@ -1,40 +1,26 @@
-"""In-memory fakes of every engage_core port.
-
-Public and supported: another service can test against them without a
-database. They pass the same contract tests as the real adapters. They are
-not safe across threads or processes, only within one event loop.
-"""
+"""In-memory repositories: the storage ports over dicts, with the database's
+rules (unique emails, cascades on delete, keyset order)."""
 
 from __future__ import annotations
 
-import asyncio
 import copy
-import hashlib
 import hmac
 import itertools
-import secrets
-import time
-from collections import deque
 from collections.abc import (
     AsyncGenerator,
-    AsyncIterator,
-    Awaitable,
     Callable,
     Collection,
     Iterable,
-    Iterator,
     Sequence,
 )
-from contextlib import asynccontextmanager, contextmanager
-from contextvars import ContextVar
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
 import attrs
-from attrs import define, field
 
-from engage_core.errors import Conflict, Unauthorized
+from engage_core.errors import Conflict
+from engage_core.inprocess import _seconds_from
 from engage_core.model import (
     ActivityEntry,
     DeviceSession,
@@ -45,7 +31,6 @@ from engage_core.model import (
     MetricValue,
     MfaChallenge,
     OneTimeToken,
-    Password,
     Session,
     Timestamp,
     TokenPurpose,
@@ -53,72 +38,31 @@ from engage_core.model import (
     User,
 )
 from engage_core.ports import (
-    AccessClaims,
     ActivityQuery,
     Clock,
     ExportedMetric,
     LoadOutcome,
-    MailMessage,
-    MailStatus,
-    QueuedMail,
-    RateDecision,
     Reservation,
     RowFault,
     StagedMetric,
     StoredResponse,
 )
-from engage_core.queries import CursorCodec, MetricPageQuery, Position, Series, SummaryQuery
+from engage_core.queries import MetricPageQuery, Position, Series, SummaryQuery
 from engage_core.services.api_keys import LAST_USED_RESOLUTION, ApiKey, OwnedApiKey
-from engage_core.services.auth import AuthPolicy, AuthService
-from engage_core.services.idempotency import IdempotencyGuard
-from engage_core.services.live import AccessEnded, GrantId, Listening, MetricsAdded, Notice
-from engage_core.services.metrics import MetricsService
 from engage_core.summaries import Aggregate, in_query, summarize
 
 __all__ = [
-    "FakeClock",
-    "FakeOneTimePasswords",
-    "FakePasswordHasher",
-    "FakeSecretBox",
-    "FakeTokenIssuer",
     "InMemoryActivityRepository",
     "InMemoryApiKeyRepository",
     "InMemoryBulkMetricStore",
-    "InMemoryCache",
     "InMemoryIdempotencyStore",
-    "InMemoryMailQueue",
-    "InMemoryMetricFeed",
     "InMemoryMetricRepository",
     "InMemoryOneTimeTokenRepository",
-    "InMemoryRateLimiter",
     "InMemorySecondFactorRepository",
-    "InMemoryServices",
     "InMemorySessionRepository",
-    "InMemoryUnitOfWork",
     "InMemoryUserRepository",
-    "in_memory_services",
     "link_cascade",
 ]
-
-
-@define
-class FakeClock:
-    """A clock that stands still until told to move."""
-
-    current: datetime = field(factory=lambda: datetime(2026, 1, 1, 12, tzinfo=UTC))
-
-    def now(self) -> datetime:
-        return self.current
-
-    def advance(self, delta: timedelta | float) -> None:
-        self.current += delta if isinstance(delta, timedelta) else timedelta(seconds=delta)
-
-
-def _seconds_from(clock: Clock | None) -> Callable[[], float]:
-    """Seconds for expiry: the given clock's (so tests can jump), else monotonic."""
-    if clock is None:
-        return time.monotonic
-    return lambda: clock.now().timestamp()
 
 
 class InMemoryUserRepository:
@@ -359,205 +303,6 @@ def link_cascade(users: InMemoryUserRepository, *owned: _OwnedByUsers) -> None:
     users.on_delete.extend(store.forget_user for store in owned)
 
 
-class _Restorable(Protocol):
-    def checkpoint(self) -> Callable[[], None]:
-        """A function that puts the store's rows back as they are now."""
-        ...
-
-
-@define
-class _Unit:
-    owner: InMemoryUnitOfWork
-    restore: list[Callable[[], None]]
-    after_commit: list[Callable[[], Awaitable[object]]] = field(factory=list)
-    open: bool = True
-
-
-_current_unit: ContextVar[_Unit | None] = ContextVar("engage_memory_unit", default=None)
-
-
-class InMemoryUnitOfWork:
-    """Units of work over the given fakes: a block copies their rows on entry and
-    puts the copy back if it fails. Units run one at a time (a lock), but other
-    tasks' single operations do not wait: they see a unit's writes before it
-    commits, and a rollback undoes what they wrote meanwhile. Tests that need
-    isolation between tasks run over PostgreSQL."""
-
-    def __init__(self, *stores: _Restorable) -> None:
-        self._stores = stores
-        self._lock = asyncio.Lock()
-
-    @asynccontextmanager
-    async def atomic(self) -> AsyncIterator[None]:
-        outer = self._bound()
-        if outer is not None:
-            with self._block() as inner:
-                yield
-            outer.after_commit.extend(inner.after_commit)
-            return
-        async with self._lock:
-            with self._block() as unit:
-                yield
-        for action in unit.after_commit:
-            await action()
-
-    async def after_commit(self, action: Callable[[], Awaitable[object]]) -> None:
-        unit = self._bound()
-        if unit is None:
-            await action()
-        else:
-            unit.after_commit.append(action)
-
-    def _bound(self) -> _Unit | None:
-        unit = _current_unit.get()
-        return unit if unit is not None and unit.open and unit.owner is self else None
-
-    @contextmanager
-    def _block(self) -> Iterator[_Unit]:
-        unit = _Unit(self, [store.checkpoint() for store in self._stores])
-        token = _current_unit.set(unit)
-        try:
-            yield unit
-        except BaseException:
-            for restore in unit.restore:
-                restore()
-            raise
-        finally:
-            unit.open = False
-            _current_unit.reset(token)
-
-
-class FakePasswordHasher:
-    """Fast and insecure: a salted SHA-256. For tests only, never for real passwords.
-
-    Hashes are ``fake$<rounds>$<salt>$<digest>``; ``rounds`` only marks the
-    settings a hash was made with, so rehash-on-login can be tested.
-    """
-
-    def __init__(self, rounds: int = 1) -> None:
-        self.rounds = rounds
-        self.hash_calls = 0
-        self.verify_calls = 0
-
-    async def hash(self, password: Password) -> str:
-        self.hash_calls += 1
-        salt = secrets.token_hex(8)
-        return f"fake${self.rounds}${salt}${self._digest(salt, password)}"
-
-    async def verify(self, password: Password, password_hash: str) -> bool:
-        self.verify_calls += 1
-        parts = password_hash.split("$")
-        if len(parts) != 4 or parts[0] != "fake":
-            return False
-        return hmac.compare_digest(parts[3].encode(), self._digest(parts[2], password).encode())
-
-    def needs_rehash(self, password_hash: str) -> bool:
-        parts = password_hash.split("$")
-        return len(parts) != 4 or parts[1] != str(self.rounds)
-
-    @staticmethod
-    def _digest(salt: str, password: Password) -> str:
-        return hashlib.sha256(f"{salt}:{password.value}".encode()).hexdigest()
-
-
-class FakeTokenIssuer:
-    """Opaque random tokens mapped to their claims in memory; expiry from a clock."""
-
-    def __init__(self, clock: Clock) -> None:
-        self._clock = clock
-        self._claims: dict[str, AccessClaims] = {}
-
-    async def issue(self, claims: AccessClaims) -> str:
-        token = f"fake.{secrets.token_urlsafe(24)}"
-        self._claims[token] = claims
-        return token
-
-    async def verify(self, token: str) -> AccessClaims:
-        claims = self._claims.get(token)
-        if claims is None:
-            raise Unauthorized("authentication required", reason="unknown token")
-        if self._clock.now() >= claims.expires_at:
-            raise Unauthorized("authentication required", reason="token expired")
-        return claims
-
-
-class InMemoryCache:
-    """A dict with expiry. Per process: not shared between workers."""
-
-    def __init__(self, clock: Clock | None = None) -> None:
-        self._now = _seconds_from(clock)
-        self._items: dict[str, tuple[bytes, float]] = {}
-
-    async def get(self, key: str) -> bytes | None:
-        item = self._items.get(key)
-        if item is None:
-            return None
-        if item[1] <= self._now():
-            del self._items[key]
-            return None
-        return item[0]
-
-    async def set(
-        self, key: str, value: bytes, *, ttl: float, only_if_absent: bool = False
-    ) -> bool:
-        if only_if_absent and await self.get(key) is not None:
-            return False
-        self._items[key] = (value, self._now() + ttl)
-        self._evict_expired_sometimes()
-        return True
-
-    async def delete(self, *keys: str) -> None:
-        for key in keys:
-            self._items.pop(key, None)
-
-    async def incr(self, key: str) -> int:
-        current = await self.get(key)
-        value = int(current or b"0") + 1
-        expires = self._items[key][1] if key in self._items else float("inf")
-        self._items[key] = (str(value).encode(), expires)
-        return value
-
-    def _evict_expired_sometimes(self) -> None:
-        if len(self._items) % 1024 == 0:
-            now = self._now()
-            for key in [k for k, (_, exp) in self._items.items() if exp <= now]:
-                del self._items[key]
-
-
-class InMemoryRateLimiter:
-    """A sliding-window log per key. Per process: not shared between workers."""
-
-    def __init__(self, clock: Clock | None = None) -> None:
-        self._now = _seconds_from(clock)
-        self._events: dict[str, deque[float]] = {}
-
-    async def hit(self, key: str, *, limit: int, window: float) -> RateDecision:
-        decision = await self.peek(key, limit=limit, window=window)
-        if decision.allowed:
-            self._events.setdefault(key, deque()).append(self._now())
-            return RateDecision(True, decision.remaining - 1, 0.0)
-        return decision
-
-    async def peek(self, key: str, *, limit: int, window: float) -> RateDecision:
-        now = self._now()
-        events = self._events.get(key)
-        if events is not None:
-            while events and events[0] <= now - window:
-                events.popleft()
-            if not events:
-                del self._events[key]
-                events = None
-        count = len(events) if events else 0
-        if count < limit:
-            return RateDecision(True, limit - count, 0.0)
-        assert events is not None
-        # Allowed again once the oldest event that keeps us at the limit leaves the window.
-        return RateDecision(False, 0, max(0.0, events[count - limit] + window - now))
-
-    async def reset(self, key: str) -> None:
-        self._events.pop(key, None)
-
-
 class InMemoryIdempotencyStore:
     def __init__(self, clock: Clock | None = None) -> None:
         self._now = _seconds_from(clock)
@@ -596,54 +341,6 @@ class InMemoryIdempotencyStore:
             self._items = items
 
         return restore
-
-
-@define(kw_only=True)
-class InMemoryServices:
-    """The use cases wired over the fakes: a whole engage-suite in one process,
-    for another service's tests or a quick try-out. Nothing touches disk."""
-
-    clock: FakeClock
-    users: InMemoryUserRepository
-    metrics_repository: InMemoryMetricRepository
-    sessions: InMemorySessionRepository
-    auth: AuthService
-    metrics: MetricsService
-    idempotency: IdempotencyGuard
-
-
-def in_memory_services(
-    *, clock: FakeClock | None = None, policy: AuthPolicy | None = None
-) -> InMemoryServices:
-    """Sign-up, login, metrics and summaries over the fakes, ready to call."""
-    clock = clock or FakeClock(datetime.now(UTC))
-    users = InMemoryUserRepository()
-    metrics = InMemoryMetricRepository()
-    sessions = InMemorySessionRepository()
-    keys = InMemoryIdempotencyStore(clock)
-    link_cascade(users, metrics, sessions, keys)
-    uow = InMemoryUnitOfWork(users, metrics, sessions, keys)
-    return InMemoryServices(
-        clock=clock,
-        users=users,
-        metrics_repository=metrics,
-        sessions=sessions,
-        auth=AuthService(
-            users=users,
-            sessions=sessions,
-            hasher=FakePasswordHasher(),
-            tokens=FakeTokenIssuer(clock),
-            cache=InMemoryCache(clock),
-            limiter=InMemoryRateLimiter(clock),
-            clock=clock,
-            uow=uow,
-            policy=policy or AuthPolicy(),
-        ),
-        metrics=MetricsService(
-            metrics=metrics, clock=clock, cursors=CursorCodec(secrets.token_bytes(32))
-        ),
-        idempotency=IdempotencyGuard(keys, uow),
-    )
 
 
 class InMemoryBulkMetricStore:
@@ -752,88 +449,6 @@ class InMemoryOneTimeTokenRepository:
                 self._by_hash[token_hash] = attrs.evolve(token, used_at=at)
                 revoked += 1
         return revoked
-
-
-class InMemoryMailQueue:
-    """The outbox in a dict. ``messages()`` lists what was queued, for tests."""
-
-    def __init__(self) -> None:
-        self._items: dict[UUID, QueuedMail] = {}
-
-    def checkpoint(self) -> Callable[[], None]:
-        items = dict(self._items)  # its values are immutable
-
-        def restore() -> None:
-            self._items = items
-
-        return restore
-
-    def messages(self) -> list[MailMessage]:
-        """Every message queued, oldest first, whatever its state."""
-        return [q.message for q in sorted(self._items.values(), key=lambda q: q.created_at)]
-
-    async def enqueue(self, message: MailMessage, at: datetime) -> None:
-        self._items[message.id] = QueuedMail(
-            message=message, status=MailStatus.QUEUED, created_at=at, next_attempt_at=at
-        )
-
-    async def claim(self, at: datetime, *, limit: int, lease: timedelta) -> Sequence[QueuedMail]:
-        due = sorted(
-            (
-                q
-                for q in self._items.values()
-                if q.status is MailStatus.QUEUED
-                and q.next_attempt_at is not None
-                and q.next_attempt_at <= at
-            ),
-            key=lambda q: (q.next_attempt_at, q.created_at),
-        )[:limit]
-        claimed = []
-        for item in due:
-            item = attrs.evolve(item, attempts=item.attempts + 1, next_attempt_at=at + lease)
-            self._items[item.message.id] = item
-            claimed.append(item)
-        return sorted(claimed, key=lambda q: q.created_at)
-
-    async def mark_sent(self, message_id: UUID, at: datetime, receipt: str) -> None:
-        item = self._items.get(message_id)
-        if item is not None:
-            message = attrs.evolve(item.message, text="", html="", link=None)
-            self._items[message_id] = attrs.evolve(
-                item,
-                message=message,
-                status=MailStatus.SENT,
-                sent_at=at,
-                receipt=receipt,
-                last_error=None,
-            )
-
-    async def mark_failed(
-        self, message_id: UUID, at: datetime, error: str, *, retry_at: datetime | None
-    ) -> None:
-        item = self._items.get(message_id)
-        if item is not None:
-            self._items[message_id] = attrs.evolve(
-                item,
-                status=MailStatus.FAILED if retry_at is None else MailStatus.QUEUED,
-                next_attempt_at=retry_at or at,
-                last_error=error,
-            )
-
-    async def recent(self, *, limit: int) -> Sequence[QueuedMail]:
-        newest = sorted(self._items.values(), key=lambda q: q.created_at, reverse=True)
-        return newest[:limit]
-
-    async def requeue_failed(self, at: datetime) -> int:
-        failed = [q for q in self._items.values() if q.status is MailStatus.FAILED]
-        for item in failed:
-            self._items[item.message.id] = attrs.evolve(
-                item, status=MailStatus.QUEUED, attempts=0, next_attempt_at=at
-            )
-        return len(failed)
-
-
-# --- second factor and activity -------------------------------------------------
 
 
 class InMemorySecondFactorRepository:
@@ -962,39 +577,6 @@ class InMemoryActivityRepository:
         return purged
 
 
-class FakeSecretBox:
-    """Reversible and keyless: for tests only. Sealed text never equals the plaintext."""
-
-    def seal(self, plaintext: str) -> str:
-        return "sealed:" + plaintext.encode("utf-8").hex()
-
-    def open(self, sealed: str) -> str:
-        if not sealed.startswith("sealed:"):
-            raise ValueError("this box cannot open that: it did not seal it")
-        return bytes.fromhex(sealed.removeprefix("sealed:")).decode("utf-8")
-
-
-class FakeOneTimePasswords:
-    """Six-digit codes from a hash of secret and step: not RFC 6238, but as strict
-    (one code per step, a different one for each secret)."""
-
-    def new_secret(self) -> str:
-        return secrets.token_hex(10).upper()
-
-    def code(self, secret: str, step: int) -> str:
-        digest = hashlib.sha256(f"{secret}:{step}".encode()).digest()
-        return f"{int.from_bytes(digest[:4], 'big') % 1_000_000:06d}"
-
-    def provisioning_uri(self, secret: str, *, account: str, issuer: str) -> str:
-        return f"otpauth://totp/{issuer}:{account}?secret={secret}&issuer={issuer}"
-
-    def qr_svg(self, text: str) -> str:
-        return f'<svg xmlns="http://www.w3.org/2000/svg"><desc>{len(text)}</desc></svg>'
-
-
-# --- API keys and the live stream ------------------------------------------------
-
-
 class InMemoryApiKeyRepository:
     def __init__(self, users: InMemoryUserRepository | None = None) -> None:
         self._by_id: dict[UUID, ApiKey] = {}
@@ -1056,87 +638,3 @@ class InMemoryApiKeyRepository:
             key.last_used_at is None or at - key.last_used_at >= LAST_USED_RESOLUTION
         ):
             self._by_id[key_id] = attrs.evolve(key, last_used_at=at)
-
-
-class InMemoryMetricFeed:
-    """The live stream's feed over the fakes: told by the repositories as they
-    write (before a unit of work commits: the fakes have no commit to wait for)."""
-
-    def __init__(
-        self,
-        metrics: InMemoryMetricRepository,
-        sessions: InMemorySessionRepository,
-        keys: InMemoryApiKeyRepository,
-    ) -> None:
-        self._metrics = metrics
-        self._sessions = sessions
-        self._keys = keys
-        self._listeners: list[asyncio.Queue[Notice]] = []
-        metrics.on_added.append(lambda m: self._tell(MetricsAdded(m.user_id, m.id, m.id, 1)))
-        sessions.on_ended.append(
-            lambda s: (
-                self._tell(AccessEnded(GrantId("family", s.family_id)))
-                if s.end_reason != "rotated"
-                else None
-            )
-        )
-        keys.on_revoked.append(lambda k: self._tell(AccessEnded(GrantId("key", k.id))))
-
-    def _tell(self, notice: Notice) -> None:
-        for queue in self._listeners:
-            queue.put_nowait(notice)
-
-    def lose_connection(self) -> None:
-        """As if the listening connection dropped and came back: what it would have
-        said meanwhile is lost, and it says ``Listening(resumed=True)``."""
-        for queue in self._listeners:
-            while not queue.empty():
-                queue.get_nowait()
-            queue.put_nowait(Listening(resumed=True))
-
-    async def notices(self) -> AsyncIterator[Notice]:
-        queue: asyncio.Queue[Notice] = asyncio.Queue()
-        self._listeners.append(queue)
-        try:
-            yield Listening(resumed=False)
-            while True:
-                yield await queue.get()
-        finally:
-            self._listeners.remove(queue)
-
-    def _rows(self, user_id: UUID) -> list[EngagementMetric]:
-        return sorted(self._metrics._rows.get(user_id, []), key=lambda m: m.id)
-
-    async def follow(self, user_id: UUID) -> None:
-        return None  # told of every write anyway: telling costs nothing here
-
-    async def unfollow(self, user_id: UUID) -> None:
-        return None
-
-    async def position(self, user_id: UUID) -> int:
-        return max((m.id for rows in self._metrics._rows.values() for m in rows), default=0)
-
-    async def metrics_after(
-        self, user_id: UUID, after: int, *, through: int | None, limit: int
-    ) -> Sequence[EngagementMetric]:
-        rows = [
-            m for m in self._rows(user_id) if m.id > after and (through is None or m.id <= through)
-        ]
-        return rows[:limit]
-
-    async def count_after(self, user_id: UUID, after: int) -> tuple[int, int]:
-        rows = [m for m in self._rows(user_id) if m.id > after]
-        return len(rows), rows[-1].id if rows else after
-
-    async def live_grants(self, grants: Collection[GrantId], at: datetime) -> set[GrantId]:
-        live = set()
-        for grant in grants:
-            if grant.kind == "key":
-                key = await self._keys.get(grant.id)
-                if key is not None and key.is_usable(at):
-                    live.add(grant)
-            elif any(
-                s.family_id == grant.id and s.is_live(at) for s in self._sessions._by_id.values()
-            ):
-                live.add(grant)
-        return live

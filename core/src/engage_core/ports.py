@@ -2,7 +2,7 @@
 
 Adapters conform structurally (``typing.Protocol``); mypy checks it. Every
 port that may touch I/O is async. The in-memory fakes in
-``engage_adapters.memory`` implement each one and pass the same contract
+``engage_core.testing`` implement each one and pass the same contract
 tests as the real adapters.
 """
 

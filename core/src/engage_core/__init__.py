@@ -1,7 +1,7 @@
 """engage_core: the domain of engage-suite, free of I/O.
 
 Entities, value objects, ports and use cases. Bring your own adapters (or the
-public in-memory fakes of ``engage_adapters.memory``) and call the services::
+public in-memory fakes of ``engage_core.testing``) and call the services::
 
     from engage_core import AuthService, MetricsService
 """
