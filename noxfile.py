@@ -13,14 +13,14 @@ nox.options.error_on_missing_interpreters = True
 @nox.session
 def tests(session: nox.Session) -> None:
     """The whole test suite (pass pytest arguments after --)."""
-    session.install("-e", ".[test]")
+    session.install("-e", "./core", "-e", ".[test]")
     session.run("pytest", "--durations=15", *session.posargs)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff: lint rules and formatting."""
-    session.install("-e", ".[lint]")
+    session.install("-e", "./core", "-e", ".[lint]")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
 
@@ -28,14 +28,14 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy, strict on engage_core (see pyproject.toml)."""
-    session.install("-e", ".[test,typecheck]")
+    session.install("-e", "./core", "-e", ".[test,typecheck]")
     session.run("mypy")
 
 
 @nox.session
 def imports(session: nox.Session) -> None:
     """import-linter: the hexagon's dependency rules."""
-    session.install("-e", ".[typecheck]")
+    session.install("-e", "./core", "-e", ".[typecheck]")
     session.run("lint-imports")
 
 
@@ -43,7 +43,7 @@ def imports(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """The performance suite against this machine's limits (bench/README.md); its
     options after --, e.g. `nox -s bench -- --json bench.json`. Not run by default."""
-    session.install("-e", ".[bench]")
+    session.install("-e", "./core", "-e", ".[bench]")
     session.run("python", "bench/suite.py", *session.posargs)
 
 
@@ -51,5 +51,5 @@ def bench(session: nox.Session) -> None:
 def screenshots(session: nox.Session) -> None:
     """PNGs of every page of the web app at desktop and phone widths into
     docs/screenshots (scripts/screenshots.py; needs Chromium). Not run by default."""
-    session.install("-e", ".[test]")
+    session.install("-e", "./core", "-e", ".[test]")
     session.run("python", "scripts/screenshots.py", *session.posargs)

@@ -18,7 +18,6 @@ from typing import Literal
 import attrs
 from attrs import define, frozen
 
-from engage_adapters import memory
 from engage_adapters.bcrypt_hasher import BcryptPasswordHasher
 from engage_adapters.clock import SystemClock
 from engage_adapters.embedded_pg import start_embedded
@@ -58,6 +57,7 @@ from engage_adapters.redis_store import (
 from engage_adapters.secret_box import FernetSecretBox
 from engage_adapters.settings import Settings, resolve_encryption_keys, resolve_jwt_secret
 from engage_adapters.totp import PyotpOneTimePasswords
+from engage_core import inprocess, testing
 from engage_core.mail_templates import Branding
 from engage_core.ports import (
     ActivityRepository,
@@ -274,18 +274,18 @@ async def build_services(
             probes["database"] = partial(ping, pool)
             pool_stats = pool.get_stats
         else:
-            users = memory_users = memory.InMemoryUserRepository()
-            metrics = memory_metrics = memory.InMemoryMetricRepository()
-            sessions = memory_sessions = memory.InMemorySessionRepository()
-            idempotency = memory_keys = memory.InMemoryIdempotencyStore()
-            factors = memory_factors = memory.InMemorySecondFactorRepository()
-            activity_entries = memory_activity = memory.InMemoryActivityRepository()
-            memory.link_cascade(memory_users, memory_factors, memory_activity)
-            api_keys = memory_api_keys = memory.InMemoryApiKeyRepository(memory_users)
-            feed = memory.InMemoryMetricFeed(memory_metrics, memory_sessions, memory_api_keys)
-            link_tokens = memory_tokens = memory.InMemoryOneTimeTokenRepository()
-            outbox = memory_outbox = memory.InMemoryMailQueue()
-            memory.link_cascade(
+            users = memory_users = testing.InMemoryUserRepository()
+            metrics = memory_metrics = testing.InMemoryMetricRepository()
+            sessions = memory_sessions = testing.InMemorySessionRepository()
+            idempotency = memory_keys = testing.InMemoryIdempotencyStore()
+            factors = memory_factors = testing.InMemorySecondFactorRepository()
+            activity_entries = memory_activity = testing.InMemoryActivityRepository()
+            testing.link_cascade(memory_users, memory_factors, memory_activity)
+            api_keys = memory_api_keys = testing.InMemoryApiKeyRepository(memory_users)
+            feed = testing.InMemoryMetricFeed(memory_metrics, memory_sessions, memory_api_keys)
+            link_tokens = memory_tokens = testing.InMemoryOneTimeTokenRepository()
+            outbox = memory_outbox = testing.InMemoryMailQueue()
+            testing.link_cascade(
                 memory_users,
                 memory_tokens,
                 memory_metrics,
@@ -293,7 +293,7 @@ async def build_services(
                 memory_keys,
                 memory_api_keys,
             )
-            uow = memory.InMemoryUnitOfWork(
+            uow = testing.InMemoryUnitOfWork(
                 memory_factors,
                 memory_activity,
                 memory_tokens,
@@ -304,9 +304,9 @@ async def build_services(
                 memory_keys,
                 memory_api_keys,
             )
-            bulk = memory.InMemoryBulkMetricStore(memory_users, memory_metrics)
-        cache: Cache = memory.InMemoryCache()
-        limiter: RateLimiter = memory.InMemoryRateLimiter()
+            bulk = testing.InMemoryBulkMetricStore(memory_users, memory_metrics)
+        cache: Cache = inprocess.InMemoryCache()
+        limiter: RateLimiter = inprocess.InMemoryRateLimiter()
         dashboards = None
         if shared is not None:
             cache, limiter = shared.cache, shared.limiter

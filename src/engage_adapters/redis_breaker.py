@@ -35,7 +35,7 @@ from typing import TypeVar
 
 from redis.exceptions import RedisClusterException, RedisError
 
-from engage_adapters.memory import InMemoryCache, InMemoryRateLimiter
+from engage_core.inprocess import InMemoryCache, InMemoryRateLimiter
 from engage_core.ports import Cache, RateDecision, RateLimiter
 
 __all__ = [

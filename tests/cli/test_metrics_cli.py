@@ -12,8 +12,8 @@ import psycopg
 import pytest
 
 from engage_adapters.bootstrap import build_services
-from engage_adapters.memory import FakePasswordHasher
 from engage_adapters.settings import load_settings
+from engage_core.testing import FakePasswordHasher
 from support.cli import cli_settings, engage
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

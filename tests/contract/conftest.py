@@ -31,24 +31,6 @@ from attrs import frozen
 
 from engage_adapters.bcrypt_hasher import BcryptPasswordHasher
 from engage_adapters.jwt_tokens import JwtTokenIssuer
-from engage_adapters.memory import (
-    FakeClock,
-    FakeOneTimePasswords,
-    FakePasswordHasher,
-    FakeSecretBox,
-    FakeTokenIssuer,
-    InMemoryActivityRepository,
-    InMemoryBulkMetricStore,
-    InMemoryCache,
-    InMemoryIdempotencyStore,
-    InMemoryMetricRepository,
-    InMemoryRateLimiter,
-    InMemorySecondFactorRepository,
-    InMemorySessionRepository,
-    InMemoryUnitOfWork,
-    InMemoryUserRepository,
-    link_cascade,
-)
 from engage_adapters.postgres.activity import PostgresActivityRepository
 from engage_adapters.postgres.bulk import PostgresBulkMetricStore
 from engage_adapters.postgres.idempotency import PostgresIdempotencyStore
@@ -78,6 +60,24 @@ from engage_core.ports import (
     TokenIssuer,
     UnitOfWork,
     UserRepository,
+)
+from engage_core.testing import (
+    FakeClock,
+    FakeOneTimePasswords,
+    FakePasswordHasher,
+    FakeSecretBox,
+    FakeTokenIssuer,
+    InMemoryActivityRepository,
+    InMemoryBulkMetricStore,
+    InMemoryCache,
+    InMemoryIdempotencyStore,
+    InMemoryMetricRepository,
+    InMemoryRateLimiter,
+    InMemorySecondFactorRepository,
+    InMemorySessionRepository,
+    InMemoryUnitOfWork,
+    InMemoryUserRepository,
+    link_cascade,
 )
 
 P = TypeVar("P")

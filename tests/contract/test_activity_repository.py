@@ -6,9 +6,9 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from engage_adapters.memory import FakeClock
 from engage_core.model import ActivityEntry, ActivityKind, Client
 from engage_core.ports import ActivityQuery, ActivityRepository
+from engage_core.testing import FakeClock
 
 if TYPE_CHECKING:
     from conftest import Subject

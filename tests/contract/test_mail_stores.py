@@ -11,12 +11,6 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from engage_adapters.memory import (
-    FakeClock,
-    InMemoryMailQueue,
-    InMemoryOneTimeTokenRepository,
-    InMemoryUserRepository,
-)
 from engage_adapters.postgres.mail_queue import PostgresMailQueue
 from engage_adapters.postgres.tokens import PostgresOneTimeTokenRepository
 from engage_adapters.postgres.users import PostgresUserRepository
@@ -28,6 +22,12 @@ from engage_core.ports import (
     MailStatus,
     OneTimeTokenRepository,
     UserRepository,
+)
+from engage_core.testing import (
+    FakeClock,
+    InMemoryMailQueue,
+    InMemoryOneTimeTokenRepository,
+    InMemoryUserRepository,
 )
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)

@@ -7,9 +7,9 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 from uuid import UUID, uuid4
 
-from engage_adapters.memory import FakeClock
 from engage_core.model import Client, LoginPurpose, MfaChallenge, TotpFactor
 from engage_core.ports import SecondFactorRepository
+from engage_core.testing import FakeClock
 
 if TYPE_CHECKING:
     from conftest import Subject

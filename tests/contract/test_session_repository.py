@@ -8,9 +8,9 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from engage_adapters.memory import FakeClock
 from engage_core.model import Client, Session
 from engage_core.ports import SessionRepository
+from engage_core.testing import FakeClock
 
 if TYPE_CHECKING:
     from conftest import Subject

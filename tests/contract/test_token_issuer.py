@@ -14,9 +14,9 @@ import pytest
 from jwt.warnings import InsecureKeyLengthWarning
 
 from engage_adapters.jwt_tokens import JwtTokenIssuer
-from engage_adapters.memory import FakeClock
 from engage_core.errors import Unauthorized
 from engage_core.ports import AccessClaims, TokenIssuer
+from engage_core.testing import FakeClock
 
 SECRET = b"s" * 32  # what the "jwt" entry in conftest is built with
 ISSUER = AUDIENCE = "engage-suite"  # JwtTokenIssuer's defaults

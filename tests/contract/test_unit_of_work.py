@@ -9,9 +9,9 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from engage_adapters.memory import FakeClock
 from engage_core.errors import Conflict
 from engage_core.model import Email, Session, User
+from engage_core.testing import FakeClock
 
 if TYPE_CHECKING:
     from conftest import Transactional

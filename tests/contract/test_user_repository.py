@@ -8,10 +8,10 @@ from uuid import uuid4
 
 import pytest
 
-from engage_adapters.memory import FakeClock
 from engage_core.errors import Conflict
 from engage_core.model import Email, User
 from engage_core.ports import UserRepository
+from engage_core.testing import FakeClock
 
 
 def _user(clock: FakeClock, email: str) -> User:

@@ -35,9 +35,9 @@ from litestar.testing.transport import TestClientTransport
 from psycopg.conninfo import conninfo_to_dict
 
 from engage_adapters.bootstrap import Storage, build_services, derive_key
-from engage_adapters.memory import FakeClock, FakePasswordHasher
 from engage_adapters.settings import Settings, load_settings
 from engage_core.ports import PasswordHasher
+from engage_core.testing import FakeClock, FakePasswordHasher
 from engage_http.app import create_app
 from engage_http.auth import HttpPolicy
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from engage_adapters.bcrypt_hasher import BcryptPasswordHasher
-from engage_adapters.memory import FakeClock
+from engage_core.testing import FakeClock
 
 pytestmark = pytest.mark.parametrize("storage", ["postgres", "memory"])
 

@@ -14,7 +14,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from litestar.testing.transport import TestClientTransport as Transport
 
-from engage_adapters.memory import FakeClock
+from engage_core.testing import FakeClock
 from support.mail import mail_to, read_outbox, text_of
 
 PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) Mobile/15E148"

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from engage_adapters.memory import FakeClock
+from engage_core.testing import FakeClock
 from support.mail import mail_to, read_outbox, text_of, token_in
 
 PASSWORD = "correct horse battery staple"

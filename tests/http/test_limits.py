@@ -13,7 +13,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from litestar.testing.transport import TestClientTransport as Transport
 
-from engage_adapters.memory import FakePasswordHasher
+from engage_core.testing import FakePasswordHasher
 
 PASSWORD = "correct horse battery staple"
 Problem = Callable[..., dict[str, Any]]

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from engage_adapters.memory import FakeClock
+from engage_core.testing import FakeClock
 
 pytestmark = pytest.mark.parametrize("storage", ["postgres", "memory"])
 

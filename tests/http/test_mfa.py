@@ -11,7 +11,7 @@ import httpx
 import pyotp
 import pytest
 
-from engage_adapters.memory import FakeClock, FakePasswordHasher
+from engage_core.testing import FakeClock, FakePasswordHasher
 
 PASSWORD = "correct horse battery staple"
 Problem = Callable[..., dict[str, Any]]

@@ -16,8 +16,8 @@ import jwt
 import pytest
 from jwt.warnings import InsecureKeyLengthWarning
 
-from engage_adapters.memory import FakeClock
 from engage_adapters.settings import Settings
+from engage_core.testing import FakeClock
 
 PASSWORD = "correct horse battery staple"
 TRUSTED_ORIGIN = "https://app.example.com"

@@ -10,8 +10,8 @@ import psycopg
 import pytest
 
 from engage_adapters.bootstrap import Services, Storage, build_services
-from engage_adapters.memory import FakeClock, FakePasswordHasher
 from engage_adapters.settings import load_settings
+from engage_core.testing import FakeClock, FakePasswordHasher
 
 TABLES = "users, engagement_metrics, sessions, metric_rollups, idempotency_keys"
 

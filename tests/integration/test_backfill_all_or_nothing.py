@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from engage_adapters.memory import FakeClock
 from engage_adapters.postgres.bulk import PostgresBulkMetricStore
 from engage_core.services.backfill import BackfillService, RawRow
+from engage_core.testing import FakeClock
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 ADA, BOB = "ada@example.com", "bob@example.com"

@@ -11,7 +11,6 @@ from uuid import uuid4
 
 from psycopg_pool import AsyncConnectionPool
 
-from engage_adapters.memory import FakeClock, InMemoryCache
 from engage_adapters.postgres.metrics import PostgresMetricRepository
 from engage_adapters.postgres.transaction import PostgresUnitOfWork
 from engage_adapters.postgres.users import PostgresUserRepository
@@ -19,6 +18,7 @@ from engage_core.model import Email, User
 from engage_core.queries import CursorCodec
 from engage_core.services.dashboard_cache import CachedMetricRepository, DashboardCache
 from engage_core.services.metrics import MetricsService
+from engage_core.testing import FakeClock, InMemoryCache
 
 
 async def test_a_read_before_a_units_commit_leaves_no_stale_dashboard(

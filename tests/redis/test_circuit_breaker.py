@@ -8,7 +8,6 @@ import logging
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from engage_adapters.memory import InMemoryCache, InMemoryRateLimiter
 from engage_adapters.redis_breaker import (
     BreakerState,
     CircuitBreaker,
@@ -16,6 +15,7 @@ from engage_adapters.redis_breaker import (
     GuardedRateLimiter,
     Unavailable,
 )
+from engage_core.testing import InMemoryCache, InMemoryRateLimiter
 
 
 class Clock:

@@ -139,8 +139,8 @@ async def test_the_redis_timeout_setting_bounds_every_call(
     tmp_path: Any, database_url: str, redis_url: str
 ) -> None:
     from engage_adapters.bootstrap import build_services
-    from engage_adapters.memory import FakePasswordHasher
     from engage_adapters.settings import load_settings
+    from engage_core.testing import FakePasswordHasher
 
     settings = load_settings(
         {

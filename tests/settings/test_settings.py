@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from engage_adapters.bootstrap import build_services, derive_key
-from engage_adapters.memory import FakePasswordHasher
 from engage_adapters.settings import SettingsError, load_settings, resolve_jwt_secret
+from engage_core.testing import FakePasswordHasher
 
 SECRET = "s" * 32
 

@@ -8,7 +8,6 @@ from uuid import UUID, uuid4
 import pytest
 from attrs import frozen
 
-from engage_adapters import memory
 from engage_core import (
     AuthPolicy,
     AuthService,
@@ -19,6 +18,7 @@ from engage_core import (
     Principal,
     Unauthorized,
     User,
+    testing,
 )
 
 
@@ -36,69 +36,69 @@ class Account:
 
 
 @pytest.fixture
-def clock() -> memory.FakeClock:
-    return memory.FakeClock()
+def clock() -> testing.FakeClock:
+    return testing.FakeClock()
 
 
 @pytest.fixture
-def hasher() -> memory.FakePasswordHasher:
-    return memory.FakePasswordHasher()
+def hasher() -> testing.FakePasswordHasher:
+    return testing.FakePasswordHasher()
 
 
 @pytest.fixture
-def tokens(clock: memory.FakeClock) -> memory.FakeTokenIssuer:
-    return memory.FakeTokenIssuer(clock)
+def tokens(clock: testing.FakeClock) -> testing.FakeTokenIssuer:
+    return testing.FakeTokenIssuer(clock)
 
 
 @pytest.fixture
-def users() -> memory.InMemoryUserRepository:
-    return memory.InMemoryUserRepository()
+def users() -> testing.InMemoryUserRepository:
+    return testing.InMemoryUserRepository()
 
 
 @pytest.fixture
-def metric_repository() -> memory.InMemoryMetricRepository:
-    return memory.InMemoryMetricRepository()
+def metric_repository() -> testing.InMemoryMetricRepository:
+    return testing.InMemoryMetricRepository()
 
 
 @pytest.fixture
-def sessions() -> memory.InMemorySessionRepository:
-    return memory.InMemorySessionRepository()
+def sessions() -> testing.InMemorySessionRepository:
+    return testing.InMemorySessionRepository()
 
 
 @pytest.fixture
-def idempotency_store(clock: memory.FakeClock) -> memory.InMemoryIdempotencyStore:
-    return memory.InMemoryIdempotencyStore(clock)
+def idempotency_store(clock: testing.FakeClock) -> testing.InMemoryIdempotencyStore:
+    return testing.InMemoryIdempotencyStore(clock)
 
 
 @pytest.fixture(autouse=True)
 def _cascade_user_deletion(
-    users: memory.InMemoryUserRepository,
-    metric_repository: memory.InMemoryMetricRepository,
-    sessions: memory.InMemorySessionRepository,
-    idempotency_store: memory.InMemoryIdempotencyStore,
+    users: testing.InMemoryUserRepository,
+    metric_repository: testing.InMemoryMetricRepository,
+    sessions: testing.InMemorySessionRepository,
+    idempotency_store: testing.InMemoryIdempotencyStore,
 ) -> None:
     """Deleting a user deletes what they own, as ON DELETE CASCADE does in PostgreSQL."""
-    memory.link_cascade(users, metric_repository, sessions, idempotency_store)
+    testing.link_cascade(users, metric_repository, sessions, idempotency_store)
 
 
 @pytest.fixture
 def unit_of_work(
-    users: memory.InMemoryUserRepository,
-    metric_repository: memory.InMemoryMetricRepository,
-    sessions: memory.InMemorySessionRepository,
-    idempotency_store: memory.InMemoryIdempotencyStore,
-) -> memory.InMemoryUnitOfWork:
-    return memory.InMemoryUnitOfWork(users, metric_repository, sessions, idempotency_store)
+    users: testing.InMemoryUserRepository,
+    metric_repository: testing.InMemoryMetricRepository,
+    sessions: testing.InMemorySessionRepository,
+    idempotency_store: testing.InMemoryIdempotencyStore,
+) -> testing.InMemoryUnitOfWork:
+    return testing.InMemoryUnitOfWork(users, metric_repository, sessions, idempotency_store)
 
 
 @pytest.fixture
-def cache(clock: memory.FakeClock) -> memory.InMemoryCache:
-    return memory.InMemoryCache(clock)
+def cache(clock: testing.FakeClock) -> testing.InMemoryCache:
+    return testing.InMemoryCache(clock)
 
 
 @pytest.fixture
-def limiter(clock: memory.FakeClock) -> memory.InMemoryRateLimiter:
-    return memory.InMemoryRateLimiter(clock)
+def limiter(clock: testing.FakeClock) -> testing.InMemoryRateLimiter:
+    return testing.InMemoryRateLimiter(clock)
 
 
 @pytest.fixture
@@ -113,18 +113,18 @@ def policy() -> AuthPolicy:
 
 @pytest.fixture
 def make_auth(
-    users: memory.InMemoryUserRepository,
-    sessions: memory.InMemorySessionRepository,
-    tokens: memory.FakeTokenIssuer,
-    cache: memory.InMemoryCache,
-    limiter: memory.InMemoryRateLimiter,
-    clock: memory.FakeClock,
-    unit_of_work: memory.InMemoryUnitOfWork,
+    users: testing.InMemoryUserRepository,
+    sessions: testing.InMemorySessionRepository,
+    tokens: testing.FakeTokenIssuer,
+    cache: testing.InMemoryCache,
+    limiter: testing.InMemoryRateLimiter,
+    clock: testing.FakeClock,
+    unit_of_work: testing.InMemoryUnitOfWork,
     policy: AuthPolicy,
-) -> Callable[[memory.FakePasswordHasher], AuthService]:
+) -> Callable[[testing.FakePasswordHasher], AuthService]:
     """An AuthService over the shared fakes with the given hasher (to change its settings)."""
 
-    def build(hasher: memory.FakePasswordHasher) -> AuthService:
+    def build(hasher: testing.FakePasswordHasher) -> AuthService:
         return AuthService(
             users=users,
             sessions=sessions,
@@ -142,16 +142,16 @@ def make_auth(
 
 @pytest.fixture
 def auth(
-    make_auth: Callable[[memory.FakePasswordHasher], AuthService],
-    hasher: memory.FakePasswordHasher,
+    make_auth: Callable[[testing.FakePasswordHasher], AuthService],
+    hasher: testing.FakePasswordHasher,
 ) -> AuthService:
     return make_auth(hasher)
 
 
 @pytest.fixture
 def metrics(
-    metric_repository: memory.InMemoryMetricRepository,
-    clock: memory.FakeClock,
+    metric_repository: testing.InMemoryMetricRepository,
+    clock: testing.FakeClock,
     cursors: CursorCodec,
 ) -> MetricsService:
     return MetricsService(metrics=metric_repository, clock=clock, cursors=cursors)
@@ -159,7 +159,7 @@ def metrics(
 
 @pytest.fixture
 def guard(
-    idempotency_store: memory.InMemoryIdempotencyStore, unit_of_work: memory.InMemoryUnitOfWork
+    idempotency_store: testing.InMemoryIdempotencyStore, unit_of_work: testing.InMemoryUnitOfWork
 ) -> IdempotencyGuard:
     return IdempotencyGuard(idempotency_store, unit_of_work)
 

@@ -11,8 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from engage_adapters import memory
-from engage_core import MetricsService
+from engage_core import MetricsService, testing
 from engage_core.services.backfill import BackfillService, RawRow
 from engage_core.services.dashboard_cache import (
     ENTRY_TTL,
@@ -23,7 +22,7 @@ from engage_core.services.dashboard_cache import (
 )
 
 
-class ForgetfulCache(memory.InMemoryCache):
+class ForgetfulCache(testing.InMemoryCache):
     """A cache that is down: it answers nothing and keeps nothing."""
 
     async def get(self, key):
@@ -196,7 +195,7 @@ async def test_a_bulk_load_makes_every_users_next_reads_fresh(
     await cached.summary(alice.id)
     await cached.summary(bob.id)
     store = InvalidatingBulkStore(
-        memory.InMemoryBulkMetricStore(users, metric_repository), dashboards
+        testing.InMemoryBulkMetricStore(users, metric_repository), dashboards
     )
     moment = datetime(2025, 6, 1, tzinfo=UTC).isoformat()
     rows = [
@@ -218,7 +217,7 @@ async def test_a_failed_write_still_makes_the_next_reads_fresh(
 ):
     """A repository error may come after its commit: the version moves on all the same."""
 
-    class FailingAfterCommit(memory.InMemoryMetricRepository):
+    class FailingAfterCommit(testing.InMemoryMetricRepository):
         async def add(self, user_id, draft):
             await metric_repository.add(user_id, draft)
             raise ConnectionError("lost after commit")

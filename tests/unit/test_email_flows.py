@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 from attrs import define
 
-from engage_adapters import memory
 from engage_adapters.mail.fake import FakeMailer
+from engage_core import testing
 from engage_core.errors import (
     Conflict,
     EmailNotVerified,
@@ -33,11 +33,11 @@ NEW_PASSWORD = "a brand new passphrase"
 
 @define
 class World:
-    clock: memory.FakeClock
-    users: memory.InMemoryUserRepository
-    sessions: memory.InMemorySessionRepository
-    tokens: memory.InMemoryOneTimeTokenRepository
-    outbox: memory.InMemoryMailQueue
+    clock: testing.FakeClock
+    users: testing.InMemoryUserRepository
+    sessions: testing.InMemorySessionRepository
+    tokens: testing.InMemoryOneTimeTokenRepository
+    outbox: testing.InMemoryMailQueue
     auth: AuthService
     flows: EmailFlows
     delivery: MailDelivery
@@ -64,15 +64,15 @@ class World:
 
 
 def build(*, require_verified: bool = False) -> World:
-    clock = memory.FakeClock()
-    users = memory.InMemoryUserRepository()
-    sessions = memory.InMemorySessionRepository()
-    tokens = memory.InMemoryOneTimeTokenRepository()
-    outbox = memory.InMemoryMailQueue()
-    memory.link_cascade(users, sessions, tokens)
-    uow = memory.InMemoryUnitOfWork(users, sessions, tokens, outbox)
-    limiter = memory.InMemoryRateLimiter(clock)
-    hasher = memory.FakePasswordHasher()
+    clock = testing.FakeClock()
+    users = testing.InMemoryUserRepository()
+    sessions = testing.InMemorySessionRepository()
+    tokens = testing.InMemoryOneTimeTokenRepository()
+    outbox = testing.InMemoryMailQueue()
+    testing.link_cascade(users, sessions, tokens)
+    uow = testing.InMemoryUnitOfWork(users, sessions, tokens, outbox)
+    limiter = testing.InMemoryRateLimiter(clock)
+    hasher = testing.FakePasswordHasher()
     woken: list[int] = []
     mail = AccountMail(
         tokens=tokens,
@@ -86,8 +86,8 @@ def build(*, require_verified: bool = False) -> World:
         users=users,
         sessions=sessions,
         hasher=hasher,
-        tokens=memory.FakeTokenIssuer(clock),
-        cache=memory.InMemoryCache(clock),
+        tokens=testing.FakeTokenIssuer(clock),
+        cache=testing.InMemoryCache(clock),
         limiter=limiter,
         clock=clock,
         uow=uow,

@@ -8,8 +8,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from engage_adapters import memory
-from engage_core import Reservation, StoredResponse
+from engage_core import Reservation, StoredResponse, testing
 from engage_core.services.idempotency import IdempotencyGuard
 from engage_core.services.metrics import MetricsService
 
@@ -21,7 +20,7 @@ class DatabaseGone(Exception):
 class SwitchedStore:
     """The in-memory store behind a switch: while ``down``, every call fails."""
 
-    def __init__(self, store: memory.InMemoryIdempotencyStore) -> None:
+    def __init__(self, store: testing.InMemoryIdempotencyStore) -> None:
         self.store = store
         self.down = False
 
@@ -47,12 +46,12 @@ class SwitchedStore:
 
 
 @pytest.fixture
-def store(idempotency_store: memory.InMemoryIdempotencyStore) -> SwitchedStore:
+def store(idempotency_store: testing.InMemoryIdempotencyStore) -> SwitchedStore:
     return SwitchedStore(idempotency_store)
 
 
 @pytest.fixture
-def guard(store: SwitchedStore, unit_of_work: memory.InMemoryUnitOfWork) -> IdempotencyGuard:
+def guard(store: SwitchedStore, unit_of_work: testing.InMemoryUnitOfWork) -> IdempotencyGuard:
     return IdempotencyGuard(store, unit_of_work, retry_delays=(0.0, 0.0, 0.0))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from engage_adapters.memory import in_memory_services
+from engage_core.testing import in_memory_services
 
 
 async def test_sign_up_log_in_record_and_summarise_over_the_fakes() -> None:

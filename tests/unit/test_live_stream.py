@@ -10,7 +10,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from engage_adapters import memory
+from engage_core import testing
 from engage_core.errors import RateLimited
 from engage_core.model import MetricDraft, MetricType, MetricValue, Session, Timestamp
 from engage_core.services.api_keys import ApiKey, ApiKeyScope
@@ -21,11 +21,11 @@ WAIT = 5.0  # how long a test waits for what must happen (it happens in millisec
 
 class Setup:
     def __init__(self) -> None:
-        self.clock = memory.FakeClock(datetime(2026, 11, 1, tzinfo=UTC))
-        self.metrics = memory.InMemoryMetricRepository()
-        self.sessions = memory.InMemorySessionRepository()
-        self.keys = memory.InMemoryApiKeyRepository()
-        self.feed = memory.InMemoryMetricFeed(self.metrics, self.sessions, self.keys)
+        self.clock = testing.FakeClock(datetime(2026, 11, 1, tzinfo=UTC))
+        self.metrics = testing.InMemoryMetricRepository()
+        self.sessions = testing.InMemorySessionRepository()
+        self.keys = testing.InMemoryApiKeyRepository()
+        self.feed = testing.InMemoryMetricFeed(self.metrics, self.sessions, self.keys)
         self.live = LiveMetrics(self.feed, self.clock, streams_per_user=3, tick=0.01)
         self.user = uuid4()
 

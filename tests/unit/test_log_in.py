@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from engage_adapters.memory import FakePasswordHasher
 from engage_core import AccessGrant, BrowserLogin, Password, RateLimited, Unauthorized
+from engage_core.testing import FakePasswordHasher
 
 WINDOW = timedelta(minutes=15)
 

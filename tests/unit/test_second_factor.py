@@ -10,8 +10,7 @@ from attrs import frozen
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engage_adapters import memory
-from engage_core import AuthService, BrowserLogin, Principal
+from engage_core import AuthService, BrowserLogin, Principal, testing
 from engage_core.errors import Conflict, Forbidden, RateLimited, Unauthorized
 from engage_core.model import ActivityKind, Client
 from engage_core.ports import ActivityQuery
@@ -85,12 +84,12 @@ def test_a_recovery_code_hash_takes_only_what_a_code_can_be(text: str) -> None:
 
 @frozen
 class World:
-    clock: memory.FakeClock
+    clock: testing.FakeClock
     auth: AuthService
     mfa: MfaService
-    codes: memory.FakeOneTimePasswords
-    activity: memory.InMemoryActivityRepository
-    factors: memory.InMemorySecondFactorRepository
+    codes: testing.FakeOneTimePasswords
+    activity: testing.InMemoryActivityRepository
+    factors: testing.InMemorySecondFactorRepository
 
     def code(self, secret: str, steps_from_now: int = 0) -> str:
         return self.codes.code(secret, step_at(self.clock.now()) + steps_from_now)
@@ -102,23 +101,26 @@ class World:
 
 @pytest.fixture
 def world() -> World:
-    clock = memory.FakeClock()
-    users, sessions = memory.InMemoryUserRepository(), memory.InMemorySessionRepository()
-    factors, activity = memory.InMemorySecondFactorRepository(), memory.InMemoryActivityRepository()
-    memory.link_cascade(users, sessions, factors, activity)
-    uow = memory.InMemoryUnitOfWork(users, sessions, factors, activity)
+    clock = testing.FakeClock()
+    users, sessions = testing.InMemoryUserRepository(), testing.InMemorySessionRepository()
+    factors, activity = (
+        testing.InMemorySecondFactorRepository(),
+        testing.InMemoryActivityRepository(),
+    )
+    testing.link_cascade(users, sessions, factors, activity)
+    uow = testing.InMemoryUnitOfWork(users, sessions, factors, activity)
     log = ActivityLog(activity, clock, CursorCodec(b"c" * 32))
-    codes = memory.FakeOneTimePasswords()
+    codes = testing.FakeOneTimePasswords()
     verifier = TotpVerifier(
-        factors=factors, codes=codes, box=memory.FakeSecretBox(), clock=clock, activity=log
+        factors=factors, codes=codes, box=testing.FakeSecretBox(), clock=clock, activity=log
     )
     auth = AuthService(
         users=users,
         sessions=sessions,
-        hasher=memory.FakePasswordHasher(),
-        tokens=memory.FakeTokenIssuer(clock),
-        cache=memory.InMemoryCache(clock),
-        limiter=memory.InMemoryRateLimiter(clock),
+        hasher=testing.FakePasswordHasher(),
+        tokens=testing.FakeTokenIssuer(clock),
+        cache=testing.InMemoryCache(clock),
+        limiter=testing.InMemoryRateLimiter(clock),
         clock=clock,
         uow=uow,
         policy=AuthPolicy(login_failures_per_email=7),
@@ -293,7 +295,7 @@ async def test_the_operators_reset_turns_it_off_and_is_recorded(world: World) ->
 
 
 async def test_an_entry_commits_with_the_change_it_records(world: World) -> None:
-    class Refusing(memory.InMemoryActivityRepository):
+    class Refusing(testing.InMemoryActivityRepository):
         async def add(self, entry: object) -> None:  # type: ignore[override]
             raise RuntimeError("the log is unavailable")
 
