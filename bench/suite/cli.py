@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 
 import psycopg
-from common import positive
+from common import positive, stop_embedded
 
 from engage_adapters.embedded_pg import start_embedded
 from engage_adapters.postgres.migrate import upgrade
@@ -29,7 +29,7 @@ from .data import HISTORY, load_data
 from .load import Wrk, find_wrk
 from .measures import Context, compare_uvicorn, measure_engage
 from .report import Results, json_document, print_report, rows_of
-from .servers import engage_env, postmaster_of, start_redis, stop_embedded
+from .servers import engage_env, postmaster_of, start_redis
 
 
 class TimeLimit(Exception):

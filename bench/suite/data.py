@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 import psycopg
 from attrs import frozen
+from common import METRIC_TYPES
 
 from engage_adapters.bcrypt_hasher import BcryptPasswordHasher
 from engage_core.model import Password
@@ -18,16 +19,6 @@ from . import progress
 PASSWORD = "bench-password-of-every-user"
 BCRYPT_ROUNDS = 12
 HISTORY = timedelta(days=365)
-METRIC_TYPES = (
-    "page_view",
-    "click",
-    "session.duration_s",
-    "scroll.depth",
-    "video:play",
-    "api-call",
-    "purchase.amount",
-    "signup.step",
-)
 _METRIC_TYPE_WEIGHTS = (40, 20, 10, 10, 8, 6, 4, 2)
 _COPY_CHUNK = 250_000  # rows per COPY and commit: the rollup trigger runs once per chunk
 

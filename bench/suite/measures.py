@@ -25,9 +25,10 @@ import bcrypt
 import psutil
 import psycopg
 from attrs import define, frozen
+from common import METRIC_TYPES
 
 from . import progress, servers
-from .data import BCRYPT_ROUNDS, HISTORY, METRIC_TYPES, PASSWORD, email_of
+from .data import BCRYPT_ROUNDS, HISTORY, PASSWORD, email_of
 from .load import (
     LUA_BEARER_GET,
     LUA_BEARER_POST,

