@@ -6,10 +6,7 @@ slot, and a node killed in the middle of a load run costs no request."""
 from __future__ import annotations
 
 import asyncio
-import itertools
-import os
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
 
@@ -20,10 +17,10 @@ import pytest
 import redis
 from engage_adapters.redis_breaker import COOLDOWN
 from engage_adapters.redis_store import RedisCache, RedisClient, open_redis
-from support.serve import running_server
+from support.serve import running_server, serve_env
+from support.traffic import LoadRun, bad_logins, bearer
 from support.valkey_cluster import ValkeyCluster, start_valkey_cluster
 
-PASSWORD = "correct horse battery staple"
 KILLED = 1  # the node the last test kills
 
 
@@ -45,16 +42,7 @@ def servers(
     database and the cluster; their base URLs."""
     with psycopg.connect(pg_url) as conn:
         conn.execute("TRUNCATE users CASCADE")
-    env = {
-        **os.environ,
-        "ENGAGE_DATABASE_URL": pg_url,
-        "ENGAGE_REDIS_URL": cluster.url,
-        "ENGAGE_JWT_SECRET": "s" * 40,
-        "ENGAGE_DATA_DIR": str(tmp_path_factory.mktemp("engage")),
-        "ENGAGE_BCRYPT_ROUNDS": "4",
-        "ENGAGE_AUTH_RATE_PER_MINUTE": "100000",
-        "ENGAGE_LOG_LEVEL": "WARNING",
-    }
+    env = serve_env(pg_url, tmp_path_factory.mktemp("engage"), ENGAGE_REDIS_URL=cluster.url)
     with ExitStack() as stack:
         one = stack.enter_context(running_server(env, workers=1))[1]
         other = stack.enter_context(running_server(env, workers=1))[1]
@@ -70,13 +58,9 @@ async def cluster_client(cluster: ValkeyCluster) -> AsyncIterator[RedisClient]:
         await client.aclose()
 
 
-async def bearer(base: str, email: str) -> dict[str, str]:
-    credentials = {"email": email, "password": PASSWORD}
+async def bearer_on(base: str, email: str) -> dict[str, str]:
     async with httpx.AsyncClient(base_url=base) as client:
-        await client.post("/api/auth/signup", json=credentials)
-        response = await client.post("/api/auth/token", json=credentials)
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+        return await bearer(client, email)
 
 
 def keys_on(port: int, pattern: str) -> list[bytes]:
@@ -87,12 +71,8 @@ def keys_on(port: int, pattern: str) -> list[bytes]:
 async def test_bad_logins_for_one_email_across_both_processes_are_one_stream(
     servers: tuple[str, str],
 ) -> None:
-    await bearer(servers[0], "ada@example.com")
-    wrong = {"email": "ada@example.com", "password": "not the password"}
-    responses = []
-    for base in itertools.islice(itertools.cycle(servers), 10):
-        async with httpx.AsyncClient(base_url=base) as client:
-            responses.append(await client.post("/api/auth/login", json=wrong))
+    await bearer_on(servers[0], "ada@example.com")
+    responses = await bad_logins(servers, "ada@example.com", 10)
 
     assert [r.status_code for r in responses] == [401] * 5 + [429] * 5
     assert all(int(r.headers["Retry-After"]) > 0 for r in responses[5:])
@@ -102,7 +82,7 @@ async def test_a_logout_on_one_process_ends_the_session_on_the_other_at_once(
     servers: tuple[str, str],
 ) -> None:
     one, other = servers
-    auth = await bearer(one, "grace@example.com")
+    auth = await bearer_on(one, "grace@example.com")
     async with httpx.AsyncClient(base_url=other, headers=auth) as on_other:
         assert (await on_other.get("/api/auth/me")).status_code == 200  # cached "live"
         async with httpx.AsyncClient(base_url=one, headers=auth) as on_one:
@@ -130,31 +110,11 @@ async def test_the_cache_spreads_over_every_node_each_key_beside_its_epoch(
 async def test_killing_a_node_in_a_load_run_costs_no_request(
     servers: tuple[str, str], cluster: ValkeyCluster
 ) -> None:
-    auths = [await bearer(servers[n % 2], f"load{n}@example.com") for n in range(6)]
-    outcomes: Counter[str] = Counter()
-    latencies: list[float] = []
-    stop = asyncio.Event()
-
-    async def user(base: str, auth: dict[str, str]) -> None:
-        async with httpx.AsyncClient(base_url=base, headers=auth, timeout=10) as client:
-            while not stop.is_set():
-                for method, path, body in (
-                    ("GET", "/api/auth/me", None),
-                    ("POST", "/api/dashboard/metrics", {"metric_type": "load", "metric_value": 1}),
-                    ("GET", "/api/dashboard/metrics", None),
-                    ("GET", "/api/dashboard/summary", None),
-                ):
-                    started = time.perf_counter()
-                    try:
-                        response = await client.request(method, path, json=body)
-                    except httpx.TransportError as exc:
-                        outcomes[type(exc).__name__] += 1
-                        continue
-                    latencies.append(time.perf_counter() - started)
-                    outcomes[str(response.status_code)] += 1
-
+    auths = [await bearer_on(servers[n % 2], f"load{n}@example.com") for n in range(6)]
+    run = LoadRun()
     # Each session is used on the process that did not issue it, as behind a balancer.
-    load = [asyncio.create_task(user(servers[(n + 1) % 2], auth)) for n, auth in enumerate(auths)]
+    for n, auth in enumerate(auths):
+        run.start(servers[(n + 1) % 2], auth)
     await asyncio.sleep(1.0)
     cluster.kill(KILLED)
     await asyncio.sleep(2.5)  # past the cluster's node timeout: the cluster refuses too
@@ -163,19 +123,13 @@ async def test_killing_a_node_in_a_load_run_costs_no_request(
     cluster.restart(KILLED)
     await asyncio.to_thread(cluster.wait_until_ok)
     await asyncio.sleep(COOLDOWN + 1.0)  # past the breaker's cooldown: Redis in use again
-    stop.set()
-    await asyncio.gather(*load)
+    await run.stop()
     readiness = [await ready_again(base) for base in servers]
 
-    latencies.sort()
-    print(  # the figures for the record (pytest -s)
-        f"\nload run, 2 processes over a 3-node cluster, a node killed for 3 s: "
-        f"{sum(outcomes.values())} requests {dict(outcomes)}, "
-        f"p50 {latencies[len(latencies) // 2] * 1000:.1f} ms, "
-        f"max {latencies[-1] * 1000:.1f} ms"
-    )
-    assert set(outcomes) <= {"200", "201"}, outcomes
-    assert outcomes["200"] > 100
+    # The figures for the record (pytest -s).
+    print(f"\nload run, 2 processes over a 3-node cluster, a node killed for 3 s: {run.figures()}")
+    assert set(run.outcomes) <= {"200", "201"}, run.outcomes
+    assert run.outcomes["200"] > 100
     assert all(state.startswith("degraded: ") for state in during), during  # served without it
     assert readiness == ["ok", "ok"]
     assert keys_on(cluster.ports[KILLED], "*")  # it came back empty: in use again

@@ -4,14 +4,13 @@ refused by both at once, and failed logins for an email are one count across bot
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import httpx
 import psycopg
 import pytest
 
-from support.serve import running_server
+from support.serve import running_server, serve_env
 
 PASSWORD = "correct horse battery staple"
 # Each request on a new connection, so the kernel spreads them over both workers.
@@ -22,15 +21,7 @@ ROUNDS = 24
 def server(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with psycopg.connect(pg_url) as conn:
         conn.execute("TRUNCATE users, rate_limits CASCADE")
-    env = {
-        **os.environ,
-        "ENGAGE_DATABASE_URL": pg_url,
-        "ENGAGE_JWT_SECRET": "s" * 40,
-        "ENGAGE_DATA_DIR": str(tmp_path_factory.mktemp("engage")),
-        "ENGAGE_BCRYPT_ROUNDS": "4",
-        "ENGAGE_AUTH_RATE_PER_MINUTE": "100000",
-        "ENGAGE_LOG_LEVEL": "WARNING",
-    }
+    env = serve_env(pg_url, tmp_path_factory.mktemp("engage"))
     env.pop("ENGAGE_REDIS_URL", None)
     with running_server(env, workers=2) as (_, base):
         yield base

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,6 +22,22 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def serve_env(database_url: str, data_dir: Path, **settings: str) -> dict[str, str]:
+    """The environment of a busy test `engage serve`: this process's, the database and
+    a data directory, bcrypt at its cheapest, the per-address sign-in limit out of the
+    way, warnings only; then ``settings`` (``ENGAGE_REDIS_URL=...``)."""
+    return {
+        **os.environ,
+        "ENGAGE_DATABASE_URL": database_url,
+        "ENGAGE_JWT_SECRET": "s" * 40,
+        "ENGAGE_DATA_DIR": str(data_dir),
+        "ENGAGE_BCRYPT_ROUNDS": "4",
+        "ENGAGE_AUTH_RATE_PER_MINUTE": "100000",
+        "ENGAGE_LOG_LEVEL": "WARNING",
+        **settings,
+    }
 
 
 @contextmanager
