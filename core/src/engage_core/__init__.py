@@ -1,45 +1,77 @@
 """engage_core: the domain of engage-suite, free of I/O.
 
-Entities, value objects, ports and use cases. Bring your own adapters (or the
-public in-memory fakes of ``engage_core.testing``) and call the services::
+Entities, value objects, errors, ports and use cases. Bring your own adapters
+(or the in-memory fakes of ``engage_core.testing``) and call the services::
 
     from engage_core import AuthService, MetricsService
+
+Everything named in ``__all__`` here is the public API (docs/core.md says what
+may change between minor versions); the modules behind it may move.
 """
 
 from engage_core.errors import (
     Conflict,
+    EmailNotVerified,
     EngageError,
     FieldError,
     Forbidden,
     IdempotencyKeyReused,
+    InvalidToken,
     NotFound,
     RateLimited,
     RequestInProgress,
     Unauthorized,
+    Unavailable,
     ValidationFailed,
 )
 from engage_core.model import (
+    ActivityEntry,
+    ActivityKind,
+    Client,
+    DeviceSession,
     Email,
     EngagementMetric,
+    LoginPurpose,
     MetricDraft,
     MetricType,
     MetricValue,
+    MfaChallenge,
+    OneTimeToken,
     Password,
     Session,
     Timestamp,
+    TokenPurpose,
+    TotpFactor,
     User,
 )
 from engage_core.ports import (
     AccessClaims,
+    ActivityQuery,
+    ActivityRepository,
+    BulkMetricStore,
     Cache,
     Clock,
+    ExportedMetric,
     IdempotencyStore,
+    LoadOutcome,
+    Mailer,
+    MailMessage,
+    MailNotSent,
+    MailQueue,
+    MailStatus,
     MetricRepository,
+    OneTimePasswords,
+    OneTimeTokenRepository,
     PasswordHasher,
+    QueuedMail,
     RateDecision,
     RateLimiter,
     Reservation,
+    RowFault,
+    SecondFactorRepository,
+    SecretBox,
     SessionRepository,
+    StagedMetric,
     StoredResponse,
     TokenIssuer,
     UnitOfWork,
@@ -56,6 +88,27 @@ from engage_core.queries import (
     Summary,
     SummaryQuery,
 )
+from engage_core.services.account_mail import (
+    AccountMail,
+    TokenLifetimes,
+)
+from engage_core.services.activity import (
+    ActivityLog,
+    ActivityPage,
+)
+from engage_core.services.admin import (
+    AccountAdmin,
+)
+from engage_core.services.api_keys import (
+    ApiKey,
+    ApiKeyPolicy,
+    ApiKeyRepository,
+    ApiKeyScope,
+    ApiKeyService,
+    IssuedApiKey,
+    KeyPrincipal,
+    OwnedApiKey,
+)
 from engage_core.services.auth import (
     AccessGrant,
     AuthPolicy,
@@ -64,58 +117,175 @@ from engage_core.services.auth import (
     LogoutScope,
     Principal,
 )
-from engage_core.services.idempotency import IdempotencyGuard
-from engage_core.services.metrics import MetricsService
+from engage_core.services.backfill import (
+    BackfillReport,
+    BackfillService,
+    RawRow,
+)
+from engage_core.services.dashboard_cache import (
+    CachedMetricRepository,
+    DashboardCache,
+    InvalidatingBulkStore,
+    Lookup,
+)
+from engage_core.services.email import (
+    EmailFlowPolicy,
+    EmailFlows,
+)
+from engage_core.services.idempotency import (
+    IdempotencyGuard,
+)
+from engage_core.services.live import (
+    AccessEnded,
+    Grant,
+    GrantId,
+    Listening,
+    LiveMetrics,
+    MetricFeed,
+    MetricsAdded,
+    Stream,
+    StreamEvent,
+)
+from engage_core.services.mail_delivery import (
+    Attempt,
+    DeliveryPolicy,
+    DeliveryRound,
+    MailDelivery,
+)
+from engage_core.services.metrics import (
+    MetricsService,
+)
+from engage_core.services.mfa import (
+    MfaPolicy,
+    MfaRequired,
+    MfaService,
+    TotpEnrolment,
+    TotpVerifier,
+)
+
+# One version for engage-core and engage-suite: both pyproject.toml files read
+# it from here, and engage-suite requires engage-core at exactly this one.
+__version__ = "0.1.0"
 
 __all__ = [
     "AccessClaims",
+    "AccessEnded",
     "AccessGrant",
+    "AccountAdmin",
+    "AccountMail",
+    "ActivityEntry",
+    "ActivityKind",
+    "ActivityLog",
+    "ActivityPage",
+    "ActivityQuery",
+    "ActivityRepository",
+    "ApiKey",
+    "ApiKeyPolicy",
+    "ApiKeyRepository",
+    "ApiKeyScope",
+    "ApiKeyService",
+    "Attempt",
     "AuthPolicy",
     "AuthService",
+    "BackfillReport",
+    "BackfillService",
     "BrowserLogin",
     "Bucket",
+    "BulkMetricStore",
     "Cache",
+    "CachedMetricRepository",
+    "Client",
     "Clock",
     "Conflict",
     "CursorCodec",
+    "DashboardCache",
+    "DeliveryPolicy",
+    "DeliveryRound",
+    "DeviceSession",
     "Email",
+    "EmailFlowPolicy",
+    "EmailFlows",
+    "EmailNotVerified",
     "EngageError",
     "EngagementMetric",
+    "ExportedMetric",
     "FieldError",
     "Forbidden",
+    "Grant",
+    "GrantId",
     "IdempotencyGuard",
     "IdempotencyKeyReused",
     "IdempotencyStore",
+    "InvalidToken",
+    "InvalidatingBulkStore",
+    "IssuedApiKey",
+    "KeyPrincipal",
+    "Listening",
+    "LiveMetrics",
+    "LoadOutcome",
+    "LoginPurpose",
     "LogoutScope",
+    "Lookup",
+    "MailDelivery",
+    "MailMessage",
+    "MailNotSent",
+    "MailQueue",
+    "MailStatus",
+    "Mailer",
     "MetricDraft",
+    "MetricFeed",
     "MetricPage",
     "MetricPageQuery",
     "MetricRepository",
     "MetricType",
     "MetricValue",
+    "MetricsAdded",
     "MetricsService",
+    "MfaChallenge",
+    "MfaPolicy",
+    "MfaRequired",
+    "MfaService",
     "NotFound",
+    "OneTimePasswords",
+    "OneTimeToken",
+    "OneTimeTokenRepository",
+    "OwnedApiKey",
     "Password",
     "PasswordHasher",
     "Point",
     "Position",
     "Principal",
+    "QueuedMail",
     "RateDecision",
     "RateLimited",
     "RateLimiter",
+    "RawRow",
     "RequestInProgress",
     "Reservation",
+    "RowFault",
+    "SecondFactorRepository",
+    "SecretBox",
     "Series",
     "Session",
     "SessionRepository",
+    "StagedMetric",
     "StoredResponse",
+    "Stream",
+    "StreamEvent",
     "Summary",
     "SummaryQuery",
     "Timestamp",
     "TokenIssuer",
+    "TokenLifetimes",
+    "TokenPurpose",
+    "TotpEnrolment",
+    "TotpFactor",
+    "TotpVerifier",
     "Unauthorized",
+    "Unavailable",
     "UnitOfWork",
     "User",
     "UserRepository",
     "ValidationFailed",
+    "__version__",
 ]

@@ -10,6 +10,22 @@ from collections.abc import Iterable
 
 from attrs import frozen
 
+__all__ = [
+    "Conflict",
+    "EmailNotVerified",
+    "EngageError",
+    "FieldError",
+    "Forbidden",
+    "IdempotencyKeyReused",
+    "InvalidToken",
+    "NotFound",
+    "RateLimited",
+    "RequestInProgress",
+    "Unauthorized",
+    "Unavailable",
+    "ValidationFailed",
+]
+
 
 class EngageError(Exception):
     """Base of every error a use case raises on purpose."""

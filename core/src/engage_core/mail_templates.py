@@ -14,6 +14,26 @@ from attrs import frozen
 from engage_core.model import Email
 from engage_core.ports import MailMessage
 
+__all__ = [
+    "CONFIRM_NEW_EMAIL",
+    "EMAIL_CHANGE_NOTICE",
+    "NEW_DEVICE",
+    "NO_ACCOUNT",
+    "PASSWORD_CHANGED",
+    "PASSWORD_RESET",
+    "RESET",
+    "VERIFY",
+    "Branding",
+    "confirm_new_email",
+    "email_change_notice",
+    "new_device",
+    "no_account",
+    "password_changed",
+    "password_reset",
+    "password_was_reset",
+    "verification",
+]
+
 
 @frozen
 class Branding:

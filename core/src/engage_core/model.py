@@ -18,6 +18,43 @@ from attrs import define, field, frozen
 
 from engage_core.errors import FieldError, ValidationFailed
 
+__all__ = [
+    "EARLIEST_RECORDED_AT",
+    "MAX_EMAIL_LENGTH",
+    "MAX_FUTURE_SKEW",
+    "MAX_IP_LENGTH",
+    "MAX_METRIC_TYPE_LENGTH",
+    "MAX_METRIC_VALUE_DECIMALS",
+    "MAX_NUMERIC_STRING_LENGTH",
+    "MAX_PASSWORD_LENGTH",
+    "MAX_USER_AGENT_LENGTH",
+    "METRIC_VALUE_BOUND",
+    "MIN_PASSWORD_LENGTH",
+    "NUMERIC_STRING_PATTERN",
+    "OPERATOR",
+    "UNKNOWN_CLIENT",
+    "ActivityEntry",
+    "ActivityKind",
+    "Client",
+    "DeviceSession",
+    "Email",
+    "EngagementMetric",
+    "LoginPurpose",
+    "MetricDraft",
+    "MetricType",
+    "MetricValue",
+    "MfaChallenge",
+    "OneTimeToken",
+    "Password",
+    "Session",
+    "Timestamp",
+    "TokenPurpose",
+    "TotpFactor",
+    "User",
+    "parse_metric_value",
+    "parse_timestamp",
+]
+
 MAX_EMAIL_LENGTH = 254
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 256

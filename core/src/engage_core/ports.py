@@ -35,6 +35,40 @@ from engage_core.model import (
 )
 from engage_core.queries import MetricPageQuery, Series, SummaryQuery
 
+__all__ = [
+    "AccessClaims",
+    "ActivityQuery",
+    "ActivityRepository",
+    "BulkMetricStore",
+    "Cache",
+    "Clock",
+    "ExportedMetric",
+    "IdempotencyStore",
+    "LoadOutcome",
+    "MailMessage",
+    "MailNotSent",
+    "MailQueue",
+    "MailStatus",
+    "Mailer",
+    "MetricRepository",
+    "OneTimePasswords",
+    "OneTimeTokenRepository",
+    "PasswordHasher",
+    "QueuedMail",
+    "RateDecision",
+    "RateLimiter",
+    "Reservation",
+    "RowFault",
+    "SecondFactorRepository",
+    "SecretBox",
+    "SessionRepository",
+    "StagedMetric",
+    "StoredResponse",
+    "TokenIssuer",
+    "UnitOfWork",
+    "UserRepository",
+]
+
 
 class Clock(Protocol):
     def now(self) -> datetime:

@@ -19,6 +19,26 @@ from attrs import field, frozen
 from engage_core.errors import ValidationFailed
 from engage_core.model import EngagementMetric, MetricType
 
+__all__ = [
+    "DEFAULT_PAGE_LIMIT",
+    "MAX_PAGE_LIMIT",
+    "Bucket",
+    "CursorCodec",
+    "MetricPage",
+    "MetricPageQuery",
+    "Point",
+    "Position",
+    "Series",
+    "Summary",
+    "SummaryQuery",
+    "check_bound",
+    "check_bucket",
+    "check_limit",
+    "check_range",
+    "check_time_zone",
+    "known_time_zones",
+]
+
 DEFAULT_PAGE_LIMIT = 50
 MAX_PAGE_LIMIT = 500
 

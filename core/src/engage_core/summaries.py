@@ -26,6 +26,15 @@ from attrs import define, frozen
 from engage_core.model import EngagementMetric, MetricType
 from engage_core.queries import Bucket, Point, Series, SummaryQuery
 
+__all__ = [
+    "EXACT_PRECISION",
+    "Aggregate",
+    "bucket_start",
+    "in_query",
+    "start_of_local_date",
+    "summarize",
+]
+
 # Enough digits that sums are exact, as PostgreSQL's numeric is: values have at most
 # 15 integer digits and MAX_METRIC_VALUE_DECIMALS decimals.
 EXACT_PRECISION = 1100

@@ -23,6 +23,16 @@ from engage_core.mail_templates import Branding
 from engage_core.model import Client, Email, OneTimeToken, TokenPurpose, User
 from engage_core.ports import Clock, MailMessage, MailQueue, OneTimeTokenRepository, UnitOfWork
 
+__all__ = [
+    "INVALID_TOKEN",
+    "LINK_TOKEN_PATTERN",
+    "TOKEN_BYTES",
+    "AccountMail",
+    "TokenLifetimes",
+    "hash_link_token",
+    "link_token_hash",
+]
+
 TOKEN_BYTES = 32
 # The form of every token engage issues (token_urlsafe(32) is 43 of these).
 LINK_TOKEN_PATTERN = "^[A-Za-z0-9_-]{16,128}$"

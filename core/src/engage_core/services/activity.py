@@ -18,6 +18,12 @@ from engage_core.model import ActivityEntry, ActivityKind, Client, Email, User
 from engage_core.ports import ActivityQuery, ActivityRepository, Clock
 from engage_core.queries import DEFAULT_PAGE_LIMIT, CursorCodec, Position, check_limit
 
+__all__ = [
+    "ActivityLog",
+    "ActivityPage",
+    "check_kind",
+]
+
 
 @frozen(kw_only=True)
 class ActivityPage:

@@ -13,6 +13,10 @@ from engage_core.ports import SessionRepository, UserRepository
 from engage_core.services.auth import AuthService
 from engage_core.services.mfa import MfaService
 
+__all__ = [
+    "AccountAdmin",
+]
+
 
 @define
 class AccountAdmin:

@@ -36,6 +36,26 @@ from engage_core.model import OPERATOR, UNKNOWN_CLIENT, ActivityKind, Client, Ti
 from engage_core.ports import Clock, RateLimiter, UnitOfWork, UserRepository
 from engage_core.services.activity import ActivityLog
 
+__all__ = [
+    "KEY_PREFIX",
+    "LAST_USED_RESOLUTION",
+    "MAX_KEYS_PER_USER",
+    "MAX_NAME_LENGTH",
+    "RATE_WINDOW",
+    "SECRET_BYTES",
+    "ApiKey",
+    "ApiKeyPolicy",
+    "ApiKeyRepository",
+    "ApiKeyScope",
+    "ApiKeyService",
+    "IssuedApiKey",
+    "KeyPrincipal",
+    "OwnedApiKey",
+    "check_scopes",
+    "hash_api_key",
+    "looks_like_api_key",
+]
+
 KEY_PREFIX = "engk_"
 SECRET_BYTES = 30  # 240 bits, 40 URL-safe characters
 MAX_NAME_LENGTH = 100

@@ -50,6 +50,16 @@ from engage_core.services.account_mail import AccountMail
 from engage_core.services.activity import ActivityLog
 from engage_core.services.mfa import MfaRequired, TotpVerifier
 
+__all__ = [
+    "AccessGrant",
+    "AuthPolicy",
+    "AuthService",
+    "BrowserLogin",
+    "LogoutScope",
+    "Principal",
+    "hash_refresh_token",
+]
+
 _LIVE = b"1"
 _ENDED = b"0"
 

@@ -28,6 +28,15 @@ from engage_core.model import (
 )
 from engage_core.ports import BulkMetricStore, Clock, ExportedMetric, RowFault, StagedMetric
 
+__all__ = [
+    "MAX_REMEMBERED",
+    "MAX_REPORTED_FAULTS",
+    "PROGRESS_EVERY",
+    "BackfillReport",
+    "BackfillService",
+    "RawRow",
+]
+
 MAX_REPORTED_FAULTS = 20
 PROGRESS_EVERY = 1_000  # rows per progress call (a call per row costs more than the bar)
 MAX_REMEMBERED = 100_000  # distinct emails and metric types whose verdict is kept

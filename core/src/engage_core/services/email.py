@@ -33,6 +33,11 @@ from engage_core.ports import (
 from engage_core.services.account_mail import INVALID_TOKEN, AccountMail, link_token_hash
 from engage_core.services.auth import AuthService, Principal
 
+__all__ = [
+    "EmailFlowPolicy",
+    "EmailFlows",
+]
+
 _ALL_PURPOSES = tuple(TokenPurpose)
 
 

@@ -15,6 +15,14 @@ from attrs import define, field
 from engage_core.errors import IdempotencyKeyReused, RequestInProgress, ValidationFailed
 from engage_core.ports import IdempotencyStore, StoredResponse, UnitOfWork
 
+__all__ = [
+    "IN_PROGRESS_LEASE",
+    "KEY_LIFETIME",
+    "RETRY_DELAYS",
+    "IdempotencyGuard",
+    "fingerprint",
+]
+
 KEY_LIFETIME = timedelta(hours=24)
 # How long a request may run before its key is free again for a retry.
 IN_PROGRESS_LEASE = timedelta(minutes=1)

@@ -31,6 +31,27 @@ from engage_core.errors import RateLimited, Unavailable, ValidationFailed
 from engage_core.model import EngagementMetric, MetricType
 from engage_core.ports import Clock
 
+__all__ = [
+    "CATCH_UP_LIMIT",
+    "HEARTBEAT_SECONDS",
+    "LIVE_LIMIT",
+    "MAX_WAITING",
+    "PAGE",
+    "READY_TIMEOUT",
+    "AccessEnded",
+    "Grant",
+    "GrantId",
+    "GrantKind",
+    "Listening",
+    "LiveMetrics",
+    "MetricFeed",
+    "MetricsAdded",
+    "Notice",
+    "Stream",
+    "StreamEvent",
+    "check_after",
+]
+
 log = logging.getLogger("engage.live")
 
 HEARTBEAT_SECONDS = 15.0

@@ -15,6 +15,13 @@ from attrs import define, frozen
 
 from engage_core.ports import Clock, Mailer, MailNotSent, MailQueue, MailStatus, QueuedMail
 
+__all__ = [
+    "Attempt",
+    "DeliveryPolicy",
+    "DeliveryRound",
+    "MailDelivery",
+]
+
 
 @frozen(kw_only=True)
 class DeliveryPolicy:

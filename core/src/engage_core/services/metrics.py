@@ -27,6 +27,11 @@ from engage_core.queries import (
     check_time_zone,
 )
 
+__all__ = [
+    "MAX_BATCH",
+    "MetricsService",
+]
+
 MAX_BATCH = 1000
 
 

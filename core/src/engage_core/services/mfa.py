@@ -42,6 +42,21 @@ from engage_core.ports import (
 )
 from engage_core.services.activity import ActivityLog
 
+__all__ = [
+    "MAX_CODE_LENGTH",
+    "STEP_SECONDS",
+    "MfaPolicy",
+    "MfaRequired",
+    "MfaService",
+    "TotpEnrolment",
+    "TotpVerifier",
+    "challenge_hash",
+    "matching_step",
+    "new_recovery_codes",
+    "recovery_code_hash",
+    "step_at",
+]
+
 if TYPE_CHECKING:
     # services.auth imports this module (for the verifier); MfaService only calls it.
     from engage_core.services.auth import AccessGrant, AuthService, BrowserLogin, Principal

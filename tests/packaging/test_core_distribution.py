@@ -1,0 +1,138 @@
+"""engage-core stands alone: its wheel installed into a fresh virtual environment
+with nothing else of engage-suite, importing it loads only the standard library
+and its own four dependencies, and docs/core.md's examples run there as printed.
+
+Builds both wheels with pip (build isolation fetches hatchling from the package
+index) and installs engage-core's dependencies from the index: one fresh venv
+for the module, about a minute."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tomllib
+import venv
+import zipfile
+from email.parser import Parser
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CORE_DEPENDENCIES = {"attrs", "cattrs", "email-validator", "tzdata"}
+# What those four bring themselves: cattrs needs typing-extensions,
+# email-validator dnspython and idna. Nothing else may be installed.
+INDIRECT = {"typing-extensions", "dnspython", "idna"}
+# The top-level modules those distributions provide.
+DEPENDENCY_MODULES = {
+    "attr", "attrs", "cattr", "cattrs", "email_validator", "tzdata",
+    "typing_extensions", "dns", "idna",
+}  # fmt: skip
+
+IMPORT_ALL = """
+import json, pkgutil, importlib, sys
+before = set(sys.modules)
+import engage_core
+for info in pkgutil.walk_packages(engage_core.__path__, "engage_core."):
+    importlib.import_module(info.name)
+print(json.dumps(sorted({name.split(".")[0] for name in set(sys.modules) - before})))
+"""
+
+
+def _run(*args: str | Path, cwd: Path | None = None) -> str:
+    done = subprocess.run(
+        [str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, f"{args}: {done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("wheels")
+    _run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", out, ROOT / "core", ROOT)
+    built = {path.name.split("-")[0]: path for path in out.glob("*.whl")}
+    assert set(built) == {"engage_core", "engage_suite"}, built
+    return built
+
+
+@pytest.fixture(scope="module")
+def fresh_python(tmp_path_factory: pytest.TempPathFactory, wheels: dict[str, Path]) -> Path:
+    """A new venv with engage-core's wheel installed and nothing else of ours."""
+    home = tmp_path_factory.mktemp("core-venv")
+    venv.create(home, with_pip=True)
+    python = home / "bin" / "python"
+    _run(python, "-m", "pip", "install", "-q", "--disable-pip-version-check", wheels["engage_core"])
+    return python
+
+
+def _metadata(wheel: Path) -> dict[str, list[str]]:
+    with zipfile.ZipFile(wheel) as archive:
+        [name] = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        message = Parser().parsestr(archive.read(name).decode())
+    return {key: message.get_all(key) or [] for key in ("Name", "Version", "Requires-Dist")}
+
+
+def _name(requirement: str) -> str:
+    match = re.match(r"[A-Za-z0-9._-]+", requirement)
+    assert match is not None
+    return match.group(0).lower().replace("_", "-")
+
+
+def test_engage_core_declares_four_dependencies_and_suite_requires_it_at_its_version(
+    wheels: dict[str, Path],
+) -> None:
+    core, suite = _metadata(wheels["engage_core"]), _metadata(wheels["engage_suite"])
+    source = (ROOT / "core/src/engage_core/__init__.py").read_text()
+    version = re.search(r'^__version__ = "(.+)"$', source, re.M)
+    assert version is not None
+
+    assert core["Version"] == suite["Version"] == [version.group(1)]
+    assert {_name(r) for r in core["Requires-Dist"]} == CORE_DEPENDENCIES
+    assert f"engage-core=={version.group(1)}" in suite["Requires-Dist"]
+    pinned = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert f"engage-core=={version.group(1)}" in pinned
+
+
+def test_the_suite_wheel_does_not_carry_the_core(wheels: dict[str, Path]) -> None:
+    with zipfile.ZipFile(wheels["engage_suite"]) as archive:
+        packages = {name.split("/")[0] for name in archive.namelist()}
+    assert "engage_core" not in packages
+    assert {"engage_adapters", "engage_http", "engage_cli"} <= packages
+
+
+def test_a_fresh_venv_gets_the_core_its_four_dependencies_and_theirs_only(
+    fresh_python: Path,
+) -> None:
+    listed = json.loads(_run(fresh_python, "-m", "pip", "list", "--format=json"))
+    installed = {_name(item["name"]) for item in listed} - {"pip", "setuptools"}
+
+    assert installed == {"engage-core"} | CORE_DEPENDENCIES | INDIRECT
+
+
+def test_importing_every_core_module_loads_nothing_but_the_standard_library_and_those(
+    fresh_python: Path,
+) -> None:
+    loaded = set(json.loads(_run(fresh_python, "-c", IMPORT_ALL)))
+    # The interpreter's build settings module, which stdlib_module_names leaves out.
+    standard = set(sys.stdlib_module_names) | {n for n in loaded if n.startswith("_sysconfigdata")}
+
+    assert "engage_core" in loaded
+    assert loaded - standard - DEPENDENCY_MODULES == {"engage_core"}
+
+
+def test_the_examples_of_docs_core_md_run_with_only_the_core_installed(
+    fresh_python: Path, tmp_path: Path
+) -> None:
+    guide = (ROOT / "docs/core.md").read_text()
+    examples = re.findall(r"```python\n(.*?)```", guide, re.S)
+    assert len(examples) >= 2  # the first call over the fakes and the SQLite service
+
+    for number, example in enumerate(examples):
+        script = tmp_path / f"example_{number}.py"
+        script.write_text(example)
+        printed = _run(fresh_python, "-I", script, cwd=tmp_path)
+        assert "Traceback" not in printed
+    assert "pages read per Berlin day" in printed
