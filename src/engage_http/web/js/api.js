@@ -131,4 +131,14 @@ export const api = {
   get: (path, query) => request("GET", path, { query }),
   post: (path, body, query) => request("POST", path, { body, query }),
   delete: (path, body) => request("DELETE", path, { body }),
+  /** DELETE ``path``: true, or false when it was gone already (a 404). */
+  deleteIfThere: async (path) => {
+    try {
+      await request("DELETE", path);
+      return true;
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 404) return false;
+      throw error;
+    }
+  },
 };

@@ -28,6 +28,34 @@ export function field({ label, name, type = "text", hint, control, ...attributes
   return { name, label, input, error, wrapper };
 }
 
+/** An email address to sign in with; ``overrides`` for another label, name or autocomplete. */
+export function emailField(overrides = {}) {
+  return field({
+    label: "Email",
+    name: "email",
+    type: "email",
+    autocomplete: "username",
+    required: true,
+    spellcheck: "false",
+    ...overrides,
+  });
+}
+
+/** A password field; ``autocomplete: "new-password"`` for one being chosen. */
+export function passwordField({ label = "Password", name = "password", autocomplete = "current-password", hint } = {}) {
+  return field({ label, name, type: "password", autocomplete, required: true, hint });
+}
+
+/** A one-time code: from an authenticator app (``inputmode: "numeric"``), or a recovery code too. */
+export function codeField(hint, inputmode = "text") {
+  return field({ label: "Code", name: "code", hint, autocomplete: "one-time-code", inputmode, required: true, spellcheck: "false" });
+}
+
+// Tells password managers whose password a form holds; never sent.
+export function usernameFor(user) {
+  return el("input", { type: "text", name: "username", autocomplete: "username", value: user?.email ?? "", hidden: true });
+}
+
 function setFieldError(entry, message) {
   entry.error.textContent = message;
   entry.error.hidden = !message;
@@ -49,6 +77,24 @@ function sentence(label, message) {
 /** A status line read out by screen readers as soon as it changes. */
 export function statusLine() {
   return el("p", { class: "form-status", role: "status", "aria-live": "polite" });
+}
+
+/**
+ * A form of ``parts`` (field() results, or nodes such as usernameFor()'s), its
+ * status line and its submit button (its text, or the button itself), wired by
+ * handleSubmit with ``wiring`` (submit, fieldFor, messages).
+ */
+export function submitForm(parts, button, wiring) {
+  const status = statusLine();
+  const form = el(
+    "form",
+    { class: "stack", method: "post" },
+    parts.map((part) => (part instanceof Node ? part : part.wrapper)),
+    status,
+    typeof button === "string" ? el("button", { type: "submit", class: "button primary", text: button }) : button,
+  );
+  handleSubmit(form, { fields: parts.filter((part) => !(part instanceof Node)), status, ...wiring });
+  return form;
 }
 
 /**
@@ -75,7 +121,7 @@ export function handleSubmit(form, { fields, status, submit, fieldFor = {}, mess
       if (done) showStatus(status, done, "is-ok");
     } catch (error) {
       if (!(error instanceof ApiError)) {
-        showStatus(status, OFFLINE, "is-error");
+        showStatus(status, describeProblem(error), "is-error");
         return;
       }
       const invalid = showProblem(error, { byName, status, fieldFor, messages });
@@ -93,8 +139,9 @@ export function showStatus(status, text, kind) {
   if (kind) status.classList.add(kind);
 }
 
-/** The words for a problem: its detail, or when to come back after a 429. */
+/** The words for a failed request: no connection, the problem's detail, or when to come back after a 429. */
 export function describeProblem(error, messages = {}) {
+  if (!(error instanceof ApiError)) return OFFLINE;
   if (messages[error.status]) return messages[error.status];
   if (error.status === 429) {
     const wait = error.retryAfter ?? 60;
@@ -103,6 +150,18 @@ export function describeProblem(error, messages = {}) {
   }
   if (error.status === 503) return "The service is unavailable for a moment. Try again shortly.";
   return sentence("", error.problem.detail || error.problem.title || "Something went wrong.");
+}
+
+/** Run ``task`` with ``button`` disabled; a failure is said in ``status``. */
+export async function whileBusy(button, status, task) {
+  button.disabled = true;
+  try {
+    await task();
+  } catch (error) {
+    showStatus(status, describeProblem(error), "is-error");
+  } finally {
+    button.disabled = false;
+  }
 }
 
 function showProblem(error, { byName, status, fieldFor, messages }) {

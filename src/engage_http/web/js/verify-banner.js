@@ -1,9 +1,9 @@
 // The dashboard's banner while the account's address is not verified, with a
 // button that mails the link again.
 
-import { api, ApiError } from "./api.js";
+import { api } from "./api.js";
 import { el } from "./dom.js";
-import { describeProblem, OFFLINE } from "./forms.js";
+import { showStatus, whileBusy } from "./forms.js";
 
 export function verificationBanner(app) {
   const status = el("span", { role: "status", "aria-live": "polite" });
@@ -18,17 +18,12 @@ export function verificationBanner(app) {
   );
   let checking = false;
 
-  again.addEventListener("click", async () => {
-    again.disabled = true;
-    try {
+  again.addEventListener("click", () =>
+    whileBusy(again, status, async () => {
       await api.post("/api/auth/verify/request");
-      status.textContent = `A new link is on its way to ${app.user?.email ?? "your address"}.`;
-    } catch (error) {
-      status.textContent = error instanceof ApiError ? describeProblem(error) : OFFLINE;
-    } finally {
-      again.disabled = false;
-    }
-  });
+      showStatus(status, `A new link is on its way to ${app.user?.email ?? "your address"}.`);
+    }),
+  );
 
   /** Show or hide the banner for the signed-in user (asks who once, if a login did not say). */
   async function update() {

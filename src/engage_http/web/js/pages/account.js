@@ -1,55 +1,50 @@
 // The account: who you are, change the password (other sessions end), log out
 // here or everywhere, delete the account (asks for the password).
 
-import { api, ApiError } from "../api.js";
+import { api } from "../api.js";
 import { el } from "../dom.js";
-import { describeProblem, field, handleSubmit, OFFLINE, showStatus, statusLine } from "../forms.js";
+import { passwordField, statusLine, submitForm, usernameFor, whileBusy } from "../forms.js";
+import { pageHead } from "../layout.js";
 import { formatDate } from "../format.js";
-
-function passwordField(label, name, autocomplete, hint) {
-  return field({ label, name, type: "password", autocomplete, required: true, hint });
-}
-
-// Tells password managers whose password a form holds; never sent.
-function usernameFor(user) {
-  return el("input", { type: "text", name: "username", autocomplete: "username", value: user?.email ?? "", hidden: true });
-}
 
 export async function render(view, app) {
   const email = el("dd", { text: app.user?.email ?? "…" });
   const since = el("dd", { text: app.user ? formatDate(new Date(app.user.created_at)) : "…" });
   const factor = el("dd", { text: "…" });
 
-  const current = passwordField("Current password", "current_password", "current-password");
-  const next = passwordField("New password", "new_password", "new-password", "8 to 256 characters.");
-  const passwordStatus = statusLine();
-  const passwordForm = el(
-    "form",
-    { class: "stack", method: "post" },
-    usernameFor(app.user),
-    current.wrapper,
-    next.wrapper,
-    passwordStatus,
-    el("button", { type: "submit", class: "button primary", text: "Change password" }),
-  );
+  const current = passwordField({ label: "Current password", name: "current_password" });
+  const next = passwordField({ label: "New password", name: "new_password", autocomplete: "new-password", hint: "8 to 256 characters." });
+  const passwordForm = submitForm([usernameFor(app.user), current, next], "Change password", {
+    fieldFor: { 403: "current_password" },
+    messages: { 403: "The current password is not correct." },
+    submit: async (values) => {
+      await api.post("/api/auth/password", values);
+      passwordForm.reset();
+      return "Password changed. Your other sessions have ended.";
+    },
+  });
 
   const sessionStatus = statusLine();
   const logOut = el("button", { type: "button", class: "button", text: "Log out" });
   const logOutAll = el("button", { type: "button", class: "button", text: "Log out everywhere" });
 
-  const confirm = passwordField("Password", "password", "current-password", "Your password, to confirm.");
-  const deleteStatus = statusLine();
-  const deleteForm = el(
-    "form",
-    { class: "stack", method: "post" },
-    usernameFor(app.user),
-    confirm.wrapper,
-    deleteStatus,
+  const confirm = passwordField({ hint: "Your password, to confirm." });
+  const deleteForm = submitForm(
+    [usernameFor(app.user), confirm],
     el("button", { type: "submit", class: "button danger", text: "Delete my account and all its metrics" }),
+    {
+      fieldFor: { 403: "password" },
+      messages: { 403: "The password is not correct." },
+      submit: async (values) => {
+        await api.delete("/api/auth/me", values);
+        app.signedOut("Your account and all its metrics are deleted.");
+        app.navigate("/signin", { replace: true });
+      },
+    },
   );
 
   view.append(
-    el("div", { class: "page-head" }, el("h1", { text: "Account" })),
+    pageHead("Account"),
     el(
       "section",
       { class: "card", "aria-labelledby": "profile-title" },
@@ -104,44 +99,15 @@ export async function render(view, app) {
     ),
   );
 
-  handleSubmit(passwordForm, {
-    fields: [current, next],
-    status: passwordStatus,
-    fieldFor: { 403: "current_password" },
-    messages: { 403: "The current password is not correct." },
-    submit: async (values) => {
-      await api.post("/api/auth/password", values);
-      passwordForm.reset();
-      return "Password changed. Your other sessions have ended.";
-    },
-  });
-
-  async function endSessions(scope, button) {
-    button.disabled = true;
-    try {
+  function endSessions(scope, button) {
+    return whileBusy(button, sessionStatus, async () => {
       await api.post("/api/auth/logout", undefined, { scope });
       app.signedOut(scope === "all" ? "You are logged out everywhere." : "You are logged out.");
       app.navigate("/signin", { replace: true });
-    } catch (error) {
-      showStatus(sessionStatus, error instanceof ApiError ? describeProblem(error) : OFFLINE, "is-error");
-    } finally {
-      button.disabled = false;
-    }
+    });
   }
   logOut.addEventListener("click", () => endSessions("current", logOut));
   logOutAll.addEventListener("click", () => endSessions("all", logOutAll));
-
-  handleSubmit(deleteForm, {
-    fields: [confirm],
-    status: deleteStatus,
-    fieldFor: { 403: "password" },
-    messages: { 403: "The password is not correct." },
-    submit: async (values) => {
-      await api.delete("/api/auth/me", values);
-      app.signedOut("Your account and all its metrics are deleted.");
-      app.navigate("/signin", { replace: true });
-    },
-  });
 
   const me = await api.get("/api/auth/me");
   app.signedIn(me);

@@ -1,10 +1,11 @@
 // Your activity, newest first: sign-ins and failed ones, sessions ended, password,
 // email and second-factor changes, with the address and the device; "Load more".
 
-import { api, ApiError } from "../api.js";
+import { api } from "../api.js";
 import { describeDevice } from "../devices.js";
 import { el } from "../dom.js";
-import { describeProblem, OFFLINE, showStatus } from "../forms.js";
+import { whileBusy } from "../forms.js";
+import { backToAccount, pageHead } from "../layout.js";
 import { formatMoment } from "../format.js";
 
 const PAGE_SIZE = 20;
@@ -44,12 +45,7 @@ export async function render(view, app) {
   const status = el("p", { class: "list-status", role: "status", tabindex: "-1", text: "Loading…" });
   const more = el("button", { type: "button", class: "button", text: "Load more", hidden: true });
   view.append(
-    el(
-      "div",
-      { class: "page-head" },
-      el("h1", { text: "Activity" }),
-      el("p", { class: "aside" }, el("a", { href: "/account", text: "Back to the account" })),
-    ),
+    pageHead("Activity", backToAccount()),
     el(
       "section",
       { class: "card", "aria-labelledby": "activity-title" },
@@ -73,17 +69,12 @@ export async function render(view, app) {
     return page.items.length;
   }
 
-  more.addEventListener("click", async () => {
-    more.disabled = true;
-    try {
+  more.addEventListener("click", () =>
+    whileBusy(more, status, async () => {
       app.announce(`${await load()} more entries loaded.`);
       if (more.hidden) status.focus();
-    } catch (error) {
-      showStatus(status, error instanceof ApiError ? describeProblem(error) : OFFLINE, "is-error");
-    } finally {
-      more.disabled = false;
-    }
-  });
+    }),
+  );
 
   app.signedIn(app.user ?? (await api.get("/api/auth/me")));
   await load();

@@ -3,9 +3,10 @@
 // that uses it); the list shows each key's name, scopes and last use; revoke
 // one and it is refused at once.
 
-import { api, ApiError } from "../api.js";
+import { api } from "../api.js";
 import { el, nextId } from "../dom.js";
-import { describeProblem, field, handleSubmit, OFFLINE, showStatus, statusLine } from "../forms.js";
+import { field, showStatus, statusLine, submitForm, whileBusy } from "../forms.js";
+import { backToAccount, pageHead } from "../layout.js";
 import { formatMoment } from "../format.js";
 
 const SCOPES = [
@@ -58,28 +59,25 @@ export async function render(view, app) {
     type: "datetime-local",
     hint: "Leave empty for a key that works until you revoke it.",
   });
-  const createStatus = statusLine();
-  const createForm = el(
-    "form",
-    { class: "stack" },
-    name.wrapper,
-    scopes.wrapper,
-    expires.wrapper,
-    el("div", { class: "actions" }, el("button", { type: "submit", class: "button primary", text: "Create key" })),
-    createStatus,
-  );
+  const createForm = submitForm([name, scopes, expires], "Create key", {
+    submit: async (values) => {
+      const body = { name: values.name, scopes: scopes.chosen() };
+      if (values.expires_at) body.expires_at = new Date(values.expires_at).toISOString();
+      const created = await api.post("/api/keys", body);
+      name.input.value = "";
+      expires.input.value = "";
+      showNewKey(created);
+      await loadKeys();
+      return `Key ${created.name} created.`;
+    },
+  });
   const shown = el("section", { class: "card new-key", "aria-labelledby": "new-key-title", hidden: true });
   const listStatus = statusLine();
   const count = el("p", { class: "list-status", tabindex: "-1", text: "Loading…" });
   const list = el("ul", { class: "device-list key-list", "aria-labelledby": "keys-title" });
 
   view.append(
-    el(
-      "div",
-      { class: "page-head" },
-      el("h1", { text: "API keys" }),
-      el("p", { class: "aside" }, el("a", { href: "/account", text: "Back to the account" })),
-    ),
+    pageHead("API keys", backToAccount()),
     el(
       "p",
       { class: "lede" },
@@ -145,25 +143,15 @@ export async function render(view, app) {
       ),
       el("div", { class: "actions" }, revoke),
     );
-    revoke.addEventListener("click", async () => {
-      revoke.disabled = true;
-      try {
-        await api.delete(`/api/keys/${encodeURIComponent(key.id)}`);
+    revoke.addEventListener("click", () =>
+      whileBusy(revoke, listStatus, async () => {
+        const revoking = await api.deleteIfThere(`/api/keys/${encodeURIComponent(key.id)}`);
         item.remove();
-        showStatus(listStatus, `Key revoked: ${key.name} no longer works.`, "is-ok");
-      } catch (error) {
-        if (error instanceof ApiError && error.status === 404) {
-          item.remove();
-          showStatus(listStatus, `${key.name} was revoked already.`, "is-ok");
-        } else {
-          showStatus(listStatus, error instanceof ApiError ? describeProblem(error) : OFFLINE, "is-error");
-          revoke.disabled = false;
-          return;
-        }
-      }
-      count.textContent = counted(list.children.length);
-      count.focus();
-    });
+        showStatus(listStatus, revoking ? `Key revoked: ${key.name} no longer works.` : `${key.name} was revoked already.`, "is-ok");
+        count.textContent = counted(list.children.length);
+        count.focus();
+      }),
+    );
     return item;
   }
 
@@ -172,21 +160,6 @@ export async function render(view, app) {
     list.replaceChildren(...items.map(row));
     count.textContent = counted(items.length);
   }
-
-  handleSubmit(createForm, {
-    fields: [name, scopes, expires],
-    status: createStatus,
-    submit: async (values) => {
-      const body = { name: values.name, scopes: scopes.chosen() };
-      if (values.expires_at) body.expires_at = new Date(values.expires_at).toISOString();
-      const created = await api.post("/api/keys", body);
-      name.input.value = "";
-      expires.input.value = "";
-      showNewKey(created);
-      await loadKeys();
-      return `Key ${created.name} created.`;
-    },
-  });
 
   const [me] = await Promise.all([app.user ?? api.get("/api/auth/me"), loadKeys()]);
   app.signedIn(me);

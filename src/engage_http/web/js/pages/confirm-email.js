@@ -2,7 +2,8 @@
 
 import { api, ApiError } from "../api.js";
 import { el } from "../dom.js";
-import { describeProblem, OFFLINE } from "../forms.js";
+import { describeProblem } from "../forms.js";
+import { narrowCard } from "../layout.js";
 import { BAD_LINK, takeLinkToken } from "../link-token.js";
 
 export async function render(view, app) {
@@ -10,7 +11,7 @@ export async function render(view, app) {
   const status = el("p", { role: "status", class: "notice", text: "Confirming your new address…" });
   const next = el("p", { class: "aside" });
   view.append(
-    el("section", { class: "card narrow" }, el("h1", { text: "Confirm your new email address" }), status, next),
+    narrowCard("Confirm your new email address", status, next),
   );
   try {
     if (!token) throw new ApiError(400, { detail: BAD_LINK });
@@ -20,9 +21,6 @@ export async function render(view, app) {
     next.append(el("a", { href: "/account", text: "Go to the account" }));
   } catch (error) {
     status.classList.add("is-error");
-    if (!(error instanceof ApiError)) status.textContent = OFFLINE;
-    else if (error.status === 400) status.textContent = BAD_LINK;
-    else if (error.status === 409) status.textContent = "Another account took this address meanwhile.";
-    else status.textContent = describeProblem(error);
+    status.textContent = describeProblem(error, { 400: BAD_LINK, 409: "Another account took this address meanwhile." });
   }
 }

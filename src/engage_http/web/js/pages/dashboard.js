@@ -6,7 +6,8 @@
 import { api, ApiError } from "../api.js";
 import { createChart } from "../chart.js";
 import { el, nextId } from "../dom.js";
-import { field, handleSubmit, OFFLINE, statusLine } from "../forms.js";
+import { field, OFFLINE, submitForm } from "../forms.js";
+import { pageHead } from "../layout.js";
 import { followMetrics } from "../live.js";
 import { verificationBanner } from "../verify-banner.js";
 import {
@@ -237,21 +238,20 @@ export async function render(view, app) {
     step: "1",
     hint: `Leave empty for now. Your time zone: ${timeZone}.`,
   });
-  const recordStatus = statusLine();
-  const recordForm = el(
-    "form",
-    { class: "stack", method: "post" },
-    recordType.wrapper,
-    typesList,
-    recordValue.wrapper,
-    recordTime.wrapper,
-    recordStatus,
-    el("button", { type: "submit", class: "button primary", text: "Record" }),
-  );
+  const recordForm = submitForm([recordType, typesList, recordValue, recordTime], "Record", {
+    submit: async (values) => {
+      const body = { metric_type: values.metric_type.trim(), metric_value: values.metric_value.trim() };
+      if (values.recorded_at) body.recorded_at = new Date(values.recorded_at).toISOString();
+      const metric = await api.post("/api/dashboard/metrics", body);
+      recordValue.input.value = "";
+      await loadAll();
+      return `Recorded ${metric.metric_type} = ${formatNumber(metric.metric_value)} at ${formatMoment(new Date(metric.recorded_at))}.`;
+    },
+  });
 
   const banner = verificationBanner(app);
   view.append(
-    el("div", { class: "page-head" }, el("h1", { text: "Dashboard" }), who),
+    pageHead("Dashboard", who),
     banner.node,
     notice,
     controls,
@@ -464,19 +464,6 @@ export async function render(view, app) {
     } finally {
       loadMore.disabled = false;
     }
-  });
-
-  handleSubmit(recordForm, {
-    fields: [recordType, recordValue, recordTime],
-    status: recordStatus,
-    submit: async (values) => {
-      const body = { metric_type: values.metric_type.trim(), metric_value: values.metric_value.trim() };
-      if (values.recorded_at) body.recorded_at = new Date(values.recorded_at).toISOString();
-      const metric = await api.post("/api/dashboard/metrics", body);
-      recordValue.input.value = "";
-      await loadAll();
-      return `Recorded ${metric.metric_type} = ${formatNumber(metric.metric_value)} at ${formatMoment(new Date(metric.recorded_at))}.`;
-    },
   });
 
   // --- live: metrics pushed as they are recorded, by this or any other device ------

@@ -2,42 +2,24 @@
 
 import { api } from "../api.js";
 import { el } from "../dom.js";
-import { field, handleSubmit, statusLine } from "../forms.js";
+import { emailField, submitForm } from "../forms.js";
+import { narrowCard } from "../layout.js";
 
 export async function render(view) {
-  const email = field({
-    label: "Email",
-    name: "email",
-    type: "email",
-    autocomplete: "username",
-    required: true,
-    spellcheck: "false",
-  });
-  const status = statusLine();
-  const form = el(
-    "form",
-    { class: "stack", method: "post" },
-    email.wrapper,
-    status,
-    el("button", { type: "submit", class: "button primary", text: "Mail me a reset link" }),
-  );
-  view.append(
-    el(
-      "section",
-      { class: "card narrow" },
-      el("h1", { text: "Forgot your password?" }),
-      el("p", { class: "hint", text: "We mail a link to choose a new one. It works once, for an hour." }),
-      form,
-      el("p", { class: "aside" }, "Remembered it? ", el("a", { href: "/signin", text: "Sign in" })),
-    ),
-  );
-  handleSubmit(form, {
-    fields: [email],
-    status,
+  const email = emailField();
+  const form = submitForm([email], "Mail me a reset link", {
     submit: async (values) => {
       await api.post("/api/auth/password/forgot", values);
       return `If an account uses ${values.email.trim()}, a reset link is on its way there.`;
     },
   });
+  view.append(
+    narrowCard(
+      "Forgot your password?",
+      el("p", { class: "hint", text: "We mail a link to choose a new one. It works once, for an hour." }),
+      form,
+      el("p", { class: "aside" }, "Remembered it? ", el("a", { href: "/signin", text: "Sign in" })),
+    ),
+  );
   email.input.focus();
 }

@@ -2,9 +2,10 @@
 // an authenticator app (a QR code or the key, then a code), the recovery codes
 // shown once to copy or download; new codes, or off (the password and a code).
 
-import { api, ApiError } from "../api.js";
+import { api } from "../api.js";
 import { el, svg } from "../dom.js";
-import { describeProblem, field, handleSubmit, OFFLINE, showStatus, statusLine } from "../forms.js";
+import { codeField, describeProblem, passwordField, showStatus, statusLine, submitForm, usernameFor, whileBusy } from "../forms.js";
+import { backToAccount, pageHead } from "../layout.js";
 
 const WRONG = { 403: "The password or the code is not correct." };
 const PATH_DATA = /^[MmHhVvZz0-9 .,-]+$/;
@@ -28,10 +29,6 @@ function qrCode(text) {
   );
 }
 
-function codeField(hint, inputmode = "text") {
-  return field({ label: "Code", name: "code", hint, autocomplete: "one-time-code", inputmode, required: true, spellcheck: "false" });
-}
-
 function card(title, ...children) {
   const heading = el("h2", { tabindex: "-1", text: title });
   return el("section", { class: "card" }, heading, ...children);
@@ -42,12 +39,7 @@ export async function render(view, app) {
   const note = el("p", { class: "form-status", role: "status", tabindex: "-1" });
   const body = el("div", { class: "stack" });
   view.append(
-    el(
-      "div",
-      { class: "page-head" },
-      el("h1", { text: "Second factor" }),
-      el("p", { class: "aside" }, el("a", { href: "/account", text: "Back to the account" })),
-    ),
+    pageHead("Second factor", backToAccount()),
     card("Status", state, note),
     body,
   );
@@ -73,17 +65,9 @@ export async function render(view, app) {
     body.replaceChildren(...((await showState()) ? whenOn() : whenOff()));
   }
 
-  function usernameField() {
-    return el("input", { type: "text", name: "username", autocomplete: "username", value: app.user?.email ?? "", hidden: true });
-  }
-
   function passwordAndCodeForm(button, submit) {
-    const password = field({ label: "Password", name: "password", type: "password", autocomplete: "current-password", required: true });
     const code = codeField("A code from the app, or a recovery code.");
-    const status = statusLine();
-    const form = el("form", { class: "stack", method: "post" }, usernameField(), password.wrapper, code.wrapper, status, button);
-    handleSubmit(form, { fields: [password, code], status, messages: WRONG, submit });
-    return form;
+    return submitForm([usernameFor(app.user), passwordField(), code], button, { messages: WRONG, submit });
   }
 
   function whenOff() {
@@ -95,28 +79,20 @@ export async function render(view, app) {
       status,
       start,
     );
-    start.addEventListener("click", async () => {
-      start.disabled = true;
-      try {
-        enrol(section, await api.post("/api/auth/mfa/totp"));
-      } catch (error) {
-        showStatus(status, error instanceof ApiError ? describeProblem(error) : OFFLINE, "is-error");
-        start.disabled = false;
-      }
-    });
+    start.addEventListener("click", () =>
+      whileBusy(start, status, async () => enrol(section, await api.post("/api/auth/mfa/totp"))),
+    );
     return [section];
   }
 
   function enrol(section, setup) {
-    const code = codeField("The 6 digits the app shows now.", "numeric");
-    const status = statusLine();
-    const form = el(
-      "form",
-      { class: "stack", method: "post" },
-      code.wrapper,
-      status,
-      el("button", { type: "submit", class: "button primary", text: "Turn on" }),
-    );
+    const form = submitForm([codeField("The 6 digits the app shows now.", "numeric")], "Turn on", {
+      fieldFor: { 403: "code" },
+      submit: async (values) => {
+        const { recovery_codes: codes } = await api.post("/api/auth/mfa/totp/confirm", { code: values.code.trim() });
+        showCodes(codes, "The second factor is on.");
+      },
+    });
     const qr = qrCode(setup.qr_svg);
     const key = setup.secret.match(/.{1,4}/g).join(" ");
     section.replaceChildren(
@@ -130,15 +106,6 @@ export async function render(view, app) {
       ),
     );
     section.firstChild.focus();
-    handleSubmit(form, {
-      fields: [code],
-      status,
-      fieldFor: { 403: "code" },
-      submit: async (values) => {
-        const { recovery_codes: codes } = await api.post("/api/auth/mfa/totp/confirm", { code: values.code.trim() });
-        showCodes(codes, "The second factor is on.");
-      },
-    });
   }
 
   function showCodes(codes, done) {
@@ -179,7 +146,7 @@ export async function render(view, app) {
         URL.revokeObjectURL(url);
         body.querySelector("h2").focus();
       } catch (error) {
-        showStatus(copyStatus, error instanceof ApiError ? describeProblem(error) : OFFLINE, "is-error");
+        showStatus(copyStatus, describeProblem(error), "is-error");
       }
     });
   }

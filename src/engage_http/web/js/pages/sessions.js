@@ -1,10 +1,11 @@
 // Your sessions, one per signed-in device: its address and when it signed in
 // and was last seen, this device marked; end any other at once, or log out here.
 
-import { api, ApiError } from "../api.js";
+import { api } from "../api.js";
 import { describeDevice } from "../devices.js";
 import { el, nextId } from "../dom.js";
-import { describeProblem, OFFLINE, showStatus, statusLine } from "../forms.js";
+import { showStatus, statusLine, whileBusy } from "../forms.js";
+import { backToAccount, pageHead } from "../layout.js";
 import { formatMoment } from "../format.js";
 
 const moment = (iso) => el("time", { datetime: iso, text: formatMoment(new Date(iso)) });
@@ -16,12 +17,7 @@ export async function render(view, app) {
   const count = el("p", { class: "list-status", tabindex: "-1", text: "Loading…" });
   const list = el("ul", { class: "device-list", "aria-labelledby": "devices-title" });
   view.append(
-    el(
-      "div",
-      { class: "page-head" },
-      el("h1", { text: "Sessions" }),
-      el("p", { class: "aside" }, el("a", { href: "/account", text: "Back to the account" })),
-    ),
+    pageHead("Sessions", backToAccount()),
     el(
       "section",
       { class: "card", "aria-labelledby": "devices-title" },
@@ -40,23 +36,18 @@ export async function render(view, app) {
     count.focus();
   }
 
-  async function end(session, row, button) {
+  function end(session, row, button) {
     const device = describeDevice(session.user_agent);
-    button.disabled = true;
-    try {
+    return whileBusy(button, status, async () => {
       if (session.current) {
         await api.post("/api/auth/logout", undefined, { scope: "current" });
         app.signedOut("You are logged out.");
         app.navigate("/signin", { replace: true });
         return;
       }
-      await api.delete(`/api/auth/sessions/${encodeURIComponent(session.id)}`);
-      ended(row, `Session ended: ${device} is signed out.`);
-    } catch (error) {
-      if (error instanceof ApiError && error.status === 404) ended(row, `That session of ${device} had ended already.`);
-      else showStatus(status, error instanceof ApiError ? describeProblem(error) : OFFLINE, "is-error");
-      button.disabled = false;
-    }
+      const ending = await api.deleteIfThere(`/api/auth/sessions/${encodeURIComponent(session.id)}`);
+      ended(row, ending ? `Session ended: ${device} is signed out.` : `That session of ${device} had ended already.`);
+    });
   }
 
   function row(session) {

@@ -3,48 +3,13 @@
 
 import { api } from "../api.js";
 import { el } from "../dom.js";
-import { field, handleSubmit, statusLine } from "../forms.js";
+import { codeField, emailField, passwordField, submitForm } from "../forms.js";
+import { narrowCard } from "../layout.js";
 
 export async function render(view, app) {
-  const email = field({
-    label: "Email",
-    name: "email",
-    type: "email",
-    autocomplete: "username",
-    required: true,
-    spellcheck: "false",
-  });
-  const password = field({
-    label: "Password",
-    name: "password",
-    type: "password",
-    autocomplete: "current-password",
-    required: true,
-  });
-  const status = statusLine();
+  const email = emailField();
   const notice = app.takeNotice();
-  const form = el(
-    "form",
-    { class: "stack", method: "post" },
-    email.wrapper,
-    password.wrapper,
-    status,
-    el("button", { type: "submit", class: "button primary", text: "Sign in" }),
-    el("p", { class: "aside" }, el("a", { href: "/forgot-password", text: "Forgot your password?" })),
-  );
-  view.append(
-    el(
-      "section",
-      { class: "card narrow" },
-      el("h1", { text: "Sign in" }),
-      notice ? el("p", { class: "notice", role: "status", text: notice }) : null,
-      form,
-      el("p", { class: "aside" }, "New here? ", el("a", { href: "/signup", text: "Create an account" })),
-    ),
-  );
-  handleSubmit(form, {
-    fields: [email, password],
-    status,
+  const form = submitForm([email, passwordField()], "Sign in", {
     fieldFor: { 401: "password" },
     messages: { 401: "The email or the password is not correct." },
     submit: async (values) => {
@@ -56,6 +21,15 @@ export async function render(view, app) {
       finish(app, login);
     },
   });
+  view.append(
+    narrowCard(
+      "Sign in",
+      notice ? el("p", { class: "notice", role: "status", text: notice }) : null,
+      form,
+      el("p", { class: "aside" }, el("a", { href: "/forgot-password", text: "Forgot your password?" })),
+      el("p", { class: "aside" }, "New here? ", el("a", { href: "/signup", text: "Create an account" })),
+    ),
+  );
   email.input.focus();
 }
 
@@ -68,40 +42,20 @@ function finish(app, login) {
 
 /** The second step: the challenge of the login and one code (5 tries, 5 minutes). */
 function askForCode(view, app, challenge) {
-  const code = field({
-    label: "Code",
-    name: "code",
-    hint: "The 6 digits your authenticator app shows, or one of your recovery codes.",
-    autocomplete: "one-time-code",
-    inputmode: "text",
-    required: true,
-    spellcheck: "false",
-  });
-  const status = statusLine();
-  const form = el(
-    "form",
-    { class: "stack", method: "post" },
-    code.wrapper,
-    status,
-    el("button", { type: "submit", class: "button primary", text: "Verify" }),
-    el("p", { class: "aside" }, el("a", { href: "/signin", text: "Start again" })),
-  );
-  view.replaceChildren(
-    el(
-      "section",
-      { class: "card narrow" },
-      el("h1", { text: "Two-step verification" }),
-      form,
-    ),
-  );
-  handleSubmit(form, {
-    fields: [code],
-    status,
+  const code = codeField("The 6 digits your authenticator app shows, or one of your recovery codes.");
+  const form = submitForm([code], "Verify", {
     fieldFor: { 401: "code" },
     messages: { 401: "That code did not work. Try the current one, or sign in again." },
     submit: async (values) => {
       finish(app, await api.post("/api/auth/mfa/verify", { challenge, code: values.code.trim() }));
     },
   });
+  view.replaceChildren(
+    narrowCard(
+      "Two-step verification",
+      form,
+      el("p", { class: "aside" }, el("a", { href: "/signin", text: "Start again" })),
+    ),
+  );
   code.input.focus();
 }

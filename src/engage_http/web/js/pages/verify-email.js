@@ -2,7 +2,8 @@
 
 import { api, ApiError } from "../api.js";
 import { el } from "../dom.js";
-import { describeProblem, OFFLINE } from "../forms.js";
+import { describeProblem } from "../forms.js";
+import { narrowCard } from "../layout.js";
 import { BAD_LINK, takeLinkToken } from "../link-token.js";
 
 export async function render(view, app) {
@@ -10,7 +11,7 @@ export async function render(view, app) {
   const status = el("p", { role: "status", class: "notice", text: "Verifying your address…" });
   const next = el("p", { class: "aside" });
   view.append(
-    el("section", { class: "card narrow" }, el("h1", { text: "Verify your email address" }), status, next),
+    narrowCard("Verify your email address", status, next),
   );
   try {
     if (!token) throw new ApiError(400, { detail: BAD_LINK });
@@ -20,8 +21,7 @@ export async function render(view, app) {
     next.append(el("a", { href: app.user ? "/" : "/signin", text: app.user ? "Go to the dashboard" : "Sign in" }));
   } catch (error) {
     status.classList.add("is-error");
-    if (!(error instanceof ApiError)) status.textContent = OFFLINE;
-    else status.textContent = error.status === 400 ? BAD_LINK : describeProblem(error);
+    status.textContent = describeProblem(error, { 400: BAD_LINK });
     next.append("Signed in? The dashboard can send a new link. ", el("a", { href: "/", text: "Dashboard" }));
   }
 }
