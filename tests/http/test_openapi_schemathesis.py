@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,18 +22,11 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from support.browser import CHROMIUM_ARGS, chromium
 from support.serve import running_server
 
 TESTS = Path(__file__).parents[1]
 EMAIL = "schemathesis@example.com"
-# A closed network: the browser reaches nothing but the server under test.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +105,8 @@ def test_schemathesis_finds_nothing(server: str, tmp_path: Path) -> None:
 
 
 def test_the_docs_page_lists_the_operations_with_no_network(server: str) -> None:
-    chromium = os.environ.get("ENGAGE_TEST_CHROMIUM") or shutil.which("chromium")
-    if chromium is None:
+    executable = chromium()
+    if executable is None:
         pytest.skip("no Chromium (apt-get install chromium)")
     from playwright.sync_api import Route, expect, sync_playwright
 
@@ -130,7 +122,7 @@ def test_the_docs_page_lists_the_operations_with_no_network(server: str) -> None
             route.abort()
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(base_url=server)
             page.on("pageerror", lambda error: errors.append(str(error)))
