@@ -6,14 +6,9 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import (
-    Callable,
-)
+from collections.abc import Callable
 
-from engage_core.ports import (
-    Clock,
-    RateDecision,
-)
+from engage_core.ports import Clock, RateDecision
 
 __all__ = ["InMemoryCache", "InMemoryRateLimiter"]
 
@@ -53,13 +48,6 @@ class InMemoryCache:
     async def delete(self, *keys: str) -> None:
         for key in keys:
             self._items.pop(key, None)
-
-    async def incr(self, key: str) -> int:
-        current = await self.get(key)
-        value = int(current or b"0") + 1
-        expires = self._items[key][1] if key in self._items else float("inf")
-        self._items[key] = (str(value).encode(), expires)
-        return value
 
     def _evict_expired_sometimes(self) -> None:
         if len(self._items) % 1024 == 0:

@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import (
-    AsyncIterator,
-    Collection,
-    Sequence,
-)
+from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import datetime
 from uuid import UUID
 
-from engage_core.model import (
-    EngagementMetric,
-)
+from engage_core.model import EngagementMetric
 from engage_core.services.live import AccessEnded, GrantId, Listening, MetricsAdded, Notice
 from engage_core.testing.storage import (
     InMemoryApiKeyRepository,
@@ -71,7 +65,7 @@ class InMemoryMetricFeed:
             self._listeners.remove(queue)
 
     def _rows(self, user_id: UUID) -> list[EngagementMetric]:
-        return sorted(self._metrics._rows.get(user_id, []), key=lambda m: m.id)
+        return sorted(self._metrics.stored().get(user_id, []), key=lambda m: m.id)
 
     async def follow(self, user_id: UUID) -> None:
         return None  # told of every write anyway: telling costs nothing here
@@ -80,7 +74,7 @@ class InMemoryMetricFeed:
         return None
 
     async def position(self, user_id: UUID) -> int:
-        return max((m.id for rows in self._metrics._rows.values() for m in rows), default=0)
+        return max((m.id for rows in self._metrics.stored().values() for m in rows), default=0)
 
     async def metrics_after(
         self, user_id: UUID, after: int, *, through: int | None, limit: int

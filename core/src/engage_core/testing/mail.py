@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import (
-    Callable,
-    Sequence,
-)
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from uuid import UUID
 
 import attrs
 
-from engage_core.ports import (
-    MailMessage,
-    MailStatus,
-    QueuedMail,
-)
+from engage_core.ports import MailMessage, MailStatus, QueuedMail
 
 __all__ = ["InMemoryMailQueue"]
 

@@ -8,13 +8,8 @@ import hmac
 import secrets
 
 from engage_core.errors import Unauthorized
-from engage_core.model import (
-    Password,
-)
-from engage_core.ports import (
-    AccessClaims,
-    Clock,
-)
+from engage_core.model import Password
+from engage_core.ports import AccessClaims, Clock
 
 __all__ = ["FakeOneTimePasswords", "FakePasswordHasher", "FakeSecretBox", "FakeTokenIssuer"]
 

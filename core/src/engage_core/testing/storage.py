@@ -6,13 +6,7 @@ from __future__ import annotations
 import copy
 import hmac
 import itertools
-from collections.abc import (
-    AsyncGenerator,
-    Callable,
-    Collection,
-    Iterable,
-    Sequence,
-)
+from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
@@ -182,6 +176,10 @@ class InMemoryMetricRepository:
         rows.sort(key=lambda m: (m.recorded_at, m.id), reverse=True)
         return rows[: query.limit]
 
+    def stored(self) -> dict[UUID, list[EngagementMetric]]:
+        """Every user's metrics, in the order they were added (for the bulk store)."""
+        return {owner: list(rows) for owner, rows in self._rows.items()}
+
     async def summarize(self, user_id: UUID, query: SummaryQuery) -> Sequence[Series]:
         rows = self._rows.get(user_id, [])
         return summarize((Aggregate.of(m) for m in rows if in_query(m, query)), query)
@@ -232,14 +230,6 @@ class InMemorySessionRepository:
         await self.add(new)
         return True
 
-    async def end(self, session_id: UUID, at: datetime, reason: str) -> bool:
-        session = self._by_id.get(session_id)
-        if session is None or session.ended_at is not None:
-            return False
-        session.ended_at, session.end_reason = at, reason
-        self._ended(session)
-        return True
-
     async def end_family(self, family_id: UUID, at: datetime, reason: str) -> list[UUID]:
         return self._end_where(lambda s: s.family_id == family_id, at, reason)
 
@@ -249,9 +239,6 @@ class InMemorySessionRepository:
         return self._end_where(
             lambda s: s.user_id == user_id and s.family_id != keep_family, at, reason
         )
-
-    async def live_ids_for_user(self, user_id: UUID, at: datetime) -> list[UUID]:
-        return [s.id for s in self._by_id.values() if s.user_id == user_id and s.is_live(at)]
 
     async def touch(self, session_id: UUID, at: datetime, *, unless_after: datetime) -> None:
         session = self._by_id.get(session_id)
@@ -367,10 +354,11 @@ class InMemoryBulkMetricStore:
                 committed=False, unknown_emails=tuple(unknown[:20]), unknown_email_rows=len(unknown)
             )
         # Equal to a metric stored before this load: rows equal to each other all go in.
+        stored = self._metrics.stored()
         stored_before = {
             (owner, m.metric_type.value, m.recorded_at, m.metric_value.value)
             for owner in {o for o in owners.values() if o is not None}
-            for m in self._metrics._rows.get(owner, [])
+            for m in stored.get(owner, [])
         }
         inserted = 0
         for row in staged:
@@ -392,7 +380,7 @@ class InMemoryBulkMetricStore:
     async def export(
         self, *, user_id: UUID | None, since: datetime | None, until: datetime | None
     ) -> AsyncGenerator[ExportedMetric, None]:
-        for owner, metrics in list(self._metrics._rows.items()):
+        for owner, metrics in self._metrics.stored().items():
             if user_id is not None and owner != user_id:
                 continue
             user = await self._users.get(owner)
