@@ -96,6 +96,15 @@ def test_engage_core_declares_four_dependencies_and_suite_requires_it_at_its_ver
     assert f"engage-core=={version.group(1)}" in pinned
 
 
+def test_the_core_wheel_is_typed_and_carries_its_fakes(wheels: dict[str, Path]) -> None:
+    with zipfile.ZipFile(wheels["engage_core"]) as archive:
+        names = set(archive.namelist())
+    assert "engage_core/py.typed" in names
+    assert "engage_core/testing/__init__.py" in names
+    top = {name.split("/")[0] for name in names}
+    assert {t for t in top if not t.endswith(".dist-info")} == {"engage_core"}
+
+
 def test_the_suite_wheel_does_not_carry_the_core(wheels: dict[str, Path]) -> None:
     with zipfile.ZipFile(wheels["engage_suite"]) as archive:
         packages = {name.split("/")[0] for name in archive.namelist()}
