@@ -35,7 +35,7 @@ from typing import TypeVar
 
 from redis.exceptions import RedisClusterException, RedisError
 
-from engage_core.inprocess import InMemoryCache, InMemoryRateLimiter
+from engage_core.inprocess import InMemoryRateLimiter
 from engage_core.ports import Cache, RateDecision, RateLimiter
 
 __all__ = [
@@ -193,7 +193,7 @@ class CircuitBreaker:
 
 class GuardedCache:
     """A shared cache behind a breaker; while it cannot be used, the cache
-    answers nothing and keeps nothing (counters alone count in this process).
+    answers nothing and keeps nothing.
 
     ``forget_all`` makes the shared cache drop everything it holds (moves its
     epoch on); it runs when the cache is back after a write was lost.
@@ -205,7 +205,6 @@ class GuardedCache:
         self._shared = shared
         self._breaker = breaker
         self._forget_all = forget_all
-        self._local_counters = InMemoryCache()
 
     async def get(self, key: str) -> bytes | None:
         try:
@@ -229,13 +228,6 @@ class GuardedCache:
             await self._breaker.call(lambda: self._shared.delete(*keys))
         except Unavailable:
             self._lost_a_write()
-
-    async def incr(self, key: str) -> int:
-        try:
-            return await self._breaker.call(lambda: self._shared.incr(key))
-        except Unavailable:
-            self._lost_a_write()
-            return await self._local_counters.incr(key)
 
     def _lost_a_write(self) -> None:
         # It may also have landed (a timeout): either way, nothing cached is sure.

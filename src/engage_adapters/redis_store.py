@@ -1,12 +1,12 @@
-"""Redis (or Valkey) behind the cache, rate-limiter and idempotency ports.
+"""Redis (or Valkey) behind the cache and rate-limiter ports.
 
 One server (``redis://``, ``rediss://``, ``unix://``) or a Redis Cluster
 (``redis+cluster://host:port,host:port``, ``rediss+cluster://`` for TLS): every
 operation stays in one hash slot, so the adapters work the same on both. A
-limiter or idempotency script touches one key; a cache operation touches its
-key and its shard's epoch, which share a hash tag (``{prefix:shard}``). Each
-store keeps its keys under its own prefix, so one Redis can serve several
-deployments or test runs side by side.
+limiter script touches one key; a cache operation touches its key and its
+shard's epoch, which share a hash tag (``{prefix:shard}``). Each store keeps
+its keys under its own prefix, so one Redis can serve several deployments or
+test runs side by side.
 
 The client fails fast (short timeouts, no retries): ``redis_breaker`` decides
 what a failure means, and the caller never waits long on a sick Redis.
@@ -22,7 +22,6 @@ import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
-from uuid import UUID
 
 import redis.asyncio as aioredis
 from attrs import frozen
@@ -32,7 +31,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from engage_core.ports import RateDecision, Reservation, StoredResponse
+from engage_core.ports import RateDecision
 
 __all__ = [
     "CACHE_SHARDS",
@@ -43,7 +42,6 @@ __all__ = [
     "EpochChurn",
     "RedisCache",
     "RedisClient",
-    "RedisIdempotencyStore",
     "RedisRateLimiter",
     "drop_idle_connections",
     "open_redis",
@@ -238,9 +236,6 @@ class RedisCache:
         if keys:
             await self._write(keys, lambda pipe, k: pipe.delete(k))
 
-    async def incr(self, key: str) -> int:
-        return int((await self._write((key,), lambda pipe, k: pipe.incr(k)))[0])
-
     async def _write(
         self, keys: Sequence[str], command: Callable[[AnyPipeline, str], object]
     ) -> list[Any]:
@@ -325,71 +320,3 @@ class RedisRateLimiter:
             args=[limit, window_us, "1" if count else "0", secrets.token_hex(8)],
         )
         return RateDecision(bool(allowed), int(remaining), int(retry_us) / 1_000_000)
-
-
-# An idempotency key is a hash {fingerprint, status, body}; its TTL is the lease
-# while the request runs, then the response's lifetime. Each step is one script,
-# so two racing requests cannot both reserve a key.
-_RESERVE_SCRIPT = """
-local held = redis.call('HMGET', KEYS[1], 'fingerprint', 'status', 'body')
-if held[1] then
-  return {0, held[1], held[2], held[3]}
-end
-redis.call('HSET', KEYS[1], 'fingerprint', ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return {1}
-"""
-_COMPLETE_SCRIPT = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('HSET', KEYS[1], 'status', ARGV[1], 'body', ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-end
-return 0
-"""
-_RELEASE_SCRIPT = """
-if redis.call('HEXISTS', KEYS[1], 'status') == 0 then
-  redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
-
-class RedisIdempotencyStore:
-    """The idempotency port in Redis, with the semantics of the PostgreSQL store.
-
-    Not wired by default: ``build_services`` keeps idempotency keys in
-    PostgreSQL, next to the rows they guard. Here for deployments that want
-    them out of the database.
-    """
-
-    def __init__(self, client: RedisClient, *, prefix: str = "engage:idempotency") -> None:
-        self._prefix = prefix
-        self._reserve = client.register_script(_RESERVE_SCRIPT)
-        self._complete = client.register_script(_COMPLETE_SCRIPT)
-        self._release = client.register_script(_RELEASE_SCRIPT)
-
-    def _key(self, owner: UUID, key: str) -> str:
-        return f"{self._prefix}:{owner}:{key}"
-
-    async def reserve(
-        self, owner: UUID, key: str, fingerprint: str, *, lease: float
-    ) -> Reservation:
-        reply = await self._reserve(
-            keys=[self._key(owner, key)], args=[fingerprint, _milliseconds(lease)]
-        )
-        if reply[0] == 1:
-            return Reservation(first=True)
-        _, held, status, body = reply
-        response = StoredResponse(int(status), bytes(body)) if status is not None else None
-        return Reservation(first=False, fingerprint=held.decode("utf-8"), response=response)
-
-    async def complete(
-        self, owner: UUID, key: str, response: StoredResponse, *, ttl: float
-    ) -> None:
-        await self._complete(
-            keys=[self._key(owner, key)],
-            args=[response.status, response.body, _milliseconds(ttl)],
-        )
-
-    async def release(self, owner: UUID, key: str) -> None:
-        await self._release(keys=[self._key(owner, key)])

@@ -41,7 +41,7 @@ from engage_adapters.postgres.sessions import PostgresSessionRepository
 from engage_adapters.postgres.transaction import PostgresUnitOfWork
 from engage_adapters.postgres.users import PostgresUserRepository
 from engage_adapters.redis_breaker import CircuitBreaker, GuardedCache, GuardedRateLimiter
-from engage_adapters.redis_store import RedisCache, RedisIdempotencyStore, RedisRateLimiter
+from engage_adapters.redis_store import RedisCache, RedisRateLimiter
 from engage_adapters.secret_box import FernetSecretBox
 from engage_adapters.totp import PyotpOneTimePasswords
 from engage_core.model import Email, User
@@ -206,8 +206,6 @@ SESSION_REPOSITORIES: dict[str, Factory[Subject[SessionRepository]]] = {
 IDEMPOTENCY_STORES: dict[str, Factory[Subject[IdempotencyStore]]] = {
     "memory": lambda env: memory_owned(env, InMemoryIdempotencyStore(env.clock)),
     "postgres": lambda env: postgres_owned(env, PostgresIdempotencyStore),
-    "redis": lambda env: redis_keyed(env, RedisIdempotencyStore),
-    "redis-cluster": lambda env: redis_keyed(env, RedisIdempotencyStore, cluster=True),
 }
 
 # --- BulkMetricStore -------------------------------------------------------------

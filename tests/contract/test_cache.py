@@ -78,23 +78,3 @@ async def test_delete_of_no_keys_does_nothing(cache_store: Subject[Cache]) -> No
     await cache_store.impl.delete()
 
     assert await cache_store.impl.get("a") == b"a"
-
-
-async def test_incr_counts_from_a_missing_key(cache_store: Subject[Cache]) -> None:
-    assert await cache_store.impl.incr("counter") == 1
-    assert await cache_store.impl.incr("counter") == 2
-    assert await cache_store.impl.incr("other") == 1
-
-    assert await cache_store.impl.get("counter") == b"2"
-
-
-async def test_incr_counts_on_from_a_stored_integer_and_keeps_its_ttl(
-    cache_store: Subject[Cache],
-) -> None:
-    await cache_store.impl.set("counter", b"41", ttl=SHORT_TTL)
-
-    assert await cache_store.impl.incr("counter") == 42
-    await cache_store.advance(SHORT_TTL * 2)
-
-    assert await cache_store.impl.get("counter") is None
-    assert await cache_store.impl.incr("counter") == 1

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from uuid import UUID, uuid4
-
-import pytest
 
 from engage_core.model import Client, Session
 from engage_core.ports import SessionRepository
@@ -40,6 +39,11 @@ async def _stored(repo: SessionRepository, session_id: UUID) -> Session:
     session = await repo.get(session_id)
     assert session is not None
     return session
+
+
+async def _live(repo: SessionRepository, sessions: Iterable[Session], at: datetime) -> set[UUID]:
+    """Which of ``sessions`` the repository holds as live at ``at``."""
+    return {s.id for s in sessions if (await _stored(repo, s.id)).is_live(at)}
 
 
 async def test_an_added_session_can_be_read_back(
@@ -83,7 +87,7 @@ async def test_rotate_ends_the_old_session_and_adds_the_new_one(
     assert ended.end_reason == "rotated"
     assert await repo.get(new.id) == new
     assert await repo.find_by_token_hash(new.token_hash) == new
-    assert await repo.live_ids_for_user(user_id, at) == [new.id]
+    assert await _live(repo, [old, new], at) == {new.id}
 
 
 async def test_a_session_rotates_only_once(
@@ -102,7 +106,7 @@ async def test_a_session_rotates_only_once(
     assert await repo.get(second.id) is None
     assert await repo.find_by_token_hash(second.token_hash) is None
     assert (await _stored(repo, old.id)).ended_at == at
-    assert await repo.live_ids_for_user(user_id, at + timedelta(seconds=1)) == [first.id]
+    assert await _live(repo, [old, first], at + timedelta(seconds=1)) == {first.id}
 
 
 async def test_an_expired_session_does_not_rotate(
@@ -126,31 +130,14 @@ async def test_an_ended_or_unknown_session_does_not_rotate(
     repo, user_id = session_repository.impl, await session_repository.new_user()
     old = _session(user_id, clock.now())
     await repo.add(old)
-    await repo.end(old.id, clock.now(), "logout")
+    await repo.end_family(old.family_id, clock.now(), "logout")
     at = clock.now() + timedelta(minutes=1)
 
     assert await repo.rotate(old.id, _session(user_id, at), at) is False
     assert await repo.rotate(uuid4(), _session(user_id, at), at) is False
 
-    assert await repo.live_ids_for_user(user_id, at) == []
+    assert await repo.live_devices(user_id, at) == []
     assert (await _stored(repo, old.id)).end_reason == "logout"
-
-
-async def test_end_ends_a_session_once(
-    session_repository: Subject[SessionRepository], clock: FakeClock
-) -> None:
-    repo, user_id = session_repository.impl, await session_repository.new_user()
-    session = _session(user_id, clock.now())
-    await repo.add(session)
-    at = clock.now() + timedelta(minutes=5)
-
-    assert await repo.end(session.id, at, "logout") is True
-    assert await repo.end(session.id, at + timedelta(minutes=1), "password_changed") is False
-    assert await repo.end(uuid4(), at, "logout") is False
-
-    ended = await _stored(repo, session.id)
-    assert (ended.ended_at, ended.end_reason) == (at, "logout")
-    assert await repo.live_ids_for_user(user_id, at) == []
 
 
 async def test_end_family_ends_its_live_members_and_returns_their_ids(
@@ -163,9 +150,9 @@ async def test_end_family_ends_its_live_members_and_returns_their_ids(
     already_ended = _session(user_id, now, family_id=family)
     expired = _session(user_id, now - LIFETIME - timedelta(hours=1), family_id=family)
     other_family = _session(user_id, now)
-    for session in [*live, already_ended, expired, other_family]:
+    for session in [already_ended, *live[1:], expired, other_family]:
         await repo.add(session)
-    await repo.end(already_ended.id, now, "rotated")
+    assert await repo.rotate(already_ended.id, live[0], now)
     at = now + timedelta(minutes=1)
 
     ended = await repo.end_family(family, at, "reuse_detected")
@@ -176,7 +163,7 @@ async def test_end_family_ends_its_live_members_and_returns_their_ids(
         assert (stored.ended_at, stored.end_reason) == (at, "reuse_detected")
     assert (await _stored(repo, already_ended.id)).end_reason == "rotated"
     assert (await _stored(repo, expired.id)).ended_at is None
-    assert await repo.live_ids_for_user(user_id, at) == [other_family.id]
+    assert [d.id for d in await repo.live_devices(user_id, at)] == [other_family.family_id]
     assert await repo.end_family(family, at, "reuse_detected") == []
 
 
@@ -195,8 +182,8 @@ async def test_end_all_for_user_ends_every_live_session_of_that_user(
     ended = await repo.end_all_for_user(alice, at, "account_deleted")
 
     assert sorted(ended) == sorted(s.id for s in alices)
-    assert await repo.live_ids_for_user(alice, at) == []
-    assert await repo.live_ids_for_user(bob, at) == [bobs.id]
+    assert await repo.live_devices(alice, at) == []
+    assert await _live(repo, [bobs], at) == {bobs.id}
     assert await repo.end_all_for_user(alice, at, "account_deleted") == []
 
 
@@ -215,31 +202,10 @@ async def test_end_all_for_user_can_keep_one_family(
     ended = await repo.end_all_for_user(user_id, at, "password_changed", keep_family=kept_family)
 
     assert sorted(ended) == sorted(s.id for s in others)
-    assert sorted(await repo.live_ids_for_user(user_id, at)) == sorted(s.id for s in kept)
+    assert await _live(repo, [*kept, *others], at) == {s.id for s in kept}
     for session in others:
         stored = await _stored(repo, session.id)
         assert (stored.ended_at, stored.end_reason) == (at, "password_changed")
-
-
-@pytest.mark.parametrize("offset", [timedelta(0), timedelta(days=1)])
-async def test_live_ids_exclude_ended_and_expired_sessions(
-    session_repository: Subject[SessionRepository], clock: FakeClock, offset: timedelta
-) -> None:
-    repo = session_repository.impl
-    user_id, someone_else = await session_repository.new_user(), await session_repository.new_user()
-    now = clock.now()
-    live = [_session(user_id, now) for _ in range(2)]
-    ended = _session(user_id, now)
-    expires_soon = _session(user_id, now, lifetime=timedelta(hours=1))
-    for session in [*live, ended, expires_soon, _session(someone_else, now)]:
-        await repo.add(session)
-    await repo.end(ended.id, now, "logout")
-
-    at = now + offset
-    expected = [*live, expires_soon] if offset < timedelta(hours=1) else live
-
-    assert sorted(await repo.live_ids_for_user(user_id, at)) == sorted(s.id for s in expected)
-    assert await repo.live_ids_for_user(uuid4(), at) == []
 
 
 async def test_a_session_keeps_its_client_and_last_seen_time(
@@ -290,7 +256,7 @@ async def test_live_devices_name_families_from_their_first_sign_in(
     await repo.add(laptop)
     ended = _session(user_id, start)
     await repo.add(ended)
-    await repo.end(ended.id, start, "logged out")
+    await repo.end_family(ended.family_id, start, "logged out")
     await repo.add(_session(other, start))
 
     devices = await repo.live_devices(user_id, later)
@@ -310,7 +276,7 @@ async def test_has_sessions_remembers_ended_ones_and_their_user_agents(
     session = _session(user_id, clock.now())
     session.client = Client(ip="192.0.2.1", user_agent="Phone")
     await repo.add(session)
-    await repo.end(session.id, clock.now(), "logged out")
+    await repo.end_family(session.family_id, clock.now(), "logged out")
 
     assert await repo.has_sessions(user_id) is True
     assert await repo.has_sessions(user_id, user_agent="Phone") is True

@@ -260,7 +260,7 @@ async def test_a_reset_ends_every_session_verifies_and_sends_a_notice(world: Wor
     await world.flows.reset_password(
         token=(await world.last_token("ada@example.com")), new_password=NEW_PASSWORD
     )
-    assert await world.sessions.live_ids_for_user(user.id, world.clock.now()) == []
+    assert await world.sessions.live_devices(user.id, world.clock.now()) == []
     assert (await world.sessions.get(login.session_id)) is not None
     await world.auth.log_in(email="ada@example.com", password=NEW_PASSWORD)
     stored = await world.users.get(user.id)

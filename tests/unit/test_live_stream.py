@@ -37,7 +37,7 @@ class Setup:
         )
         return (await self.metrics.add(user or self.user, draft)).id
 
-    async def session_grant(self) -> Grant:
+    async def new_session(self) -> Session:
         session = Session(
             id=uuid4(),
             user_id=self.user,
@@ -47,6 +47,11 @@ class Setup:
             expires_at=self.clock.now() + timedelta(days=1),
         )
         await self.sessions.add(session)
+        return session
+
+    async def session_grant(self, session: Session | None = None) -> Grant:
+        """A grant of ``session``'s family (a new session's when none is given)."""
+        session = session or await self.new_session()
         return Grant(GrantId("family", session.family_id), self.user, session.expires_at)
 
     async def key_grant(self, expires_at: datetime | None = None) -> Grant:
@@ -175,11 +180,9 @@ async def test_ending_the_session_ends_its_streams_and_no_other(setup: Setup) ->
 
 
 async def test_a_refresh_does_not_end_the_stream(setup: Setup) -> None:
-    grant = await setup.session_grant()
+    stale = await setup.new_session()
+    grant = await setup.session_grant(stale)
     reader = Reader(setup.live, await setup.live.open(grant))
-    [old] = await setup.sessions.live_ids_for_user(setup.user, setup.clock.now())
-    stale = await setup.sessions.get(old)
-    assert stale is not None
     new = Session(
         id=uuid4(),
         user_id=setup.user,
@@ -189,7 +192,7 @@ async def test_a_refresh_does_not_end_the_stream(setup: Setup) -> None:
         expires_at=stale.expires_at,
     )
 
-    assert await setup.sessions.rotate(old, new, setup.clock.now())
+    assert await setup.sessions.rotate(stale.id, new, setup.clock.now())
     later = await setup.record()
 
     await reader.has_ids(later)

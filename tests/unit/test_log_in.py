@@ -120,7 +120,7 @@ async def test_a_failed_login_starts_no_session(auth, alice, sessions, clock):
     with pytest.raises(Unauthorized):
         await auth.log_in(email=alice.email, password="not-alices-password")
 
-    assert await sessions.live_ids_for_user(alice.id, clock.now()) == []
+    assert await sessions.live_devices(alice.id, clock.now()) == []
 
 
 # --- failed-login limit -------------------------------------------------------------------

@@ -158,10 +158,6 @@ class SessionRepository(Protocol):
         ``old_id`` is still live at ``at``. False (and no change) otherwise."""
         ...
 
-    async def end(self, session_id: UUID, at: datetime, reason: str) -> bool:
-        """End one session if it is not ended yet."""
-        ...
-
     async def end_family(self, family_id: UUID, at: datetime, reason: str) -> list[UUID]:
         """End every live session of a family; return their ids."""
         ...
@@ -171,8 +167,6 @@ class SessionRepository(Protocol):
     ) -> list[UUID]:
         """End every live session of a user, but those of ``keep_family``; return their ids."""
         ...
-
-    async def live_ids_for_user(self, user_id: UUID, at: datetime) -> list[UUID]: ...
 
     async def touch(self, session_id: UUID, at: datetime, *, unless_after: datetime) -> None:
         """Set ``last_seen_at`` to ``at`` unless it is already after ``unless_after``
@@ -230,10 +224,6 @@ class Cache(Protocol):
         ...
 
     async def delete(self, *keys: str) -> None: ...
-
-    async def incr(self, key: str) -> int:
-        """Add one to an integer counter (a missing key counts as 0); return the new value."""
-        ...
 
 
 @frozen

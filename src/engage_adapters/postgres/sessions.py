@@ -97,15 +97,6 @@ class PostgresSessionRepository:
             )
             return cur.rowcount == 1
 
-    async def end(self, session_id: UUID, at: datetime, reason: str) -> bool:
-        async with connection(self._pool) as conn:
-            cur = await conn.execute(
-                "UPDATE sessions SET ended_at = %s, end_reason = %s"
-                " WHERE id = %s AND ended_at IS NULL",
-                [at, reason, session_id],
-            )
-            return cur.rowcount == 1
-
     async def end_family(self, family_id: UUID, at: datetime, reason: str) -> list[UUID]:
         async with connection(self._pool) as conn:
             cur = await conn.execute(
@@ -124,15 +115,6 @@ class PostgresSessionRepository:
                 " WHERE user_id = %s AND ended_at IS NULL AND expires_at > %s"
                 " AND family_id IS DISTINCT FROM %s RETURNING id",
                 [at, reason, user_id, at, keep_family],
-            )
-            return [row[0] for row in await cur.fetchall()]
-
-    async def live_ids_for_user(self, user_id: UUID, at: datetime) -> list[UUID]:
-        async with connection(self._pool) as conn:
-            cur = await conn.execute(
-                "SELECT id FROM sessions"
-                " WHERE user_id = %s AND ended_at IS NULL AND expires_at > %s",
-                [user_id, at],
             )
             return [row[0] for row in await cur.fetchall()]
 
