@@ -12,6 +12,7 @@ import pytest
 TRUSTED_ORIGIN = "https://app.example.com"  # ENGAGE_CORS_ORIGINS in tests/http/conftest.py
 FOREIGN_ORIGIN = "https://evil.example.net"
 MIB = 1024 * 1024
+PASSWORD = "correct horse battery staple"  # what api.sign_up gives every account
 Problem = Callable[..., dict[str, Any]]
 
 
@@ -117,6 +118,21 @@ async def test_a_refused_credential_is_not_stored_either(client: httpx.AsyncClie
 
     assert response.status_code == 401
     assert response.headers["cache-control"] == "no-store"
+
+
+async def test_a_bearer_token_in_the_answer_is_not_stored(
+    api: Any, new_browser: Callable[[], httpx.AsyncClient]
+) -> None:
+    await api.sign_up("ada@example.com")
+    fresh = new_browser()  # no cookie and no Authorization: only the body is a credential
+
+    response = await fresh.post(
+        "/api/auth/token", json={"email": "ada@example.com", "password": PASSWORD}
+    )
+
+    assert response.status_code == 200, response.text
+    assert "set-cookie" not in response.headers
+    assert response.headers["cache-control"] == "no-store"  # RFC 6749 §5.1
 
 
 async def test_a_response_that_sets_a_cookie_is_not_stored(client: httpx.AsyncClient) -> None:

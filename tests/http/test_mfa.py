@@ -126,6 +126,23 @@ async def test_a_token_login_waits_for_the_code_too(
     assert (await api.client.get("/api/auth/me", headers=bearer)).status_code == 200
 
 
+async def test_neither_the_challenge_nor_the_token_it_gives_is_stored(
+    api: Any, auth: dict[str, str], clock: FakeClock, new_browser: Browser
+) -> None:
+    app, _ = await set_up(api, auth, clock)
+    fresh = new_browser()  # no cookie and no Authorization: only the body is a credential
+
+    started = await fresh.post(
+        "/api/auth/token", json={"email": "ada@example.com", "password": PASSWORD}
+    )
+    done = await verify(fresh, started.json()["challenge"], app.code())
+
+    assert done.status_code == 200, done.text
+    for response in (started, done):
+        assert "set-cookie" not in response.headers
+        assert response.headers["cache-control"] == "no-store"  # RFC 6749 §5.1
+
+
 async def test_a_code_is_accepted_once_and_within_one_step(
     api: Any, auth: dict[str, str], clock: FakeClock, expect_problem: Problem
 ) -> None:

@@ -58,6 +58,8 @@ _ENTRY_GUARDS = [refuse_foreign_origin, limit_auth_attempts]
 _NOT_BY_COOKIE = {"exclude_from_csrf": True}
 # What signup, login and token can answer besides success: a foreign Origin is 403.
 _ENTRY_PROBLEMS = (*JSON_BODY, 403, 429, 503)
+# A challenge or a bearer token is a credential in the body: no cache may keep it (RFC 6749 §5.1).
+_NOT_STORED = {"Cache-Control": "no-store"}
 
 
 def _browser_session(request: Request[Any, Any, Any], login: BrowserLogin) -> Response[Any]:
@@ -244,9 +246,10 @@ def _signed_in(
 ) -> Response[Any]:
     """A session's cookies, a bearer token, or (the second factor on) the challenge."""
     if isinstance(outcome, MfaRequired):
-        return json(MfaRequiredOut.of(outcome))
+        return json(MfaRequiredOut.of(outcome), headers=_NOT_STORED)
     if isinstance(outcome, AccessGrant):
-        return json(TokenOut(access_token=outcome.access_token, expires_in=outcome.expires_in))
+        token = TokenOut(access_token=outcome.access_token, expires_in=outcome.expires_in)
+        return json(token, headers=_NOT_STORED)
     return _browser_session(request, outcome)
 
 
