@@ -156,12 +156,9 @@ class Services:
     pool_stats: Callable[[], dict[str, int]] | None = None
 
     async def purge_expired(self) -> dict[str, int]:
-        """Delete what has outlived its keeping (activity, challenges, limits); how much."""
+        """Delete what has outlived its keeping (activity, challenges, limits,
+        idempotency keys); how much."""
         return {name: await purge() for name, purge in self.purges.items()}
-
-    async def check_ready(self) -> dict[str, str]:
-        """Each dependency's state: "ok", "degraded: ..." or why not (never raises)."""
-        return (await self.readiness()).checks
 
     async def readiness(self) -> Readiness:
         """Ready when every dependency is "ok" or merely degraded (a cache that
@@ -260,7 +257,8 @@ async def build_services(
             metrics = PostgresMetricRepository(pool)
             sessions = PostgresSessionRepository(pool)
             # Even with Redis: written in the database that holds the rows they guard.
-            idempotency = PostgresIdempotencyStore(pool)
+            idempotency = postgres_keys = PostgresIdempotencyStore(pool)
+            purges["idempotency_keys"] = postgres_keys.purge_expired
             bulk = PostgresBulkMetricStore(pool)
             uow = PostgresUnitOfWork(pool)
             factors = PostgresSecondFactorRepository(pool)
@@ -441,8 +439,7 @@ def database_url(settings: Settings) -> str:
 class _SharedState:
     """Cache and limits in Redis, each behind the one circuit breaker, and the probe
     that reports it. Idempotency keys stay in PostgreSQL even so: there they are
-    written in the same database as the rows they guard (RedisIdempotencyStore
-    exists for deployments that choose otherwise)."""
+    written in the same database as the rows they guard."""
 
     cache: Cache
     limiter: RateLimiter

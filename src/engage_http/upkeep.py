@@ -1,7 +1,7 @@
 """What each server process does on a schedule: delete what has outlived its
-keeping (activity past ENGAGE_ACTIVITY_DAYS, expired login challenges and
-rate-limit windows). Every worker runs it; the deletes are idempotent, so
-workers that run it at the same time only repeat each other."""
+keeping (activity past ENGAGE_ACTIVITY_DAYS, expired login challenges,
+rate-limit windows and idempotency keys). Every worker runs it; the deletes are
+idempotent, so workers that run it at the same time only repeat each other."""
 
 from __future__ import annotations
 
