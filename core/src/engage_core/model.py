@@ -174,24 +174,24 @@ class MetricType:
     def __str__(self) -> str:
         return self.value
 
-    @classmethod
-    def stored(cls, value: str) -> MetricType:
-        """A metric type read back from storage, which took it only after it was
-        validated: not checked again on every read."""
-        made = object.__new__(cls)
-        object.__setattr__(made, "value", value)
-        return made
 
-
-def _to_decimal(raw: object) -> Decimal:
+def parse_metric_value(raw: object) -> Decimal:
+    """The number a metric value holds (what ``MetricValue`` keeps), or
+    ``ValidationFailed`` on ``metric_value``: for callers that check many values
+    at once (a backfill checks millions) without building a ``MetricValue`` each."""
+    # Fast paths with the general case's result for the common spellings ("42",
+    # "-3.25"): trailing fraction zeros dropped (exactly), and every zero the plain 0.
     if type(raw) is str:
         plain = _PLAIN_DECIMAL.fullmatch(raw)
         if plain is not None:
-            # A fast path with the general case's result: trailing fraction
-            # zeros dropped (exactly), and every zero the plain 0.
             text = raw.rstrip("0").rstrip(".") if plain.group(1) else raw
             number = Decimal(text)
             return number if number else _ZERO
+    elif type(raw) is Decimal:
+        # Spelled so with no trailing fraction zero, it is in that form already.
+        text = str(raw)
+        if _PLAIN_DECIMAL.fullmatch(text) and not (text[-1] == "0" and "." in text):
+            return raw if raw else _ZERO
     # bool is an int subclass; True is not a measurement.
     if isinstance(raw, bool):
         raise ValidationFailed.single("metric_value", "must be a number, not a boolean")
@@ -243,21 +243,15 @@ def _strip_trailing_zeros(number: Decimal) -> Decimal:
 class MetricValue:
     """A finite number below 10^15 in magnitude, held exactly as a Decimal."""
 
-    value: Decimal = field(converter=_to_decimal)
+    value: Decimal = field(converter=parse_metric_value)
 
     def __str__(self) -> str:
         return str(self.value)
 
-    @classmethod
-    def stored(cls, value: Decimal) -> MetricValue:
-        """A value read back from storage, which took it only after it was
-        validated (and had its trailing zeros dropped): not checked again."""
-        made = object.__new__(cls)
-        object.__setattr__(made, "value", value)
-        return made
 
-
-def _to_utc(raw: object) -> datetime:
+def parse_timestamp(raw: object) -> datetime:
+    """The UTC moment ``raw`` names (what ``Timestamp`` keeps), or ``ValidationFailed``
+    on ``recorded_at``; for callers that check many values at once."""
     if isinstance(raw, str):
         text = raw.strip()
         try:
@@ -287,17 +281,10 @@ def _to_utc(raw: object) -> datetime:
 class Timestamp:
     """A moment in time with a known offset, held in UTC. Naive times are refused."""
 
-    value: datetime = field(converter=_to_utc)
+    value: datetime = field(converter=parse_timestamp)
 
     def isoformat(self) -> str:
         return self.value.isoformat()
-
-
-# The rules as plain functions, for callers that check many values at once (a
-# backfill checks millions): the same results and the same errors as the value
-# objects above, without building one per value.
-parse_metric_value = _to_decimal
-parse_timestamp = _to_utc
 
 
 MAX_USER_AGENT_LENGTH = 512

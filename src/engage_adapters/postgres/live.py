@@ -28,8 +28,9 @@ from uuid import UUID
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from engage_adapters.postgres.metrics import stored_metric
 from engage_adapters.postgres.transaction import connection
-from engage_core.model import EngagementMetric, MetricType, MetricValue
+from engage_core.model import EngagementMetric
 from engage_core.services.live import AccessEnded, GrantId, Listening, MetricsAdded, Notice
 
 log = logging.getLogger("engage.live")
@@ -160,16 +161,7 @@ class PostgresMetricFeed:
                 [user_id, after, through, limit],
             )
             rows = await cur.fetchall()
-        return [
-            EngagementMetric(
-                id=row[0],
-                user_id=user_id,
-                metric_type=MetricType.stored(row[1]),
-                metric_value=MetricValue.stored(row[2]),
-                recorded_at=row[3],
-            )
-            for row in rows
-        ]
+        return [stored_metric(user_id, row) for row in rows]
 
     async def count_after(self, user_id: UUID, after: int) -> tuple[int, int]:
         async with connection(self._pool) as conn:
