@@ -153,3 +153,28 @@ def test_new_recovery_codes_and_turning_it_off_need_the_password_and_a_code(
     expect(page.get_by_text("Off: the password alone signs you in.")).to_be_visible()
     expect(page.get_by_role("button", name="Set up")).to_be_visible()
     assert password_alone_signs_in(accounts, email)
+
+
+def as_the_app_shows_it(code: str) -> str:
+    """Authenticator apps show a code as two groups of three digits."""
+    return f"{code[:3]} {code[3:]}"
+
+
+def test_a_code_typed_as_the_app_shows_it_with_a_space_is_accepted(
+    browsers: Browsers, accounts: Accounts
+) -> None:
+    email = accounts.create()
+    page, _ = browsers.open()
+    sign_in(page, email)
+    open_second_factor(page)
+    page.get_by_role("button", name="Set up").click()
+    app = pyotp.TOTP(page.locator(".totp-secret").inner_text().replace(" ", ""))
+
+    page.get_by_label("Code", exact=True).fill(as_the_app_shows_it(earlier_code(app)))
+    page.get_by_role("button", name="Turn on").click()
+    expect(page.get_by_role("heading", name="Your recovery codes")).to_be_focused()
+    page.get_by_role("button", name="Done").click()
+
+    log_out(page)
+    sign_in_with_code(page, email, as_the_app_shows_it(app.now()))
+    expect(page.get_by_role("heading", name="Dashboard", level=1)).to_be_visible()

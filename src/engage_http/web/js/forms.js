@@ -51,6 +51,11 @@ export function codeField(hint, inputmode = "text") {
   return field({ label: "Code", name: "code", hint, autocomplete: "one-time-code", inputmode, required: true, spellcheck: "false" });
 }
 
+/** A code as typed: apps show "123 456", and a recovery code may be copied with spaces; none is part of it. */
+export function typedCode(text) {
+  return text.replace(/\s+/g, "");
+}
+
 // Tells password managers whose password a form holds; never sent.
 export function usernameFor(user) {
   return el("input", { type: "text", name: "username", autocomplete: "username", value: user?.email ?? "", hidden: true });

@@ -4,7 +4,7 @@
 
 import { api } from "../api.js";
 import { el, svg } from "../dom.js";
-import { codeField, describeProblem, passwordField, showStatus, statusLine, submitForm, usernameFor, whileBusy } from "../forms.js";
+import { codeField, describeProblem, passwordField, showStatus, statusLine, submitForm, typedCode, usernameFor, whileBusy } from "../forms.js";
 import { backToAccount, pageHead } from "../layout.js";
 
 const WRONG = { 403: "The password or the code is not correct." };
@@ -67,7 +67,10 @@ export async function render(view, app) {
 
   function passwordAndCodeForm(button, submit) {
     const code = codeField("A code from the app, or a recovery code.");
-    return submitForm([usernameFor(app.user), passwordField(), code], button, { messages: WRONG, submit });
+    return submitForm([usernameFor(app.user), passwordField(), code], button, {
+      messages: WRONG,
+      submit: (values) => submit({ ...values, code: typedCode(values.code) }),
+    });
   }
 
   function whenOff() {
@@ -89,7 +92,7 @@ export async function render(view, app) {
     const form = submitForm([codeField("The 6 digits the app shows now.", "numeric")], "Turn on", {
       fieldFor: { 403: "code" },
       submit: async (values) => {
-        const { recovery_codes: codes } = await api.post("/api/auth/mfa/totp/confirm", { code: values.code.trim() });
+        const { recovery_codes: codes } = await api.post("/api/auth/mfa/totp/confirm", { code: typedCode(values.code) });
         showCodes(codes, "The second factor is on.");
       },
     });

@@ -3,7 +3,7 @@
 
 import { api } from "../api.js";
 import { el } from "../dom.js";
-import { codeField, emailField, passwordField, submitForm } from "../forms.js";
+import { codeField, emailField, passwordField, submitForm, typedCode } from "../forms.js";
 import { narrowCard } from "../layout.js";
 
 export async function render(view, app) {
@@ -47,7 +47,7 @@ function askForCode(view, app, challenge) {
     fieldFor: { 401: "code" },
     messages: { 401: "That code did not work. Try the current one, or sign in again." },
     submit: async (values) => {
-      finish(app, await api.post("/api/auth/mfa/verify", { challenge, code: values.code.trim() }));
+      finish(app, await api.post("/api/auth/mfa/verify", { challenge, code: typedCode(values.code) }));
     },
   });
   view.replaceChildren(
