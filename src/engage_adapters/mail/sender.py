@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from engage_adapters.closing import stop_task
 from engage_core.ports import Clock, MailStatus
 from engage_core.services.mail_delivery import DeliveryRound, MailDelivery
 
@@ -43,9 +44,7 @@ class MailSender:
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task("mail sender", task)
 
     async def _run(self) -> None:
         while True:
