@@ -70,3 +70,31 @@ def test_a_recovery_code_signs_in_once(browsers: Browsers, accounts: Accounts) -
     second.get_by_role("button", name="Verify").click()
     expect(second.get_by_role("status")).to_contain_text("That code did not work.")
     expect(second).to_have_url(re.compile(r"/signin$"))
+
+
+def times_shown(page: Page, text: str) -> int:
+    """How many elements show ``text`` on screen (a visually hidden one is heard, not seen)."""
+    count: int = page.evaluate(
+        """(text) => [...document.querySelectorAll("main p")].filter(
+            (p) => p.textContent === text && p.getBoundingClientRect().width > 1
+        ).length""",
+        text,
+    )
+    return count
+
+
+def test_a_wrong_code_is_said_once_at_the_field_and_announced(
+    browsers: Browsers, accounts: Accounts
+) -> None:
+    email = accounts.create()
+    turn_on(accounts, email)
+    page, _ = browsers.open()
+    enter_password(page, email)
+
+    page.get_by_label("Code").fill("000000")
+    page.get_by_role("button", name="Verify").click()
+
+    said = "That code did not work. Try the current one, or sign in again."
+    expect(page.locator(".field-error")).to_have_text(said)
+    expect(page.get_by_role("status")).to_have_text(said)  # read out by screen readers
+    assert times_shown(page, said) == 1

@@ -116,8 +116,7 @@ export function handleSubmit(form, { fields, status, submit, fieldFor = {}, mess
     event.preventDefault();
     if (form.getAttribute("aria-busy") === "true") return;
     for (const entry of fields) setFieldError(entry, "");
-    status.textContent = "";
-    status.classList.remove("is-error", "is-ok");
+    showStatus(status, "");
     const values = Object.fromEntries(fields.map((entry) => [entry.name, entry.input.value]));
     form.setAttribute("aria-busy", "true");
     if (button) button.disabled = true;
@@ -140,7 +139,7 @@ export function handleSubmit(form, { fields, status, submit, fieldFor = {}, mess
 
 export function showStatus(status, text, kind) {
   status.textContent = text;
-  status.classList.remove("is-error", "is-ok");
+  status.classList.remove("is-error", "is-ok", "visually-hidden");
   if (kind) status.classList.add(kind);
 }
 
@@ -186,6 +185,7 @@ function showProblem(error, { byName, status, fieldFor, messages }) {
   if (named && !error.fieldErrors.length) {
     setFieldError(named, text);
     showStatus(status, text, "is-error");
+    status.classList.add("visually-hidden"); // seen once, at the field; still read out
     return named;
   }
   const lines = error.fieldErrors.length
