@@ -20,6 +20,7 @@ from attrs import define, frozen
 
 from engage_adapters.bcrypt_hasher import BcryptPasswordHasher
 from engage_adapters.clock import SystemClock
+from engage_adapters.dashboard_codec import JsonDashboardCodec
 from engage_adapters.embedded_pg import start_embedded
 from engage_adapters.jwt_tokens import JwtTokenIssuer
 from engage_adapters.mail.outbox import OUTBOX_DIR, OutboxMailer
@@ -311,7 +312,7 @@ async def build_services(
             probes["redis"] = shared.probe
             # Dashboards are cached only in a cache every process shares: a write
             # must make the next read fresh in all of them.
-            dashboards = DashboardCache(cache)
+            dashboards = DashboardCache(cache, JsonDashboardCodec())
             metrics = CachedMetricRepository(metrics, dashboards, uow)
             bulk = InvalidatingBulkStore(bulk, dashboards)
         policy = AuthPolicy(
@@ -320,8 +321,6 @@ async def build_services(
             login_failures_per_email=settings.login_failures_per_email,
             new_device_notice=settings.new_device_notice,
             require_verified_email=settings.require_verified_email,
-            # An in-process cache is not shared between workers: never cache "live" in it.
-            live_session_cache_ttl=SHARED_LIVE_SESSION_TTL if shared is not None else 0.0,
         )
         if bcrypt_hasher is not None:
             stack.callback(bcrypt_hasher.close)
@@ -368,6 +367,8 @@ async def build_services(
             clock=clock,
             uow=uow,
             policy=policy,
+            # An in-process cache is not shared between workers: never keep "live" in it.
+            live_answer_ttl=SHARED_LIVE_SESSION_TTL if shared is not None else 0.0,
             second_factor=verifier,
             activity=activity,
             mail=account_mail,

@@ -11,6 +11,7 @@ from uuid import uuid4
 
 from psycopg_pool import AsyncConnectionPool
 
+from engage_adapters.dashboard_codec import JsonDashboardCodec
 from engage_adapters.postgres.metrics import PostgresMetricRepository
 from engage_adapters.postgres.transaction import PostgresUnitOfWork
 from engage_adapters.postgres.users import PostgresUserRepository
@@ -36,7 +37,9 @@ async def test_a_read_before_a_units_commit_leaves_no_stale_dashboard(
     uow = PostgresUnitOfWork(pg_pool)
     metrics = MetricsService(
         metrics=CachedMetricRepository(
-            PostgresMetricRepository(pg_pool), DashboardCache(InMemoryCache(clock)), uow
+            PostgresMetricRepository(pg_pool),
+            DashboardCache(InMemoryCache(clock), JsonDashboardCodec()),
+            uow,
         ),
         clock=clock,
         cursors=CursorCodec(b"k" * 32),

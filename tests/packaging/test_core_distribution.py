@@ -1,6 +1,6 @@
 """engage-core stands alone: its wheel installed into a fresh virtual environment
 with nothing else of engage-suite, importing it loads only the standard library
-and its own four dependencies, and docs/core.md's examples run there as printed.
+and its own three dependencies, and docs/core.md's examples run there as printed.
 
 Builds both wheels with pip (build isolation fetches hatchling from the package
 index) and installs engage-core's dependencies from the index: one fresh venv
@@ -21,14 +21,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CORE_DEPENDENCIES = {"attrs", "cattrs", "email-validator", "tzdata"}
-# What those four bring themselves: cattrs needs typing-extensions,
-# email-validator dnspython and idna. Nothing else may be installed.
-INDIRECT = {"typing-extensions", "dnspython", "idna"}
+CORE_DEPENDENCIES = {"attrs", "email-validator", "tzdata"}
+# What those three bring themselves: email-validator needs dnspython and idna.
+# Nothing else may be installed.
+INDIRECT = {"dnspython", "idna"}
 # The top-level modules those distributions provide.
 DEPENDENCY_MODULES = {
-    "attr", "attrs", "cattr", "cattrs", "email_validator", "tzdata",
-    "typing_extensions", "dns", "idna",
+    "attr", "attrs", "email_validator", "tzdata", "dns", "idna",
 }  # fmt: skip
 
 IMPORT_ALL = """
@@ -81,7 +80,7 @@ def _name(requirement: str) -> str:
     return match.group(0).lower().replace("_", "-")
 
 
-def test_engage_core_declares_four_dependencies_and_suite_requires_it_at_its_version(
+def test_engage_core_declares_three_dependencies_and_suite_requires_it_at_its_version(
     wheels: dict[str, Path],
 ) -> None:
     core, suite = _metadata(wheels["engage_core"]), _metadata(wheels["engage_suite"])
@@ -112,7 +111,7 @@ def test_the_suite_wheel_does_not_carry_the_core(wheels: dict[str, Path]) -> Non
     assert {"engage_adapters", "engage_http", "engage_cli"} <= packages
 
 
-def test_a_fresh_venv_gets_the_core_its_four_dependencies_and_theirs_only(
+def test_a_fresh_venv_gets_the_core_its_three_dependencies_and_theirs_only(
     fresh_python: Path,
 ) -> None:
     listed = json.loads(_run(fresh_python, "-m", "pip", "list", "--format=json"))

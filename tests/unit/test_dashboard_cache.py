@@ -11,6 +11,7 @@ from decimal import Decimal
 
 import pytest
 
+from engage_adapters.dashboard_codec import JsonDashboardCodec
 from engage_core import MetricsService, testing
 from engage_core.services.backfill import BackfillService, RawRow
 from engage_core.services.dashboard_cache import (
@@ -39,7 +40,9 @@ def seen():
 
 @pytest.fixture
 def dashboards(cache, seen):
-    return DashboardCache(cache, observers=[lambda kind, outcome: seen.append((kind, outcome))])
+    return DashboardCache(
+        cache, JsonDashboardCodec(), observers=[lambda kind, outcome: seen.append((kind, outcome))]
+    )
 
 
 @pytest.fixture
@@ -52,7 +55,9 @@ def cached(metric_repository, dashboards, clock, cursors):
 @pytest.fixture
 def other_process(metric_repository, cache, clock, cursors):
     """The same use cases in another process sharing the cache."""
-    repository = CachedMetricRepository(metric_repository, DashboardCache(cache))
+    repository = CachedMetricRepository(
+        metric_repository, DashboardCache(cache, JsonDashboardCodec())
+    )
     return MetricsService(metrics=repository, clock=clock, cursors=cursors)
 
 
@@ -168,7 +173,9 @@ async def test_without_a_working_cache_reads_go_to_the_repository(
     metric_repository, clock, cursors, alice, earlier
 ):
     seen = []
-    dashboards = DashboardCache(ForgetfulCache(), observers=[lambda *o: seen.append(o)])
+    dashboards = DashboardCache(
+        ForgetfulCache(), JsonDashboardCodec(), observers=[lambda *o: seen.append(o)]
+    )
     service = MetricsService(
         metrics=CachedMetricRepository(metric_repository, dashboards), clock=clock, cursors=cursors
     )

@@ -1,21 +1,24 @@
 """Ending a session takes effect at once even where "live" answers are cached.
 
-With a cache shared by every process, the policy may cache "this session is
-live" for a while; every way of ending a session must overwrite that answer.
+With a cache shared by every process, the composition root lets the service cache
+"this session is live" for a while; every way of ending a session must overwrite
+that answer.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+import attrs
 import pytest
 
-from engage_core import AccessClaims, AuthPolicy, LogoutScope, Unauthorized
+from engage_core import AccessClaims, LogoutScope, Unauthorized
 
 
 @pytest.fixture
-def policy():
-    return AuthPolicy(live_session_cache_ttl=60.0)
+def auth(make_auth, hasher):
+    """The service as wired over a cache every process shares: "live" kept a minute."""
+    return attrs.evolve(make_auth(hasher), live_answer_ttl=60.0)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Ite
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import NamedTuple, Protocol
+from typing import Generic, NamedTuple, Protocol, TypeVar
 from uuid import UUID, uuid4
 
 from attrs import field, frozen
@@ -35,6 +35,8 @@ from engage_core.model import (
 )
 from engage_core.queries import MetricPageQuery, Series, SummaryQuery
 
+_Read = TypeVar("_Read")
+
 __all__ = [
     "AccessClaims",
     "ActivityQuery",
@@ -42,6 +44,8 @@ __all__ = [
     "BulkMetricStore",
     "Cache",
     "Clock",
+    "DashboardCodec",
+    "DashboardEntry",
     "ExportedMetric",
     "IdempotencyStore",
     "LoadOutcome",
@@ -224,6 +228,29 @@ class Cache(Protocol):
         ...
 
     async def delete(self, *keys: str) -> None: ...
+
+
+@frozen
+class DashboardEntry(Generic[_Read]):
+    """A dashboard read as cached: whose it is, the query it answers (in the words
+    of ``DashboardCache``) and what the read returned."""
+
+    user_id: UUID
+    query: str
+    data: _Read
+
+
+class DashboardCodec(Protocol):
+    """Dashboard entries as the bytes a ``Cache`` holds, and back. Decoding answers
+    None for bytes that hold no such entry: a cache may hold anything."""
+
+    def encode_page(self, entry: DashboardEntry[Sequence[EngagementMetric]]) -> bytes: ...
+
+    def decode_page(self, raw: bytes) -> DashboardEntry[Sequence[EngagementMetric]] | None: ...
+
+    def encode_summary(self, entry: DashboardEntry[Sequence[Series]]) -> bytes: ...
+
+    def decode_summary(self, raw: bytes) -> DashboardEntry[Sequence[Series]] | None: ...
 
 
 @frozen

@@ -75,10 +75,6 @@ class AuthPolicy:
     refresh_ttl: timedelta = timedelta(days=14)
     login_failures_per_email: int = 5
     login_failure_window: timedelta = timedelta(minutes=15)
-    # How long a "session is live" answer may be cached. Zero unless the cache
-    # is shared by every process, since ending a session must take effect at
-    # once everywhere. An "ended" answer is final and is always cached.
-    live_session_cache_ttl: float = 0.0
     # Refuse logins until the account's address is verified (ENGAGE_REQUIRE_VERIFIED_EMAIL).
     require_verified_email: bool = False
     # How often a session's last_seen_at is written as it is used (reads stay reads).
@@ -158,6 +154,11 @@ class AuthService:
     activity: ActivityLog | None = None
     # The verification link at sign-up, the notice after a password change.
     mail: AccountMail | None = None
+    # How long (seconds) a "session is live" answer may be kept in ``cache``: the
+    # composition root's to say, as only it knows whether every process shares that
+    # cache (an end must take effect at once everywhere). Zero: never kept. An
+    # "ended" answer is final and always kept.
+    live_answer_ttl: float = 0.0
     _dummy_hash: str | None = attrs.field(default=None, init=False, repr=False)
 
     # --- accounts --------------------------------------------------------------
@@ -525,13 +526,13 @@ class AuthService:
         if not live:
             # Final: an ended session never comes back. Kept as long as any token for it lives.
             await self.cache.set(key, _ENDED, ttl=self.policy.access_ttl.total_seconds())
-        elif self.policy.live_session_cache_ttl > 0:
+        elif self.live_answer_ttl > 0:
             remaining = (session.expires_at - now).total_seconds()
             # Only if absent: a concurrent logout's "ended" must win over this answer.
             await self.cache.set(
                 key,
                 _LIVE,
-                ttl=min(self.policy.live_session_cache_ttl, remaining),
+                ttl=min(self.live_answer_ttl, remaining),
                 only_if_absent=True,
             )
         return live

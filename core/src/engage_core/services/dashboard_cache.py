@@ -16,29 +16,30 @@ that one lost or evicted can never bring back a stale entry: a new one never
 matches an old key. Entries expire only to bound the memory they take.
 
 Use it only over a cache that every process shares (Redis): a version thrown
-away in one process's private cache leaves stale entries in the others'.
+away in one process's private cache leaves stale entries in the others'. How an
+entry is written as bytes is the ``DashboardCodec``'s business (an adapter's).
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
-import json
 import secrets
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
-from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TypeVar
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import attrs
-import cattrs
 from attrs import define, field
 
-from engage_core.model import EngagementMetric, MetricDraft, MetricType, MetricValue
+from engage_core.model import EngagementMetric, MetricDraft
 from engage_core.ports import (
     BulkMetricStore,
     Cache,
+    DashboardCodec,
+    DashboardEntry,
     ExportedMetric,
     LoadOutcome,
     MetricRepository,
@@ -71,45 +72,40 @@ class Lookup(enum.StrEnum):
 LookupObserver = Callable[[str, Lookup], None]  # (kind: "page" | "summary", outcome)
 
 
-def _converter() -> cattrs.Converter:
-    """Entries as JSON: exact decimals and instants, value objects as their text."""
-    converter = cattrs.Converter()
-    converter.register_unstructure_hook(Decimal, str)
-    converter.register_structure_hook(Decimal, lambda raw, _: Decimal(raw))
-    converter.register_unstructure_hook(datetime, datetime.isoformat)
-    converter.register_structure_hook(datetime, lambda raw, _: datetime.fromisoformat(raw))
-    converter.register_unstructure_hook(UUID, str)
-    converter.register_structure_hook(UUID, lambda raw, _: UUID(raw))
-    converter.register_unstructure_hook(MetricType, lambda t: t.value)
-    converter.register_structure_hook(MetricType, lambda raw, _: MetricType(raw))
-    converter.register_unstructure_hook(MetricValue, lambda v: str(v.value))
-    converter.register_structure_hook(MetricValue, lambda raw, _: MetricValue(Decimal(raw)))
-    return converter
-
-
-_CONVERTER = _converter()
-
-
 def _moment(moment: datetime | None) -> str:
     return moment.isoformat() if moment is not None else ""
 
 
+# A query in words: every part of it, as the repr of a tuple of strings and numbers
+# (unambiguous, and the same in every process).
 def _page_query(query: MetricPageQuery) -> str:
     kind = query.metric_type.value if query.metric_type else ""
-    return json.dumps(["page", kind, _moment(query.since), _moment(query.until), query.limit])
+    return repr(("page", kind, _moment(query.since), _moment(query.until), query.limit))
 
 
 def _summary_query(query: SummaryQuery) -> str:
     kind = query.metric_type.value if query.metric_type else ""
-    parts = ["summary", query.bucket.value, query.tz.key, _moment(query.since)]
-    return json.dumps([*parts, _moment(query.until), kind])
+    parts = ("summary", query.bucket.value, query.tz.key, _moment(query.since))
+    return repr((*parts, _moment(query.until), kind))
+
+
+def _in_zone(series: Sequence[Series], tz: ZoneInfo) -> Sequence[Series]:
+    """The series with every bucket start in ``tz``, as the repository gave them."""
+    return tuple(
+        attrs.evolve(
+            s, points=tuple(attrs.evolve(p, start=p.start.astimezone(tz)) for p in s.points)
+        )
+        for s in series
+    )
 
 
 @define
 class DashboardCache:
-    """Read-through caching of dashboard reads over the ``Cache`` port."""
+    """Read-through caching of dashboard reads over the ``Cache`` port, its entries
+    written and read by ``codec``."""
 
     cache: Cache
+    codec: DashboardCodec
     entry_ttl: float = ENTRY_TTL
     version_ttl: float = VERSION_TTL
     observers: list[LookupObserver] = field(factory=list)
@@ -126,8 +122,8 @@ class DashboardCache:
             user_id,
             _page_query(query),
             load,
-            encode=lambda rows: _CONVERTER.unstructure(list(rows), list[EngagementMetric]),
-            decode=lambda raw: tuple(_CONVERTER.structure(raw, list[EngagementMetric])),
+            encode=self.codec.encode_page,
+            decode=self.codec.decode_page,
         )
 
     async def summary(
@@ -137,28 +133,16 @@ class DashboardCache:
         load: Callable[[], Awaitable[Sequence[Series]]],
     ) -> Sequence[Series]:
         """The series ``load`` computes for ``query``, from the cache when it holds them."""
-
-        def decode(raw: Any) -> Sequence[Series]:
-            series = _CONVERTER.structure(raw, list[Series])
-            # Bucket starts come back with a fixed offset; give them the query's zone again.
-            return tuple(
-                attrs.evolve(
-                    s,
-                    points=tuple(
-                        attrs.evolve(p, start=p.start.astimezone(query.tz)) for p in s.points
-                    ),
-                )
-                for s in series
-            )
-
-        return await self._read_through(
+        series = await self._read_through(
             "summary",
             user_id,
             _summary_query(query),
             load,
-            encode=lambda series: _CONVERTER.unstructure(list(series), list[Series]),
-            decode=decode,
+            encode=self.codec.encode_summary,
+            decode=self.codec.decode_summary,
         )
+        # Whatever the codec kept of their zone, bucket starts are in the query's.
+        return _in_zone(series, query.tz)
 
     async def user_wrote(self, user_id: UUID) -> None:
         """Make the user's next dashboard reads fresh, in every process."""
@@ -175,8 +159,8 @@ class DashboardCache:
         query: str,
         load: Callable[[], Awaitable[T]],
         *,
-        encode: Callable[[T], Any],
-        decode: Callable[[Any], T],
+        encode: Callable[[DashboardEntry[T]], bytes],
+        decode: Callable[[bytes], DashboardEntry[T] | None],
     ) -> T:
         generation = await self._token(_GENERATION_KEY)
         version = await self._token(_version_key(user_id)) if generation else None
@@ -185,13 +169,14 @@ class DashboardCache:
             return await load()
         digest = hashlib.sha256(query.encode("utf-8")).hexdigest()
         key = f"dashboard:{user_id}:{generation}:{version}:{kind}:{digest}"
-        cached = _entry(await self.cache.get(key), user_id, query)
-        if cached is not None:
+        held = await self.cache.get(key)
+        cached = decode(held) if held is not None else None
+        # Only an entry for exactly this user and query is served, whatever its key.
+        if cached is not None and cached.user_id == user_id and cached.query == query:
             self._observe(kind, Lookup.HIT)
-            return decode(cached)
+            return cached.data
         fresh = await load()
-        entry = {"user": str(user_id), "query": query, "data": encode(fresh)}
-        await self.cache.set(key, json.dumps(entry).encode("utf-8"), ttl=self.entry_ttl)
+        await self.cache.set(key, encode(DashboardEntry(user_id, query, fresh)), ttl=self.entry_ttl)
         self._observe(kind, Lookup.MISS)
         return fresh
 
@@ -215,21 +200,6 @@ class DashboardCache:
 
 def _version_key(user_id: UUID) -> str:
     return f"dashboard-version:{user_id}"
-
-
-def _entry(raw: bytes | None, user_id: UUID, query: str) -> Any:
-    """The data of a cached entry, if it is one for exactly this user and query."""
-    if raw is None:
-        return None
-    try:
-        entry = json.loads(raw)
-    except ValueError:
-        return None
-    if not isinstance(entry, dict):
-        return None
-    if entry.get("user") != str(user_id) or entry.get("query") != query:
-        return None
-    return entry.get("data")
 
 
 @define
