@@ -11,13 +11,33 @@ encryption key").
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Sequence
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from engage_core.errors import Unavailable
+
+log = logging.getLogger("engage.secret_box")
 _PURPOSE = b"engage-suite/totp-secrets"
+# A retry helps once the operator has listed the key again; until then, every minute.
+_RETRY_AFTER = 60
+
+
+class SecretNotOpened(Unavailable, ValueError):
+    """No configured key opens a stored secret: the key that sealed it was dropped
+    from ENGAGE_ENCRYPTION_KEY (or never given to this machine). The service
+    cannot check that user's second factor until it is listed again: a 503, not
+    a bug (``ValueError``, as ``SecretBox.open`` promises)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the server cannot open this second factor at the moment; try again later",
+            retry_after=_RETRY_AFTER,
+            reason="no configured encryption key opens this secret",
+        )
 
 
 def _fernet(key: bytes) -> Fernet:
@@ -38,7 +58,13 @@ class FernetSecretBox:
         try:
             return self._box.decrypt(sealed.encode("ascii")).decode("utf-8")
         except (InvalidToken, UnicodeError):
-            raise ValueError("no configured encryption key opens this secret") from None
+            pass
+        log.error(
+            "secret_box.not_opened: no key in ENGAGE_ENCRYPTION_KEY opens a stored TOTP"
+            " secret; list the key that sealed it again (README: Rotating the encryption"
+            " key), or turn that user's second factor off with `engage user mfa-reset`"
+        )
+        raise SecretNotOpened
 
     def reseal(self, sealed: str) -> str:
         """The same secret sealed with the first key (for a rotation)."""

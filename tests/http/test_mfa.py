@@ -11,6 +11,7 @@ import httpx
 import pyotp
 import pytest
 
+from engage_adapters.secret_box import FernetSecretBox
 from engage_core.testing import FakeClock, FakePasswordHasher
 
 PASSWORD = "correct horse battery staple"
@@ -327,3 +328,30 @@ async def test_the_secret_and_recovery_codes_are_not_stored_in_clear(
     everything = str(db("SELECT * FROM activity")) + str(db("SELECT * FROM mfa_challenges"))
     assert app.totp.secret not in everything
     assert not any(c in everything for c in codes)
+
+
+async def test_a_secret_no_configured_key_opens_is_a_503_for_the_operator_to_fix(
+    api: Any,
+    auth: dict[str, str],
+    clock: FakeClock,
+    db: Rows,
+    expect_problem: Problem,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The key that sealed it is no longer in ENGAGE_ENCRYPTION_KEY: no 500, and a log
+    line that says what to do."""
+    app, _ = await set_up(api, auth, clock)
+    elsewhere = FernetSecretBox([b"a key this deployment was never given, 32+ bytes"])
+    db("UPDATE user_totp SET secret = %s RETURNING user_id", elsewhere.seal(app.totp.secret))
+
+    token = await challenge(api.client)
+    signing_in = await verify(api.client, token, app.code())
+    turning_off = await api.client.post(
+        "/api/auth/mfa/disable", json={"password": PASSWORD, "code": app.code(1)}, headers=auth
+    )
+
+    for response in (signing_in, turning_off):
+        expect_problem(response, 503)
+        assert int(response.headers["retry-after"]) > 0
+    assert "ENGAGE_ENCRYPTION_KEY" in caplog.text
+    assert "engage user mfa-reset" in caplog.text
