@@ -20,6 +20,7 @@ from attrs import define, frozen
 
 from engage_adapters.bcrypt_hasher import BcryptPasswordHasher
 from engage_adapters.clock import SystemClock
+from engage_adapters.closing import close_within
 from engage_adapters.dashboard_codec import JsonDashboardCodec
 from engage_adapters.embedded_pg import start_embedded
 from engage_adapters.jwt_tokens import JwtTokenIssuer
@@ -229,7 +230,7 @@ async def build_services(
                 connect_timeout=settings.redis_timeout,
                 command_timeout=settings.redis_timeout,
             )
-            stack.push_async_callback(client.aclose)
+            stack.push_async_callback(close_within, "redis client", client.aclose)
             shared = _SharedState.over(client, call_timeout=2 * settings.redis_timeout)
         users: UserRepository
         metrics: MetricRepository
@@ -253,7 +254,7 @@ async def build_services(
                 await migrate.upgrade(conninfo)
             await migrate.require_current(conninfo)
             pool = await open_pool(conninfo, max_size=settings.db_pool_size or DEFAULT_POOL_SIZE)
-            stack.push_async_callback(pool.close)
+            stack.push_async_callback(close_within, "database pool", pool.close)
             users = PostgresUserRepository(pool)
             metrics = PostgresMetricRepository(pool)
             sessions = PostgresSessionRepository(pool)
@@ -374,7 +375,7 @@ async def build_services(
             mail=account_mail,
         )
         live = LiveMetrics(feed, clock, streams_per_user=settings.streams_per_user)
-        stack.push_async_callback(live.stop)
+        stack.push_async_callback(close_within, "live streams", live.stop)
         mfa = MfaService(verifier=verifier, auth=auth, uow=uow)
         yield Services(
             settings=settings,

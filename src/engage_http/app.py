@@ -40,6 +40,7 @@ from engage_http.openapi import (
 )
 from engage_http.problems import EXCEPTION_HANDLERS, render
 from engage_http.prometheus import PrometheusExport, exporting, route_metrics
+from engage_http.stopping import STOPPING, on_stop_signal
 from engage_http.upkeep import purging
 from engage_http.webapp import web_routes
 
@@ -52,13 +53,21 @@ def create_app(services: ServicesFactory, policy: HttpPolicy) -> Litestar:
 
     ``services`` is entered in the app's lifespan (inside the server's event
     loop) and closed at shutdown; tests pass one over fakes or over PostgreSQL.
+
+    A stop signal (SIGTERM, SIGINT) ends the open live streams at once: the
+    server waits for open responses before it shuts the app down.
     """
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with services() as built, built.mail_sender.running():
             app.state.services = built
-            with exporting(built):
+
+            def stop_streams() -> None:
+                app.state.stopping = True
+                built.live.end_all(STOPPING)
+
+            with exporting(built), on_stop_signal(stop_streams):
                 yield
 
     return Litestar(

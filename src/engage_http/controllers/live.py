@@ -26,6 +26,7 @@ from engage_http.openapi import (
     query_text,
 )
 from engage_http.problems import BadQuery
+from engage_http.stopping import STOPPING
 
 # How long a browser's EventSource waits before it reconnects (milliseconds).
 RECONNECT_AFTER_MS = 2000
@@ -105,7 +106,8 @@ class LiveController(Controller):
             "starts. "
             "Reconnecting with Last-Event-ID (or ?after=) sends every metric after that id "
             "first. An `end` event (data: {reason}) comes before the server closes it: "
-            "a logout, the end of the session, or the key's revocation or expiry."
+            "a logout, the end of the session, the key's revocation or expiry, or the "
+            "server shutting down (reconnect with Last-Event-ID: another instance answers)."
         ),
         security=KEY_READ_SECURITY,
         # 429 also when ENGAGE_STREAMS_PER_USER streams are open already.
@@ -133,6 +135,8 @@ class LiveController(Controller):
                 )
                 for e in exc.errors
             ) from None
+        if request.app.state.get("stopping"):
+            stream.end(STOPPING)  # told to stop before it opened: reconnect elsewhere
         return ServerSentEvent(
             _messages(services.live, stream),
             headers={"Cache-Control": "no-store"},
