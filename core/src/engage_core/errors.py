@@ -54,6 +54,11 @@ class ValidationFailed(EngageError):
     def single(cls, field: str, message: str) -> ValidationFailed:
         return cls([FieldError(field, message)])
 
+    def renamed(self, field: str) -> ValidationFailed:
+        """The same messages, each reported against ``field`` (a value object's
+        own name for itself becomes the name of the input it came from)."""
+        return ValidationFailed(FieldError(field, e.message) for e in self.errors)
+
     def under(self, prefix: str) -> ValidationFailed:
         """The same errors with their field paths nested under ``prefix``."""
         return ValidationFailed(

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import attrs
 from attrs import define
 
-from engage_core.errors import FieldError, NotFound, ValidationFailed
+from engage_core.errors import NotFound, ValidationFailed
 from engage_core.model import OPERATOR, ActivityKind, DeviceSession, Email, Password, User
 from engage_core.ports import SessionRepository, UserRepository
 from engage_core.services.auth import AuthService
@@ -62,7 +62,7 @@ class AccountAdmin:
         try:
             new = Password(password)
         except ValidationFailed as exc:
-            raise ValidationFailed(FieldError("password", e.message) for e in exc.errors) from None
+            raise exc.renamed("password") from None
         user = await self.find(email)
         new_hash = await self.auth.hasher.hash(new)
         now = self.auth.clock.now()

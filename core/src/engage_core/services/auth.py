@@ -117,7 +117,10 @@ def hash_refresh_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def _parse_credentials(email: object, password: object) -> tuple[Email, Password]:
+def _read_credentials(
+    email: object, password: object
+) -> tuple[Email | None, Password | None, list[FieldError]]:
+    """Each credential parsed, or None; the faults of both."""
     errors: list[FieldError] = []
     parsed_email = parsed_password = None
     try:
@@ -128,13 +131,15 @@ def _parse_credentials(email: object, password: object) -> tuple[Email, Password
         parsed_password = Password(password)
     except ValidationFailed as exc:
         errors.extend(exc.errors)
+    return parsed_email, parsed_password, errors
+
+
+def _parse_credentials(email: object, password: object) -> tuple[Email, Password]:
+    """Both credentials, or one ``ValidationFailed`` with every fault."""
+    parsed_email, parsed_password, errors = _read_credentials(email, password)
     if parsed_email is None or parsed_password is None:
         raise ValidationFailed(errors)
     return parsed_email, parsed_password
-
-
-def _renamed(field: str, exc: ValidationFailed) -> ValidationFailed:
-    return ValidationFailed(FieldError(field, e.message) for e in exc.errors)
 
 
 @define
@@ -201,7 +206,7 @@ class AuthService:
         try:
             new = Password(new_password)
         except ValidationFailed as exc:
-            raise _renamed("new_password", exc) from None
+            raise exc.renamed("new_password") from None
         user = await self._confirm(principal, current_password)
         new_hash = await self.hasher.hash(new)
         current = await self.sessions.get(principal.session_id)
@@ -266,17 +271,11 @@ class AuthService:
     async def start_token_session(self, user: User, client: Client) -> AccessGrant:
         """A bearer token, with a session as long as the token, for a checked user."""
         now = self.clock.now()
-        expires_at = now + self.policy.access_ttl
-        session = Session(
-            id=uuid4(),
-            user_id=user.id,
-            family_id=uuid4(),
-            token_hash=hash_refresh_token(secrets.token_urlsafe(32)),  # never handed out
-            created_at=now,
-            expires_at=expires_at,
-            client=client,
-            last_seen_at=now,
+        # Its refresh token is never handed out: the session ends with the access token.
+        _, session = self._session(
+            user, family_id=uuid4(), now=now, client=client, lifetime=self.policy.access_ttl
         )
+        expires_at = session.expires_at
         async with self.uow.atomic():
             await self._notice_if_new_device(user, client)
             await self.sessions.add(session)
@@ -398,14 +397,7 @@ class AuthService:
     async def _check_credentials(self, email: object, password: object, client: Client) -> User:
         """The user these credentials belong to, in the same time and with the same
         answer whether the email is unknown or the password wrong."""
-        try:
-            parsed_email = Email(email)
-        except ValidationFailed:
-            parsed_email = None
-        try:
-            parsed_password: Password | None = Password(password)
-        except ValidationFailed:
-            parsed_password = None
+        parsed_email, parsed_password, _ = _read_credentials(email, password)
         user = None
         if parsed_email is not None:
             # An address that cannot exist needs no limit: no guess can succeed.
@@ -477,9 +469,10 @@ class AuthService:
             self._dummy_hash = await self.hasher.hash(Password(secrets.token_urlsafe(24)))
         return self._dummy_hash
 
-    def _new_session(
-        self, user: User, *, family_id: UUID, now: datetime, client: Client
-    ) -> tuple[BrowserLogin, Session]:
+    def _session(
+        self, user: User, *, family_id: UUID, now: datetime, client: Client, lifetime: timedelta
+    ) -> tuple[str, Session]:
+        """A new session of ``family_id`` and its refresh token (stored as a hash only)."""
         refresh_token = secrets.token_urlsafe(32)
         session = Session(
             id=uuid4(),
@@ -487,9 +480,17 @@ class AuthService:
             family_id=family_id,
             token_hash=hash_refresh_token(refresh_token),
             created_at=now,
-            expires_at=now + self.policy.refresh_ttl,
+            expires_at=now + lifetime,
             client=client,
             last_seen_at=now,
+        )
+        return refresh_token, session
+
+    def _new_session(
+        self, user: User, *, family_id: UUID, now: datetime, client: Client
+    ) -> tuple[BrowserLogin, Session]:
+        refresh_token, session = self._session(
+            user, family_id=family_id, now=now, client=client, lifetime=self.policy.refresh_ttl
         )
         login = BrowserLogin(
             user=user,

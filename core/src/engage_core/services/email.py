@@ -16,7 +16,6 @@ from attrs import define, frozen
 from engage_core import mail_templates
 from engage_core.errors import (
     Conflict,
-    FieldError,
     InvalidToken,
     RateLimited,
     ValidationFailed,
@@ -58,10 +57,6 @@ class EmailFlowPolicy:
         return cls(
             forgot_per_email=mails, forgot_per_address=2 * mails, verify_requests_per_user=mails
         )
-
-
-def _renamed(field: str, exc: ValidationFailed) -> ValidationFailed:
-    return ValidationFailed(FieldError(field, e.message) for e in exc.errors)
 
 
 @define(kw_only=True)
@@ -109,7 +104,7 @@ class EmailFlows:
         try:
             address = Email(email)
         except ValidationFailed as exc:
-            raise _renamed("email", exc) from None
+            raise exc.renamed("email") from None
         window = self.policy.forgot_window
         await self._limit(
             f"forgot-address:{client_address}",
@@ -141,7 +136,7 @@ class EmailFlows:
         try:
             password = Password(new_password)
         except ValidationFailed as exc:
-            raise _renamed("new_password", exc) from None
+            raise exc.renamed("new_password") from None
         token_hash = link_token_hash(token)
         if (
             await self.tokens.find(token_hash, TokenPurpose.RESET_PASSWORD, self.clock.now())
@@ -174,7 +169,7 @@ class EmailFlows:
         try:
             new = Email(new_email)
         except ValidationFailed as exc:
-            raise _renamed("new_email", exc) from None
+            raise exc.renamed("new_email") from None
         user = await self.auth.confirm_password(principal, password)
         if new == user.email:
             raise ValidationFailed.single("new_email", "is the account's address already")

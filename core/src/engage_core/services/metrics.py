@@ -40,7 +40,7 @@ def _field(name: str, factory: Any, raw: object) -> Any:
     try:
         return factory(raw)
     except ValidationFailed as exc:
-        raise ValidationFailed(FieldError(name, e.message) for e in exc.errors) from None
+        raise exc.renamed(name) from None
 
 
 def _collect(*checks: tuple[str, Any, object]) -> list[Any]:
