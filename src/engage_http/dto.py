@@ -7,7 +7,7 @@ checked by engage_core's value objects, so the rules live in one place.
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal, localcontext
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -391,7 +391,7 @@ class SummaryOut(msgspec.Struct):
                             start=p.start,
                             count=p.count,
                             sum=p.sum,
-                            avg=average(p.sum, p.count),
+                            avg=p.avg,
                             min=p.min,
                             max=p.max,
                         )
@@ -406,15 +406,6 @@ class SummaryOut(msgspec.Struct):
 class HealthOut(msgspec.Struct):
     status: str
     checks: dict[str, str] = {}
-
-
-def average(total: Decimal, count: int) -> Decimal:
-    """``total / count`` to 20 decimal places, trailing zeros dropped, in plain notation."""
-    with localcontext(prec=60):
-        value = (total / count).quantize(Decimal("1e-20"))
-        if value == value.to_integral_value():
-            return value.quantize(Decimal(1))
-        return value.normalize()
 
 
 # Decimals go out as JSON numbers with every digit kept (not as strings, not as floats).

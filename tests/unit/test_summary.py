@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engage_core import Bucket, MetricType, ValidationFailed
+from engage_core import Bucket, MetricType, Point, ValidationFailed
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -157,10 +157,32 @@ async def test_the_same_metrics_bucket_differently_in_utc(metrics, stranger_id, 
     summary = await metrics.summary(stranger_id, bucket="day", tz="UTC", metric_type="page_view")
 
     D = Decimal
+    avg = D("1.16666666666666666667")  # 3.5 / 3, to 20 places
     assert table(summary) == [
         ("page_view", datetime(2025, 12, 30), 2, D("11.5"), D("5.75"), D("1.5"), D(10)),
-        ("page_view", datetime(2025, 12, 31), 3, D("3.5"), D("3.5") / 3, D(-4), D(5)),
+        ("page_view", datetime(2025, 12, 31), 3, D("3.5"), avg, D(-4), D(5)),
     ]
+
+
+@pytest.mark.parametrize(
+    ("total", "count", "average"),
+    [
+        ("5", 3, "1.66666666666666666667"),
+        ("9", 3, "3"),
+        ("7.50", 3, "2.5"),
+        ("-4", 1, "-4"),
+        # Rounding this to 20 places takes 46 digits: more than Decimal's default 28.
+        ("10000000000000000000000001", 2, "5000000000000000000000000.5"),
+    ],
+)
+def test_a_points_average_has_20_decimal_places_at_most_and_no_trailing_zeros(
+    total, count, average
+):
+    point = Point(
+        start=utc(2026, 1, 1), count=count, sum=Decimal(total), min=Decimal(0), max=Decimal(0)
+    )
+
+    assert str(point.avg) == average
 
 
 async def test_summary_applies_since_until_and_metric_type(metrics, stranger_id, berlin_new_year):

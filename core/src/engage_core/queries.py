@@ -11,7 +11,7 @@ import hmac
 import re
 import struct
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from attrs import field, frozen
@@ -217,7 +217,12 @@ class Point:
 
     @property
     def avg(self) -> Decimal:
-        return self.sum / self.count
+        """``sum / count`` to 20 decimal places, trailing zeros dropped, in plain notation."""
+        with localcontext(prec=60):
+            value = (self.sum / self.count).quantize(Decimal("1e-20"))
+            if value == value.to_integral_value():
+                return value.quantize(Decimal(1))
+            return value.normalize()
 
 
 @frozen(kw_only=True)
