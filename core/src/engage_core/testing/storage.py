@@ -43,6 +43,7 @@ from engage_core.ports import (
 )
 from engage_core.queries import MetricPageQuery, Position, Series, SummaryQuery
 from engage_core.services.api_keys import LAST_USED_RESOLUTION, ApiKey, OwnedApiKey
+from engage_core.services.backfill import MAX_REPORTED_FAULTS
 from engage_core.summaries import Aggregate, in_query, summarize
 
 __all__ = [
@@ -351,7 +352,9 @@ class InMemoryBulkMetricStore:
                 unknown.append(RowFault(row.line, f"email {row.email} is not a user"))
         if unknown or not commit():
             return LoadOutcome(
-                committed=False, unknown_emails=tuple(unknown[:20]), unknown_email_rows=len(unknown)
+                committed=False,
+                unknown_emails=tuple(unknown[:MAX_REPORTED_FAULTS]),
+                unknown_email_rows=len(unknown),
             )
         # Equal to a metric stored before this load: rows equal to each other all go in.
         stored = self._metrics.stored()
