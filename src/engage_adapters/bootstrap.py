@@ -21,6 +21,7 @@ from attrs import define, frozen
 from engage_adapters.bcrypt_hasher import BcryptPasswordHasher
 from engage_adapters.clock import SystemClock
 from engage_adapters.closing import close_within
+from engage_adapters.closing import stop_task as stop_task  # HTTP's lifespan tasks (one door)
 from engage_adapters.dashboard_codec import JsonDashboardCodec
 from engage_adapters.embedded_pg import start_embedded
 from engage_adapters.jwt_tokens import JwtTokenIssuer

@@ -6,7 +6,6 @@ idempotent, so workers that run it at the same time only repeat each other."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator
@@ -14,7 +13,7 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar
 
-from engage_adapters.bootstrap import Services
+from engage_adapters.bootstrap import Services, stop_task
 
 log = logging.getLogger("engage.upkeep")
 PURGE_EVERY = 3600.0
@@ -40,6 +39,4 @@ async def purging(app: Litestar) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_task("purge", task)
