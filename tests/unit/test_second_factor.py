@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import attrs
 import pytest
 from attrs import frozen
 from hypothesis import given
 from hypothesis import strategies as st
 
 from engage_core import AuthService, BrowserLogin, Principal, testing
-from engage_core.errors import Conflict, Forbidden, RateLimited, Unauthorized
+from engage_core.errors import Conflict, Forbidden, RateLimited, Unauthorized, Unavailable
 from engage_core.model import ActivityKind, Client
 from engage_core.ports import ActivityQuery
 from engage_core.queries import CursorCodec
@@ -188,6 +189,30 @@ async def test_login_and_token_wait_for_a_code_and_a_code_finishes_each(world: W
     assert isinstance(browser, BrowserLogin)
     assert isinstance(bearer, AccessGrant)
     assert (await world.auth.authenticate(bearer.access_token)).user_id == browser.user.id
+
+
+async def test_a_code_typed_with_spaces_as_apps_show_it_is_the_code(world: World) -> None:
+    _, secret, _ = await _with_mfa(world)
+    code = world.code(secret)
+
+    login = await world.mfa.verify_login(
+        challenge=await _challenge(world), code=f" {code[:3]} {code[3:]}\t", client=PHONE
+    )
+
+    assert isinstance(login, BrowserLogin)
+
+
+async def test_a_secret_no_key_opens_is_unavailable_not_a_crash(world: World) -> None:
+    principal, _, _ = await _with_mfa(world)
+    factor = await world.factors.get(principal.user_id)
+    assert factor is not None
+    world.factors._factors[principal.user_id] = attrs.evolve(factor, sealed_secret="other-key")
+    challenge = await _challenge(world)
+
+    with pytest.raises(Unavailable) as refused:
+        await world.mfa.verify_login(challenge=challenge, code="000000", client=PHONE)
+    assert refused.value.retry_after == 60
+    assert str(principal.user_id) in refused.value.reason
 
 
 async def test_a_challenge_is_spent_by_its_success(world: World) -> None:

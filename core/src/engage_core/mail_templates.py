@@ -273,7 +273,7 @@ def new_device(to: Email, brand: Branding, *, device: str, address: str, at: str
         device=device,
         address=address,
         at=at,
-        site=brand.link("/account"),
+        site=brand.link("/sessions"),
     )
 
 

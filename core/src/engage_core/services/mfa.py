@@ -23,7 +23,7 @@ from uuid import UUID
 import attrs
 from attrs import define, frozen
 
-from engage_core.errors import Conflict, Forbidden, Unauthorized, ValidationFailed
+from engage_core.errors import Conflict, Forbidden, Unauthorized, Unavailable, ValidationFailed
 from engage_core.model import (
     OPERATOR,
     ActivityKind,
@@ -144,7 +144,8 @@ def _code_text(raw: object) -> str:
         raise ValidationFailed.single("code", "must be a 6-digit code or a recovery code")
     if len(raw) > MAX_CODE_LENGTH:
         raise ValidationFailed.single("code", f"must be at most {MAX_CODE_LENGTH} characters")
-    return raw.strip()
+    # Apps show a code as "123 456": the spaces are not part of it.
+    return re.sub(r"\s+", "", raw)
 
 
 @define
@@ -216,7 +217,16 @@ class TotpVerifier:
 
     def step_of(self, factor: TotpFactor, code: str) -> int | None:
         """The unused step within the allowed skew whose code this is, if any."""
-        secret = self.box.open(factor.sealed_secret)
+        try:
+            secret = self.box.open(factor.sealed_secret)
+        except Unavailable:
+            raise
+        except ValueError as exc:  # no key opens it: the operator must list the key again
+            raise Unavailable(
+                "the second factor cannot be checked now",
+                retry_after=60,
+                reason=f"no encryption key opens the second-factor secret of user {factor.user_id}",
+            ) from exc
         return matching_step(
             code,
             current_step=step_at(self.clock.now()),
