@@ -17,7 +17,6 @@ feed's connection was lost, what it would have said is read from the table.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Collection, Iterable, Sequence
@@ -372,10 +371,13 @@ class LiveMetrics:
     async def stop(self) -> None:
         """End every stream and stop following the feed."""
         self.end_all("shutting down")
-        if self._task is not None:
+        # Cancelled again until it ends: 3.11's wait_for can drop a cancel that
+        # lands as its inner future completes (the caller bounds the whole stop).
+        while self._task is not None and not self._task.done():
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait({self._task}, timeout=0.1)
+        if self._task is not None and not self._task.cancelled():
+            self._task.result()  # an error it ended with, raised to the caller
 
     async def _run(self) -> None:
         async with asyncio.TaskGroup() as group:
