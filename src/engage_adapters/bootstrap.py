@@ -1,7 +1,18 @@
-"""The one composition root: settings in, a ready object graph out.
+"""The one composition root, and the one door into the adapters.
 
-HTTP, CLI and tests all build their services here, so there is exactly one
-place that decides which adapter stands behind each port.
+Settings in, a ready object graph out: HTTP, the CLI and the tests build their
+services here (``build_services``), so there is exactly one place that decides
+which adapter stands behind each port. HTTP and the CLI import no other adapter
+module but ``settings`` (import-linter holds them to it); what they need of the
+adapters is here, typed:
+
+- ``Services``: the use cases, the readiness probes, the purges of ``engage
+  serve``'s schedule, and ``Observability`` (what Prometheus reads);
+- ``HttpPolicy`` (``http_policy``): what the HTTP layer needs from settings;
+- ``Database``: the schema, connection budget, backups and restores the CLI
+  works on, with the archive and restore-drill functions beside it;
+- the adapter errors an entry point reports (``OPERATOR_ERRORS``,
+  ``UNAVAILABLE_ERRORS`` and ``unavailable_from``).
 """
 
 from __future__ import annotations
@@ -9,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import Literal
 
 import attrs
@@ -20,10 +32,9 @@ from attrs import define, frozen
 
 from engage_adapters.bcrypt_hasher import BcryptPasswordHasher
 from engage_adapters.clock import SystemClock
-from engage_adapters.closing import close_within
-from engage_adapters.closing import stop_task as stop_task  # HTTP's lifespan tasks (one door)
+from engage_adapters.closing import close_within, stop_task
 from engage_adapters.dashboard_codec import JsonDashboardCodec
-from engage_adapters.embedded_pg import start_embedded
+from engage_adapters.embedded_pg import EmbeddedPostgresError, start_embedded
 from engage_adapters.jwt_tokens import JwtTokenIssuer
 from engage_adapters.mail.outbox import OUTBOX_DIR, OutboxMailer
 from engage_adapters.mail.sender import MailSender
@@ -31,12 +42,35 @@ from engage_adapters.mail.smtp import SmtpMailer, SmtpServer
 from engage_adapters.postgres import migrate
 from engage_adapters.postgres.activity import PostgresActivityRepository
 from engage_adapters.postgres.api_keys import PostgresApiKeyRepository
+from engage_adapters.postgres.backup import (
+    ArchiveContents,
+    BackupError,
+    PgTools,
+    RestoredTable,
+    describe_target,
+    find_tools,
+    newest_backup,
+    prune_backups,
+    require_engage_archive,
+    restore_backup,
+    write_backup,
+)
 from engage_adapters.postgres.bulk import PostgresBulkMetricStore
+from engage_adapters.postgres.drill import DrillReport, verify_backup
 from engage_adapters.postgres.idempotency import PostgresIdempotencyStore
 from engage_adapters.postgres.live import PostgresMetricFeed
 from engage_adapters.postgres.mail_queue import PostgresMailQueue
 from engage_adapters.postgres.metrics import PostgresMetricRepository
-from engage_adapters.postgres.pool import DEFAULT_POOL_SIZE, open_pool, ping
+from engage_adapters.postgres.migrate import Migration, MigrationError, MigrationStatus
+from engage_adapters.postgres.outage import UNAVAILABLE_ERRORS, unavailable_from
+from engage_adapters.postgres.pool import (
+    DEFAULT_POOL_SIZE,
+    HEADROOM,
+    connection_budget,
+    open_pool,
+    ping,
+    pool_size_per_worker,
+)
 from engage_adapters.postgres.rate_limits import PostgresRateLimiter
 from engage_adapters.postgres.second_factor import PostgresSecondFactorRepository
 from engage_adapters.postgres.sessions import PostgresSessionRepository
@@ -58,7 +92,12 @@ from engage_adapters.redis_store import (
     open_redis,
 )
 from engage_adapters.secret_box import FernetSecretBox
-from engage_adapters.settings import Settings, resolve_encryption_keys, resolve_jwt_secret
+from engage_adapters.settings import (
+    Network,
+    Settings,
+    resolve_encryption_keys,
+    resolve_jwt_secret,
+)
 from engage_adapters.totp import PyotpOneTimePasswords
 from engage_core import inprocess, testing
 from engage_core.mail_templates import Branding
@@ -99,8 +138,36 @@ from engage_core.services.mail_delivery import DeliveryPolicy, MailDelivery
 from engage_core.services.metrics import MetricsService
 from engage_core.services.mfa import MfaService, TotpVerifier
 
+__all__ = [
+    "HEADROOM",
+    "OPERATOR_ERRORS",
+    "UNAVAILABLE_ERRORS",
+    "Database",
+    "Degraded",
+    "DrillReport",
+    "HttpPolicy",
+    "Observability",
+    "PgTools",
+    "Readiness",
+    "Services",
+    "Storage",
+    "build_services",
+    "database_url",
+    "derive_key",
+    "find_tools",
+    "http_policy",
+    "newest_backup",
+    "pool_size_per_worker",
+    "prune_backups",
+    "require_engage_archive",
+    "stop_task",
+    "unavailable_from",
+    "verify_backup",
+]
+
 Storage = Literal["postgres", "memory"]
 Probe = Callable[[], Awaitable[object]]
+Purge = Callable[[], Awaitable[int]]
 PROBE_TIMEOUT = 2.0
 # How long a "session is live" answer is trusted when every process shares the
 # cache: ending a session overwrites it at once, so this only bounds how long a
@@ -109,6 +176,35 @@ SHARED_LIVE_SESSION_TTL = 30.0
 APP_NAME = "engage-suite"
 # Where links in mails point when ENGAGE_PUBLIC_URL is unset: `engage serve`'s default.
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+# Adapter failures whose message is the whole story for an operator (one line).
+OPERATOR_ERRORS: tuple[type[Exception], ...] = (MigrationError, EmbeddedPostgresError, BackupError)
+
+
+@frozen(kw_only=True)
+class HttpPolicy:
+    """What the HTTP layer needs from settings, decided once at start."""
+
+    cookie_secure: bool
+    cors_origins: tuple[str, ...]
+    auth_rate_per_minute: int
+    csrf_secret: str
+    # Proxies whose X-Forwarded-For is believed (ENGAGE_TRUSTED_PROXIES).
+    trusted_proxies: tuple[Network, ...] = ()
+    # Serve the web app's pages (ENGAGE_WEB).
+    web: bool = True
+
+
+def http_policy(settings: Settings, *, bind_host: str) -> HttpPolicy:
+    """The HTTP policy of ``settings`` for a server bound to ``bind_host`` (it
+    decides whether cookies are Secure when ENGAGE_COOKIE_SECURE is unset)."""
+    return HttpPolicy(
+        cookie_secure=settings.cookies_secure_for(bind_host),
+        cors_origins=settings.cors_origins,
+        auth_rate_per_minute=settings.auth_rate_per_minute,
+        csrf_secret=derive_key(resolve_jwt_secret(settings), "csrf").hex(),
+        trusted_proxies=settings.trusted_proxies,
+        web=settings.web,
+    )
 
 
 @frozen
@@ -123,6 +219,19 @@ class Degraded:
 class Readiness:
     ready: bool
     checks: dict[str, str]
+
+
+@frozen(kw_only=True)
+class Observability:
+    """What Prometheus reads of the running services (the core and the adapters
+    call observers and know nothing of Prometheus)."""
+
+    # Circuit breakers by dependency: Redis's, when Redis is configured.
+    breakers: Mapping[str, CircuitBreaker] = attrs.field(factory=dict)
+    # The dashboard cache when dashboards are cached (its observers see hits and misses).
+    dashboards: DashboardCache | None = None
+    # The database pool's figures (pool_size, pool_available, requests_waiting), with a pool.
+    pool_stats: Callable[[], dict[str, int]] | None = None
 
 
 @define(kw_only=True)
@@ -150,13 +259,8 @@ class Services:
     mail_sender: MailSender
     probes: dict[str, Probe] = attrs.field(factory=dict)
     # What the schedule in `engage serve` deletes once it has expired, by name.
-    purges: dict[str, Callable[[], Awaitable[int]]] = attrs.field(factory=dict)
-    # Redis's circuit breaker when Redis is configured (for Prometheus).
-    breakers: dict[str, CircuitBreaker] = attrs.field(factory=dict)
-    # The dashboard cache when dashboards are cached (for its hit counters).
-    dashboards: DashboardCache | None = None
-    # The database pool's figures (size, in use, waiting), when there is a pool.
-    pool_stats: Callable[[], dict[str, int]] | None = None
+    purges: dict[str, Purge] = attrs.field(factory=dict)
+    observability: Observability = attrs.field(factory=Observability)
 
     async def purge_expired(self) -> dict[str, int]:
         """Delete what has outlived its keeping (activity, challenges, limits,
@@ -224,119 +328,37 @@ async def build_services(
         audience=settings.jwt_audience,
     )
     async with AsyncExitStack() as stack:
-        shared = None
-        if settings.redis_url is not None:
-            client = open_redis(
-                settings.redis_url,
-                connect_timeout=settings.redis_timeout,
-                command_timeout=settings.redis_timeout,
-            )
-            stack.push_async_callback(close_within, "redis client", client.aclose)
-            shared = _SharedState.over(client, call_timeout=2 * settings.redis_timeout)
-        users: UserRepository
-        metrics: MetricRepository
-        sessions: SessionRepository
-        idempotency: IdempotencyStore
-        bulk: BulkMetricStore
-        uow: UnitOfWork
-        factors: SecondFactorRepository
-        activity_entries: ActivityRepository
-        failed_logins: RateLimiter | None = None
-        api_keys: ApiKeyRepository
-        feed: MetricFeed
-        link_tokens: OneTimeTokenRepository
-        outbox: MailQueue
-        probes: dict[str, Probe] = {}
-        purges: dict[str, Callable[[], Awaitable[int]]] = {}
-        pool_stats: Callable[[], dict[str, int]] | None = None
+        shared = _shared_state(settings, stack)
         if storage == "postgres":
-            conninfo = await asyncio.to_thread(database_url, settings)
-            if upgrade:
-                await migrate.upgrade(conninfo)
-            await migrate.require_current(conninfo)
-            pool = await open_pool(conninfo, max_size=settings.db_pool_size or DEFAULT_POOL_SIZE)
-            stack.push_async_callback(close_within, "database pool", pool.close)
-            users = PostgresUserRepository(pool)
-            metrics = PostgresMetricRepository(pool)
-            sessions = PostgresSessionRepository(pool)
-            # Even with Redis: written in the database that holds the rows they guard.
-            idempotency = postgres_keys = PostgresIdempotencyStore(pool)
-            purges["idempotency_keys"] = postgres_keys.purge_expired
-            bulk = PostgresBulkMetricStore(pool)
-            uow = PostgresUnitOfWork(pool)
-            factors = PostgresSecondFactorRepository(pool)
-            activity_entries = PostgresActivityRepository(pool)
-            failed_logins = postgres_limits = PostgresRateLimiter(pool)
-            purges["rate_limits"] = postgres_limits.purge_expired
-            api_keys = PostgresApiKeyRepository(pool)
-            feed = PostgresMetricFeed(pool)
-            link_tokens = PostgresOneTimeTokenRepository(pool)
-            outbox = PostgresMailQueue(pool)
-            probes["database"] = partial(ping, pool)
-            pool_stats = pool.get_stats
+            stored = await _postgres_storage(settings, stack, upgrade=upgrade)
         else:
-            users = memory_users = testing.InMemoryUserRepository()
-            metrics = memory_metrics = testing.InMemoryMetricRepository()
-            sessions = memory_sessions = testing.InMemorySessionRepository()
-            idempotency = memory_keys = testing.InMemoryIdempotencyStore()
-            factors = memory_factors = testing.InMemorySecondFactorRepository()
-            activity_entries = memory_activity = testing.InMemoryActivityRepository()
-            testing.link_cascade(memory_users, memory_factors, memory_activity)
-            api_keys = memory_api_keys = testing.InMemoryApiKeyRepository(memory_users)
-            feed = testing.InMemoryMetricFeed(memory_metrics, memory_sessions, memory_api_keys)
-            link_tokens = memory_tokens = testing.InMemoryOneTimeTokenRepository()
-            outbox = memory_outbox = testing.InMemoryMailQueue()
-            testing.link_cascade(
-                memory_users,
-                memory_tokens,
-                memory_metrics,
-                memory_sessions,
-                memory_keys,
-                memory_api_keys,
-            )
-            uow = testing.InMemoryUnitOfWork(
-                memory_factors,
-                memory_activity,
-                memory_tokens,
-                memory_outbox,
-                memory_users,
-                memory_metrics,
-                memory_sessions,
-                memory_keys,
-                memory_api_keys,
-            )
-            bulk = testing.InMemoryBulkMetricStore(memory_users, memory_metrics)
+            stored = _memory_storage()
         cache: Cache = inprocess.InMemoryCache()
         limiter: RateLimiter = inprocess.InMemoryRateLimiter()
-        dashboards = None
+        # Failed logins per email count where every process sees them: in Redis, else
+        # in PostgreSQL (the per-address limits may stay in each process).
+        login_limiter = stored.failed_logins if stored.failed_logins is not None else limiter
+        metrics, bulk, dashboards = stored.metrics, stored.bulk, None
+        probes, purges = dict(stored.probes), dict(stored.purges)
         if shared is not None:
-            cache, limiter = shared.cache, shared.limiter
+            cache = shared.cache
+            limiter = login_limiter = shared.limiter
             probes["redis"] = shared.probe
             # Dashboards are cached only in a cache every process shares: a write
             # must make the next read fresh in all of them.
             dashboards = DashboardCache(cache, JsonDashboardCodec())
-            metrics = CachedMetricRepository(metrics, dashboards, uow)
+            metrics = CachedMetricRepository(metrics, dashboards, stored.uow)
             bulk = InvalidatingBulkStore(bulk, dashboards)
-        policy = AuthPolicy(
-            access_ttl=settings.access_ttl,
-            refresh_ttl=settings.refresh_ttl,
-            login_failures_per_email=settings.login_failures_per_email,
-            new_device_notice=settings.new_device_notice,
-            require_verified_email=settings.require_verified_email,
-        )
         if bcrypt_hasher is not None:
             stack.callback(bcrypt_hasher.close)
-        # Failed logins per email count where every process sees them: in Redis, else
-        # in PostgreSQL (the per-address limits may stay in each process).
-        login_limiter = failed_logins if shared is None and failed_logins is not None else limiter
         activity = ActivityLog(
-            activity_entries,
+            stored.activity,
             clock,
             CursorCodec(derive_key(secret, "activity-cursor")),
             retention_days=settings.activity_days,
         )
         verifier = TotpVerifier(
-            factors=factors,
+            factors=stored.factors,
             codes=PyotpOneTimePasswords(),
             box=FernetSecretBox(resolve_encryption_keys(settings)),
             clock=clock,
@@ -345,39 +367,39 @@ async def build_services(
         purges["activity"] = activity.purge_expired
         purges["mfa_challenges"] = verifier.purge_expired_challenges
         delivery = MailDelivery(
-            outbox,
+            stored.outbox,
             mailer or _mailer(settings, clock),
             clock,
             DeliveryPolicy(first_retry=timedelta(seconds=settings.mail_retry_delay)),
         )
         sender = MailSender(delivery, clock)
         account_mail = AccountMail(
-            tokens=link_tokens,
-            outbox=outbox,
+            tokens=stored.link_tokens,
+            outbox=stored.outbox,
             clock=clock,
-            uow=uow,
+            uow=stored.uow,
             branding=Branding(APP_NAME, settings.public_url or DEFAULT_PUBLIC_URL),
             wake=sender.wake,
         )
         auth = AuthService(
-            users=users,
-            sessions=sessions,
+            users=stored.users,
+            sessions=stored.sessions,
             hasher=hasher,
             tokens=tokens,
             cache=cache,
             limiter=login_limiter,
             clock=clock,
-            uow=uow,
-            policy=policy,
+            uow=stored.uow,
+            policy=_auth_policy(settings),
             # An in-process cache is not shared between workers: never keep "live" in it.
             live_answer_ttl=SHARED_LIVE_SESSION_TTL if shared is not None else 0.0,
             second_factor=verifier,
             activity=activity,
             mail=account_mail,
         )
-        live = LiveMetrics(feed, clock, streams_per_user=settings.streams_per_user)
+        live = LiveMetrics(stored.feed, clock, streams_per_user=settings.streams_per_user)
         stack.push_async_callback(close_within, "live streams", live.stop)
-        mfa = MfaService(verifier=verifier, auth=auth, uow=uow)
+        mfa = MfaService(verifier=verifier, auth=auth, uow=stored.uow)
         yield Services(
             settings=settings,
             clock=clock,
@@ -388,12 +410,12 @@ async def build_services(
             email=EmailFlows(
                 auth=auth,
                 mail=account_mail,
-                users=users,
-                tokens=link_tokens,
+                users=stored.users,
+                tokens=stored.link_tokens,
                 hasher=hasher,
                 limiter=limiter,
                 clock=clock,
-                uow=uow,
+                uow=stored.uow,
                 policy=EmailFlowPolicy.per_hour(settings.mail_rate_per_hour),
             ),
             mail=delivery,
@@ -402,26 +424,128 @@ async def build_services(
                 metrics=metrics, clock=clock, cursors=CursorCodec(derive_key(secret, "cursor"))
             ),
             backfill=BackfillService(bulk, clock),
-            idempotency=IdempotencyGuard(idempotency, uow),
+            idempotency=IdempotencyGuard(stored.idempotency, stored.uow),
             limiter=limiter,
             cache=cache,
             purges=purges,
             api_keys=ApiKeyService(
-                keys=api_keys,
+                keys=stored.api_keys,
                 limiter=limiter,
                 clock=clock,
-                uow=uow,
+                uow=stored.uow,
                 hash_key=derive_key(secret, "api-key"),
                 policy=ApiKeyPolicy(rate_per_minute=settings.key_rate_per_minute),
                 activity=activity,
-                users=users,
+                users=stored.users,
             ),
             live=live,
             probes=probes,
-            pool_stats=pool_stats,
-            breakers={"redis": shared.breaker} if shared is not None else {},
-            dashboards=dashboards,
+            observability=Observability(
+                breakers={"redis": shared.breaker} if shared is not None else {},
+                dashboards=dashboards,
+                pool_stats=stored.pool_stats,
+            ),
         )
+
+
+@define(kw_only=True)
+class _Storage:
+    """The repositories of one storage choice, with its probes and purges."""
+
+    users: UserRepository
+    metrics: MetricRepository
+    sessions: SessionRepository
+    idempotency: IdempotencyStore
+    bulk: BulkMetricStore
+    uow: UnitOfWork
+    factors: SecondFactorRepository
+    activity: ActivityRepository
+    api_keys: ApiKeyRepository
+    feed: MetricFeed
+    link_tokens: OneTimeTokenRepository
+    outbox: MailQueue
+    # Failed logins counted where every process sees them, when the storage can.
+    failed_logins: RateLimiter | None = None
+    probes: dict[str, Probe] = attrs.field(factory=dict)
+    purges: dict[str, Purge] = attrs.field(factory=dict)
+    pool_stats: Callable[[], dict[str, int]] | None = None
+
+
+async def _postgres_storage(
+    settings: Settings, stack: AsyncExitStack, *, upgrade: bool
+) -> _Storage:
+    """Every repository over one pool, closed with ``stack``."""
+    conninfo = await asyncio.to_thread(database_url, settings)
+    if upgrade:
+        await migrate.upgrade(conninfo)
+    await migrate.require_current(conninfo)
+    pool = await open_pool(conninfo, max_size=settings.db_pool_size or DEFAULT_POOL_SIZE)
+    stack.push_async_callback(close_within, "database pool", pool.close)
+    limits = PostgresRateLimiter(pool)
+    # Even with Redis: written in the database that holds the rows they guard.
+    idempotency = PostgresIdempotencyStore(pool)
+    return _Storage(
+        users=PostgresUserRepository(pool),
+        metrics=PostgresMetricRepository(pool),
+        sessions=PostgresSessionRepository(pool),
+        idempotency=idempotency,
+        bulk=PostgresBulkMetricStore(pool),
+        uow=PostgresUnitOfWork(pool),
+        factors=PostgresSecondFactorRepository(pool),
+        activity=PostgresActivityRepository(pool),
+        api_keys=PostgresApiKeyRepository(pool),
+        feed=PostgresMetricFeed(pool),
+        link_tokens=PostgresOneTimeTokenRepository(pool),
+        outbox=PostgresMailQueue(pool),
+        failed_logins=limits,
+        probes={"database": partial(ping, pool)},
+        purges={
+            "rate_limits": limits.purge_expired,
+            "idempotency_keys": idempotency.purge_expired,
+        },
+        pool_stats=pool.get_stats,
+    )
+
+
+def _memory_storage() -> _Storage:
+    """The fakes, linked as the database's foreign keys and transactions link its tables."""
+    users = testing.InMemoryUserRepository()
+    metrics = testing.InMemoryMetricRepository()
+    sessions = testing.InMemorySessionRepository()
+    keys = testing.InMemoryIdempotencyStore()
+    factors = testing.InMemorySecondFactorRepository()
+    activity = testing.InMemoryActivityRepository()
+    testing.link_cascade(users, factors, activity)
+    api_keys = testing.InMemoryApiKeyRepository(users)
+    link_tokens = testing.InMemoryOneTimeTokenRepository()
+    outbox = testing.InMemoryMailQueue()
+    testing.link_cascade(users, link_tokens, metrics, sessions, keys, api_keys)
+    return _Storage(
+        users=users,
+        metrics=metrics,
+        sessions=sessions,
+        idempotency=keys,
+        bulk=testing.InMemoryBulkMetricStore(users, metrics),
+        uow=testing.InMemoryUnitOfWork(
+            factors, activity, link_tokens, outbox, users, metrics, sessions, keys, api_keys
+        ),
+        factors=factors,
+        activity=activity,
+        api_keys=api_keys,
+        feed=testing.InMemoryMetricFeed(metrics, sessions, api_keys),
+        link_tokens=link_tokens,
+        outbox=outbox,
+    )
+
+
+def _auth_policy(settings: Settings) -> AuthPolicy:
+    return AuthPolicy(
+        access_ttl=settings.access_ttl,
+        refresh_ttl=settings.refresh_ttl,
+        login_failures_per_email=settings.login_failures_per_email,
+        new_device_notice=settings.new_device_notice,
+        require_verified_email=settings.require_verified_email,
+    )
 
 
 def _mailer(settings: Settings, clock: Clock) -> Mailer:
@@ -436,6 +560,44 @@ def database_url(settings: Settings) -> str:
     if settings.database_url is not None:
         return settings.database_url
     return start_embedded(settings.data_dir)
+
+
+@frozen
+class Database:
+    """The database as the CLI works on it: its schema, the connections it
+    allows, pg_dump archives of it and whole restores."""
+
+    url: str
+
+    @classmethod
+    def of(cls, settings: Settings) -> Database:
+        """The database ``settings`` name (the embedded server is started or joined)."""
+        return cls(database_url(settings))
+
+    async def upgrade(self) -> list[Migration]:
+        """Apply pending migrations; the ones applied."""
+        return await migrate.upgrade(self.url)
+
+    async def schema_status(self) -> MigrationStatus:
+        return await migrate.status(self.url)
+
+    async def connection_budget(self) -> int:
+        """How many connections the server allows its clients."""
+        return await connection_budget(self.url)
+
+    def describe(self) -> str:
+        """``database NAME on HOST``, for messages (no password)."""
+        return describe_target(self.url)
+
+    def back_up(self, directory: Path, *, now: datetime) -> ArchiveContents:
+        """A verified pg_dump archive in ``directory``."""
+        return write_backup(self.url, directory, now=now)
+
+    def restore(
+        self, archive: Path, *, tools: PgTools | None = None
+    ) -> tuple[ArchiveContents, list[RestoredTable]]:
+        """Replace everything with ``archive``'s contents, all or nothing."""
+        return restore_backup(self.url, archive, tools=tools)
 
 
 @frozen
@@ -477,3 +639,16 @@ class _SharedState:
             breaker=breaker,
             probe=probe,
         )
+
+
+def _shared_state(settings: Settings, stack: AsyncExitStack) -> _SharedState | None:
+    """Redis's cache and limits with ``ENGAGE_REDIS_URL``; its client closes with ``stack``."""
+    if settings.redis_url is None:
+        return None
+    client = open_redis(
+        settings.redis_url,
+        connect_timeout=settings.redis_timeout,
+        command_timeout=settings.redis_timeout,
+    )
+    stack.push_async_callback(close_within, "redis client", client.aclose)
+    return _SharedState.over(client, call_timeout=2 * settings.redis_timeout)

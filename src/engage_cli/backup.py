@@ -13,9 +13,15 @@ from typing import Annotated
 
 import typer
 
-from engage_adapters.bootstrap import database_url
-from engage_adapters.postgres import backup as archives
-from engage_adapters.postgres import drill
+from engage_adapters.bootstrap import (
+    Database,
+    DrillReport,
+    find_tools,
+    newest_backup,
+    prune_backups,
+    require_engage_archive,
+    verify_backup,
+)
 from engage_adapters.settings import Settings, load_settings
 from engage_cli import terminal
 from engage_cli.errors import fail, reported_errors
@@ -50,12 +56,12 @@ def backup(
     """
     with reported_errors():
         settings = load_settings()
-        conninfo = database_url(settings)
+        database = Database.of(settings)
         where = directory if directory is not None else default_directory(settings)
-        written = archives.write_backup(conninfo, where, now=datetime.now(UTC))
+        written = database.back_up(where, now=datetime.now(UTC))
     typer.echo(str(written.path))  # before pruning: the archive stands even if that fails
     with reported_errors():
-        removed = archives.prune_backups(where, keep, spare=written.path)
+        removed = prune_backups(where, keep, spare=written.path)
     for path in removed:
         typer.echo(f"removed old backup {path}")
 
@@ -72,19 +78,19 @@ def restore(
     leaves the database as it was. Asks first unless --yes.
     """
     with reported_errors():
-        tools = archives.find_tools()
-        contents = archives.require_engage_archive(file, tools)
+        tools = find_tools()
+        contents = require_engage_archive(file, tools)
         if not yes and not terminal.stdin_is_terminal():
             fail("refusing to restore without confirmation: pass --yes")
-        conninfo = database_url(load_settings())
-        target = archives.describe_target(conninfo)
+        database = Database.of(load_settings())
+        target = database.describe()
         question = (
             f"Replace everything in {target} with {file} (made {contents.created_at})? "
             "Data written since then is lost"
         )
         if not yes and not typer.confirm(question, default=False):
             fail("restore cancelled; nothing was changed")
-        contents, tables = archives.restore_backup(conninfo, file, tools=tools)
+        contents, tables = database.restore(file, tools=tools)
     typer.echo(
         f"restored {file} (made {contents.created_at} from database {contents.database}) "
         f"into {target}"
@@ -127,16 +133,16 @@ def verify(
     """
     with reported_errors(), _stopped_by_sigterm():
         if backup is None:
-            path = archives.newest_backup(default_directory(load_settings()))
+            path = newest_backup(default_directory(load_settings()))
         else:
-            path = archives.newest_backup(backup) if backup.is_dir() else backup
-        report = drill.verify_backup(path, scratch_parent=scratch_dir)
+            path = newest_backup(backup) if backup.is_dir() else backup
+        report = verify_backup(path, scratch_parent=scratch_dir)
     typer.echo(json.dumps(_report_json(report)) if as_json else _report_text(report))
     if not report.ok:
         fail(f"{path} failed the restore drill: {'; '.join(report.faults)}")
 
 
-def _report_text(report: drill.DrillReport) -> str:
+def _report_text(report: DrillReport) -> str:
     contents = report.archive
     lines = [
         f"verified {contents.path} (made {contents.created_at} from database "
@@ -158,7 +164,7 @@ def _report_text(report: drill.DrillReport) -> str:
     return "\n".join(lines)
 
 
-def _report_json(report: drill.DrillReport) -> dict[str, object]:
+def _report_json(report: DrillReport) -> dict[str, object]:
     contents = report.archive
     return {
         "archive": str(contents.path),

@@ -6,8 +6,7 @@ import asyncio
 
 import typer
 
-from engage_adapters.bootstrap import database_url
-from engage_adapters.postgres import migrate
+from engage_adapters.bootstrap import Database
 from engage_adapters.settings import load_settings
 from engage_cli import backup
 from engage_cli.errors import reported_errors
@@ -22,8 +21,7 @@ app = typer.Typer(
 def upgrade() -> None:
     """Apply pending migrations (safe to run from several processes at once)."""
     with reported_errors():
-        conninfo = database_url(load_settings())
-        applied = asyncio.run(migrate.upgrade(conninfo))
+        applied = asyncio.run(Database.of(load_settings()).upgrade())
     if applied:
         for migration in applied:
             typer.echo(f"applied {migration.filename}")
@@ -35,8 +33,7 @@ def upgrade() -> None:
 def status() -> None:
     """List applied and pending migrations."""
     with reported_errors():
-        conninfo = database_url(load_settings())
-        state = asyncio.run(migrate.status(conninfo))
+        state = asyncio.run(Database.of(load_settings()).schema_status())
     changed = {m.version for m in state.changed}
     for applied in state.applied:
         mark = "changed since applied!" if applied.version in changed else ""

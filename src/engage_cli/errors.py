@@ -9,10 +9,7 @@ from typing import NoReturn, TypeVar
 
 import typer
 
-from engage_adapters.embedded_pg import EmbeddedPostgresError
-from engage_adapters.postgres.backup import BackupError
-from engage_adapters.postgres.migrate import MigrationError
-from engage_adapters.postgres.outage import UNAVAILABLE_ERRORS, unavailable_from
+from engage_adapters.bootstrap import OPERATOR_ERRORS, UNAVAILABLE_ERRORS, unavailable_from
 from engage_adapters.settings import SettingsError
 from engage_cli.files import FileError
 from engage_core.errors import EngageError, ValidationFailed
@@ -20,6 +17,8 @@ from engage_core.errors import EngageError, ValidationFailed
 T = TypeVar("T")
 
 USER_ERROR = 1
+# Failures whose message is the whole story for the operator.
+_TOLD_AS_THEY_ARE: tuple[type[Exception], ...] = (*OPERATOR_ERRORS, FileError)
 
 
 def fail(message: str) -> NoReturn:
@@ -44,7 +43,7 @@ def reported_errors() -> Iterator[None]:
         fail("; ".join(f"{e.field} {e.message}" for e in exc.errors))
     except EngageError as exc:
         fail(exc.detail)
-    except (MigrationError, EmbeddedPostgresError, FileError, BackupError) as exc:
+    except _TOLD_AS_THEY_ARE as exc:
         fail(str(exc))
     except BrokenPipeError:
         raise  # the reader went away; the command decides what that means

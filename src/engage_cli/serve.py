@@ -13,9 +13,7 @@ from typing import Any
 
 import typer
 
-from engage_adapters.bootstrap import database_url
-from engage_adapters.postgres import migrate
-from engage_adapters.postgres.pool import HEADROOM, connection_budget, pool_size_per_worker
+from engage_adapters.bootstrap import HEADROOM, Database, pool_size_per_worker
 from engage_adapters.settings import Settings, load_settings, resolve_jwt_secret
 from engage_cli.errors import fail, reported_errors
 from engage_http import BIND_HOST_VARIABLE
@@ -45,15 +43,15 @@ def serve(
     with reported_errors():
         settings = load_settings()
         resolve_jwt_secret(settings)  # create it once, here, not racing in every worker
-        conninfo = database_url(settings)
-        for migration in asyncio.run(migrate.upgrade(conninfo)):
+        database = Database.of(settings)
+        for migration in asyncio.run(database.upgrade()):
             typer.echo(f"applied {migration.filename}", err=True)
-        pool_size = _pool_size(settings, workers, asyncio.run(connection_budget(conninfo)))
+        pool_size = _pool_size(settings, workers, asyncio.run(database.connection_budget()))
     _check_port_free(host, port)
     # Workers inherit these: the same database (the embedded one this process
     # holds open), their pool's size, and the bind address that decides the
     # Secure-cookie default.
-    os.environ["ENGAGE_DATABASE_URL"] = conninfo
+    os.environ["ENGAGE_DATABASE_URL"] = database.url
     os.environ["ENGAGE_DB_POOL_SIZE"] = str(pool_size)
     os.environ[BIND_HOST_VARIABLE] = host
     # Links in mails point here unless ENGAGE_PUBLIC_URL says where users reach the site.

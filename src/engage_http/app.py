@@ -13,11 +13,10 @@ from litestar.middleware import DefineMiddleware
 from litestar.routes import HTTPRoute
 from litestar.status_codes import HTTP_415_UNSUPPORTED_MEDIA_TYPE
 
-from engage_adapters.bootstrap import Services
+from engage_adapters.bootstrap import HttpPolicy, Services
 from engage_http.auth import (
     CSRF_HEADER,
     CookieSessionCSRFMiddleware,
-    HttpPolicy,
     csrf_config,
     csrf_cookie_if_unrouted,
 )

@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from attrs import frozen
 from litestar import Request
 from litestar.config.csrf import CSRFConfig
 from litestar.connection import ASGIConnection
@@ -22,7 +21,7 @@ from litestar.middleware.csrf import CSRFMiddleware, generate_csrf_token
 from litestar.params import SkipValidation
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from engage_adapters.bootstrap import Services
+from engage_adapters.bootstrap import HttpPolicy, Services
 from engage_adapters.settings import Network
 from engage_core.errors import Forbidden, RateLimited, Unauthorized
 from engage_core.model import Client
@@ -36,20 +35,6 @@ REFRESH_PATH = "/api/auth"
 CSRF_COOKIE = "csrftoken"
 CSRF_HEADER = "x-csrftoken"
 _SESSION_COOKIES = (f"{ACCESS_COOKIE}=".encode(), f"{REFRESH_COOKIE}=".encode())
-
-
-@frozen(kw_only=True)
-class HttpPolicy:
-    """What the HTTP layer needs from settings, decided once at start."""
-
-    cookie_secure: bool
-    cors_origins: tuple[str, ...]
-    auth_rate_per_minute: int
-    csrf_secret: str
-    # Proxies whose X-Forwarded-For is believed (ENGAGE_TRUSTED_PROXIES).
-    trusted_proxies: tuple[Network, ...] = ()
-    # Serve the web app's pages (ENGAGE_WEB).
-    web: bool = True
 
 
 def policy_of(request: Request[Any, Any, Any]) -> HttpPolicy:

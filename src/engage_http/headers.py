@@ -24,7 +24,8 @@ from litestar.datastructures import Headers, MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.types import BeforeMessageSendHookHandler, Message, Scope
 
-from engage_http.auth import ACCESS_COOKIE, REFRESH_COOKIE, HttpPolicy
+from engage_adapters.bootstrap import HttpPolicy
+from engage_http.auth import ACCESS_COOKIE, REFRESH_COOKIE
 from engage_http.problems import MEDIA_TYPE, TYPE_PREFIX
 
 HSTS = "max-age=63072000; includeSubDomains"

@@ -21,7 +21,7 @@ from litestar.plugins.problem_details import ProblemDetailsException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
-from engage_adapters.postgres.outage import unavailable_from
+from engage_adapters.bootstrap import unavailable_from
 from engage_core.errors import (
     Conflict,
     EmailNotVerified,

@@ -175,14 +175,15 @@ def login_attempt(flavour: str) -> Iterator[None]:
 @contextmanager
 def exporting(services: Services) -> Iterator[None]:
     """Count ``services``' dashboard reads, follow their circuit breakers, and
-    report their database pool."""
+    report their database pool (what their ``observability`` shows)."""
+    observed = services.observability
     with ExitStack() as stack:
-        if services.pool_stats is not None:
-            follower = asyncio.get_running_loop().create_task(_follow_pool(services.pool_stats))
+        if observed.pool_stats is not None:
+            follower = asyncio.get_running_loop().create_task(_follow_pool(observed.pool_stats))
             stack.callback(follower.cancel)
-        if services.dashboards is not None:
-            stack.callback(_attached(services.dashboards.observers, _count_lookup))
-        for name, breaker in services.breakers.items():
+        if observed.dashboards is not None:
+            stack.callback(_attached(observed.dashboards.observers, _count_lookup))
+        for name, breaker in observed.breakers.items():
             gauge = CIRCUIT_STATE.labels(name)
             gauge.set(_CIRCUIT_LEVELS[breaker.state])
 

@@ -21,7 +21,7 @@ from litestar.exceptions import NotFoundException
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 
-from engage_http.auth import HttpPolicy
+from engage_adapters.bootstrap import HttpPolicy
 
 WEB_ROOT = Path(__file__).parent / "web"
 ASSETS = "/assets"

@@ -173,7 +173,8 @@ async def test_another_process_refuses_the_session_once_the_ending_one_is_back(
         principal = await b.auth.authenticate(login.access_token)  # B caches "live"
 
         disposable_redis.pause()
-        while a.breakers["redis"].state != "open":  # A notices; the write below is skipped
+        breaker = a.observability.breakers["redis"]
+        while breaker.state != "open":  # A notices; the write below is skipped
             await a.readiness()
         await a.auth.log_out(principal)
         disposable_redis.resume()

@@ -64,7 +64,9 @@ async def test_a_logout_in_one_process_ends_the_session_in_every_other(
 
 def recorder(services: Any) -> list[tuple[str, Lookup]]:
     seen: list[tuple[str, Lookup]] = []
-    services.dashboards.observers.append(lambda kind, outcome: seen.append((kind, outcome)))
+    services.observability.dashboards.observers.append(
+        lambda kind, outcome: seen.append((kind, outcome))
+    )
     return seen
 
 
@@ -153,4 +155,4 @@ async def test_the_redis_timeout_setting_bounds_every_call(
     )
     async with build_services(settings, hasher=FakePasswordHasher()) as services:
         # A call may need a connect and a command, each given the timeout.
-        assert services.breakers["redis"].call_timeout == 3.0
+        assert services.observability.breakers["redis"].call_timeout == 3.0
