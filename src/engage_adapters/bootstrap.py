@@ -333,22 +333,11 @@ async def build_services(
             stored = await _postgres_storage(settings, stack, upgrade=upgrade)
         else:
             stored = _memory_storage()
-        cache: Cache = inprocess.InMemoryCache()
-        limiter: RateLimiter = inprocess.InMemoryRateLimiter()
-        # Failed logins per email count where every process sees them: in Redis, else
-        # in PostgreSQL (the per-address limits may stay in each process).
-        login_limiter = stored.failed_logins if stored.failed_logins is not None else limiter
-        metrics, bulk, dashboards = stored.metrics, stored.bulk, None
+        kept = _caching(stored, shared)
+        cache, limiter = kept.cache, kept.limiter
         probes, purges = dict(stored.probes), dict(stored.purges)
         if shared is not None:
-            cache = shared.cache
-            limiter = login_limiter = shared.limiter
             probes["redis"] = shared.probe
-            # Dashboards are cached only in a cache every process shares: a write
-            # must make the next read fresh in all of them.
-            dashboards = DashboardCache(cache, JsonDashboardCodec())
-            metrics = CachedMetricRepository(metrics, dashboards, stored.uow)
-            bulk = InvalidatingBulkStore(bulk, dashboards)
         if bcrypt_hasher is not None:
             stack.callback(bcrypt_hasher.close)
         activity = ActivityLog(
@@ -387,12 +376,11 @@ async def build_services(
             hasher=hasher,
             tokens=tokens,
             cache=cache,
-            limiter=login_limiter,
+            limiter=kept.login_limiter,
             clock=clock,
             uow=stored.uow,
             policy=_auth_policy(settings),
-            # An in-process cache is not shared between workers: never keep "live" in it.
-            live_answer_ttl=SHARED_LIVE_SESSION_TTL if shared is not None else 0.0,
+            live_answer_ttl=kept.live_answer_ttl,
             second_factor=verifier,
             activity=activity,
             mail=account_mail,
@@ -421,9 +409,9 @@ async def build_services(
             mail=delivery,
             mail_sender=sender,
             metrics=MetricsService(
-                metrics=metrics, clock=clock, cursors=CursorCodec(derive_key(secret, "cursor"))
+                metrics=kept.metrics, clock=clock, cursors=CursorCodec(derive_key(secret, "cursor"))
             ),
-            backfill=BackfillService(bulk, clock),
+            backfill=BackfillService(kept.bulk, clock),
             idempotency=IdempotencyGuard(stored.idempotency, stored.uow),
             limiter=limiter,
             cache=cache,
@@ -442,7 +430,7 @@ async def build_services(
             probes=probes,
             observability=Observability(
                 breakers={"redis": shared.breaker} if shared is not None else {},
-                dashboards=dashboards,
+                dashboards=kept.dashboards,
                 pool_stats=stored.pool_stats,
             ),
         )
@@ -535,6 +523,50 @@ def _memory_storage() -> _Storage:
         feed=testing.InMemoryMetricFeed(metrics, sessions, api_keys),
         link_tokens=link_tokens,
         outbox=outbox,
+    )
+
+
+@frozen(kw_only=True)
+class _Caching:
+    """Where the cache, the limits and cached dashboards live: in Redis, shared by
+    every process, or in this one."""
+
+    cache: Cache
+    limiter: RateLimiter
+    # Failed logins per email count where every process sees them.
+    login_limiter: RateLimiter
+    metrics: MetricRepository
+    bulk: BulkMetricStore
+    dashboards: DashboardCache | None
+    # How long a "session is live" answer may be kept in the cache.
+    live_answer_ttl: float
+
+
+def _caching(stored: _Storage, shared: _SharedState | None) -> _Caching:
+    if shared is None:
+        limiter = inprocess.InMemoryRateLimiter()
+        return _Caching(
+            cache=inprocess.InMemoryCache(),
+            limiter=limiter,
+            # In PostgreSQL when there is one (the per-address limits may stay in each process).
+            login_limiter=stored.failed_logins if stored.failed_logins is not None else limiter,
+            metrics=stored.metrics,
+            bulk=stored.bulk,
+            dashboards=None,
+            # An in-process cache is not shared between workers: never keep "live" in it.
+            live_answer_ttl=0.0,
+        )
+    # Dashboards are cached only in a cache every process shares: a write
+    # must make the next read fresh in all of them.
+    dashboards = DashboardCache(shared.cache, JsonDashboardCodec())
+    return _Caching(
+        cache=shared.cache,
+        limiter=shared.limiter,
+        login_limiter=shared.limiter,
+        metrics=CachedMetricRepository(stored.metrics, dashboards, stored.uow),
+        bulk=InvalidatingBulkStore(stored.bulk, dashboards),
+        dashboards=dashboards,
+        live_answer_ttl=SHARED_LIVE_SESSION_TTL,
     )
 
 
