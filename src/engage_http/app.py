@@ -4,22 +4,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import partial
 from typing import Any
 
 from litestar import Litestar, Request, Response
 from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
 from litestar.exceptions import ClientException
 from litestar.middleware import DefineMiddleware
 from litestar.routes import HTTPRoute
 from litestar.status_codes import HTTP_415_UNSUPPORTED_MEDIA_TYPE
 
 from engage_adapters.bootstrap import HttpPolicy, Services
-from engage_http.auth import (
-    CSRF_HEADER,
-    CookieSessionCSRFMiddleware,
-    csrf_config,
-    csrf_cookie_if_unrouted,
-)
 from engage_http.controllers.activity import ActivityController
 from engage_http.controllers.auth import AuthController
 from engage_http.controllers.email import EmailController
@@ -29,6 +25,14 @@ from engage_http.controllers.metrics import MetricsController
 from engage_http.controllers.mfa import MfaController
 from engage_http.controllers.ops import OpsController
 from engage_http.controllers.sessions import SessionsController
+from engage_http.csrf import (
+    CSRF_HEADER,
+    CookieSessionCSRFMiddleware,
+    csrf_config,
+    csrf_cookie_if_unrouted,
+)
+from engage_http.dependencies import Providers, dependencies
+from engage_http.guards import AUTH_GUARDS, AuthGuards
 from engage_http.headers import security_headers
 from engage_http.observability import RequestIdMiddleware
 from engage_http.openapi import (
@@ -69,6 +73,11 @@ def create_app(services: ServicesFactory, policy: HttpPolicy) -> Litestar:
             with exporting(built), on_stop_signal(stop_streams):
                 yield
 
+    # The lifespan leaves the services here: Litestar hands what a lifespan
+    # builds to requests only through the app's state (see dependencies.py).
+    # Not empty: Litestar puts a State of its own in place of an empty one.
+    state = State({"stopping": False})
+    providers = Providers(policy, state)
     return Litestar(
         route_handlers=[
             AuthController,
@@ -85,7 +94,9 @@ def create_app(services: ServicesFactory, policy: HttpPolicy) -> Litestar:
             *web_routes(policy),
         ],
         lifespan=[lifespan, purging],
-        state=_state(policy),
+        state=state,
+        dependencies=dependencies(providers),
+        opt={AUTH_GUARDS: AuthGuards(policy=policy, limiter=providers.limiter)},
         cors_config=_cors(policy),
         middleware=[
             RequestIdMiddleware,
@@ -94,7 +105,7 @@ def create_app(services: ServicesFactory, policy: HttpPolicy) -> Litestar:
         ],
         before_send=[security_headers(policy)],
         before_request=_before_request,
-        exception_handlers=dict.fromkeys(EXCEPTION_HANDLERS, _render),
+        exception_handlers=dict.fromkeys(EXCEPTION_HANDLERS, partial(_render, policy)),
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=openapi_config(),
         plugins=[ClosedStructSchemaPlugin(), ParameterProblems()],
@@ -103,18 +114,12 @@ def create_app(services: ServicesFactory, policy: HttpPolicy) -> Litestar:
     )
 
 
-def _render(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+def _render(policy: HttpPolicy, request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Problem details; a GET that matched no route gets the CSRF cookie too."""
     response = render(request, exc)
-    if (cookie := csrf_cookie_if_unrouted(request)) is not None:
+    if (cookie := csrf_cookie_if_unrouted(request, policy)) is not None:
         response.set_cookie(cookie)
     return response
-
-
-def _state(policy: HttpPolicy) -> Any:
-    from litestar.datastructures import State
-
-    return State({"http_policy": policy})
 
 
 def _cors(policy: HttpPolicy) -> CORSConfig | None:

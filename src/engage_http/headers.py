@@ -25,7 +25,7 @@ from litestar.enums import ScopeType
 from litestar.types import BeforeMessageSendHookHandler, Message, Scope
 
 from engage_adapters.bootstrap import HttpPolicy
-from engage_http.auth import ACCESS_COOKIE, REFRESH_COOKIE
+from engage_http.cookies import ACCESS_COOKIE, REFRESH_COOKIE
 from engage_http.problems import MEDIA_TYPE, TYPE_PREFIX
 
 HSTS = "max-age=63072000; includeSubDomains"

@@ -43,7 +43,7 @@ from engage_core.model import (
     METRIC_VALUE_BOUND,
     MIN_PASSWORD_LENGTH,
 )
-from engage_http.auth import ACCESS_COOKIE, REFRESH_COOKIE
+from engage_http.cookies import ACCESS_COOKIE, REFRESH_COOKIE
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 SCHEMA_PATH = "/schema"

@@ -34,12 +34,11 @@ from litestar.testing import AsyncTestClient
 from litestar.testing.transport import TestClientTransport
 from psycopg.conninfo import conninfo_to_dict
 
-from engage_adapters.bootstrap import Storage, build_services, derive_key
+from engage_adapters.bootstrap import HttpPolicy, Storage, build_services, derive_key
 from engage_adapters.settings import Settings, load_settings
 from engage_core.ports import PasswordHasher
 from engage_core.testing import FakeClock, FakePasswordHasher
 from engage_http.app import create_app
-from engage_http.auth import HttpPolicy
 
 JWT_SECRET = "http-suite secret: at least thirty-two bytes long"
 TRUSTED_ORIGIN = "https://app.example.com"

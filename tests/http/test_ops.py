@@ -12,13 +12,12 @@ import httpx
 import pytest
 from litestar import Litestar
 
-from engage_adapters.bootstrap import Services, Storage, build_services
+from engage_adapters.bootstrap import HttpPolicy, Services, Storage, build_services
 from engage_adapters.postgres.pool import open_pool, ping
 from engage_adapters.settings import Settings
 from engage_core.ports import PasswordHasher
 from engage_core.testing import FakeClock
 from engage_http.app import create_app
-from engage_http.auth import HttpPolicy
 
 METRICS = "/api/dashboard/metrics"
 CONTRACT = {

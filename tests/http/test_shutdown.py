@@ -18,11 +18,10 @@ import httpx
 import pytest
 
 from engage_adapters import closing
-from engage_adapters.bootstrap import build_services
+from engage_adapters.bootstrap import HttpPolicy, build_services
 from engage_adapters.settings import Settings
 from engage_core.ports import MailMessage, PasswordHasher
 from engage_http.app import create_app
-from engage_http.auth import HttpPolicy
 
 # Far above what a shutdown takes; only there so that a hang fails.
 HANG = 10.0

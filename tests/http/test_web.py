@@ -12,10 +12,9 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from engage_adapters.bootstrap import Storage, build_services
+from engage_adapters.bootstrap import HttpPolicy, Storage, build_services
 from engage_adapters.settings import Settings, SettingsError, load_settings
 from engage_http.app import create_app
-from engage_http.auth import HttpPolicy
 from engage_http.webapp import ASSETS, PAGE_PATHS, SECURITY_HEADERS, WEB_ROOT, bundle
 
 CSP = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"

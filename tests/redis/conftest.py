@@ -25,11 +25,10 @@ import pytest
 from attrs import define
 from litestar.testing import AsyncTestClient
 
-from engage_adapters.bootstrap import Services, build_services, derive_key
+from engage_adapters.bootstrap import HttpPolicy, Services, build_services, derive_key
 from engage_adapters.settings import Settings, load_settings
 from engage_core.testing import FakePasswordHasher
 from engage_http.app import create_app
-from engage_http.auth import HttpPolicy
 from engage_http.prometheus import exporting
 from support import traffic
 

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from litestar import Controller, Request, Response, get
+from litestar import Controller, Response, get
 from litestar.di import Provide
 from litestar.openapi.spec import OpenAPIType
 from litestar.params import QueryParameter
 
 from engage_core.errors import ValidationFailed
 from engage_core.queries import DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT
-from engage_http.auth import CurrentPrincipal, provide_principal, services_of
+from engage_core.services.activity import ActivityLog
+from engage_http.dependencies import Injected
 from engage_http.dto import ActivityPageOut, JsonBodyRequest
 from engage_http.openapi import READ_SECURITY, SIGNED_IN, problems, query_text
+from engage_http.principal import CurrentPrincipal, provide_principal
 from engage_http.problems import BadQuery
 from engage_http.responses import json
 
@@ -53,15 +55,13 @@ class ActivityController(Controller):
     )
     async def list_activity(
         self,
-        request: Request[Any, Any, Any],
         principal: CurrentPrincipal,
+        activity: Injected[ActivityLog],
         limit: PageSize = None,
         cursor: Cursor = None,
     ) -> Response[ActivityPageOut]:
         try:
-            page = await services_of(request).activity.page_for(
-                principal.user_id, limit=limit, cursor=cursor
-            )
+            page = await activity.page_for(principal.user_id, limit=limit, cursor=cursor)
         except ValidationFailed as exc:
             raise BadQuery(exc.errors) from None
         return json(ActivityPageOut.of(page))

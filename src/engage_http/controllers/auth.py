@@ -9,22 +9,15 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import Provide
 from litestar.params import JSONBody, QueryParameter
 
+from engage_adapters.bootstrap import HttpPolicy
 from engage_core.errors import FieldError, Unauthorized
-from engage_core.services.auth import AccessGrant, BrowserLogin, LogoutScope
-from engage_core.services.mfa import MfaRequired
-from engage_http.auth import (
-    CSRF_COOKIE,
-    REFRESH_COOKIE,
-    CurrentPrincipal,
-    cleared_cookies,
-    client_of,
-    limit_auth_attempts,
-    policy_of,
-    provide_principal,
-    refuse_foreign_origin,
-    services_of,
-    session_cookies,
-)
+from engage_core.model import Client
+from engage_core.ports import Clock
+from engage_core.services.auth import AccessGrant, AuthService, BrowserLogin, LogoutScope
+from engage_core.services.mfa import MfaRequired, MfaService
+from engage_http.cookies import REFRESH_COOKIE, cleared_cookies, session_cookies
+from engage_http.csrf import csrf_cookie_if_missing
+from engage_http.dependencies import Injected
 from engage_http.dto import (
     Credentials,
     JsonBodyRequest,
@@ -37,6 +30,7 @@ from engage_http.dto import (
     TokenOut,
     UserOut,
 )
+from engage_http.guards import limit_auth_attempts, refuse_foreign_origin
 from engage_http.openapi import (
     BODYLESS_POST,
     CHANGE,
@@ -48,6 +42,7 @@ from engage_http.openapi import (
     no_content,
     problems,
 )
+from engage_http.principal import CurrentPrincipal, provide_principal
 from engage_http.problems import BadQuery
 from engage_http.prometheus import login_attempt
 from engage_http.responses import empty, json
@@ -62,11 +57,10 @@ _ENTRY_PROBLEMS = (*JSON_BODY, 403, 429, 503)
 _NOT_STORED = {"Cache-Control": "no-store"}
 
 
-def _browser_session(request: Request[Any, Any, Any], login: BrowserLogin) -> Response[Any]:
-    services = services_of(request)
-    cookies = session_cookies(
-        login, policy_of(request), services.clock.now(), request.cookies.get(CSRF_COOKIE)
-    )
+def _browser_session(
+    request: Request[Any, Any, Any], login: BrowserLogin, policy: HttpPolicy, clock: Clock
+) -> Response[Any]:
+    cookies = session_cookies(login, policy, clock.now(), csrf_cookie_if_missing(request, policy))
     body = LoginOut(user=UserOut.of(login.user), expires_at=login.access_expires_at)
     return json(body, cookies=cookies)
 
@@ -86,11 +80,9 @@ class AuthController(Controller):
         responses=problems(*_ENTRY_PROBLEMS, 409),
     )
     async def sign_up(
-        self, request: Request[Any, Any, Any], data: JSONBody[Credentials]
+        self, data: JSONBody[Credentials], auth: Injected[AuthService], client: Injected[Client]
     ) -> Response[UserOut]:
-        user = await services_of(request).auth.sign_up(
-            email=data.email, password=data.password, client=client_of(request)
-        )
+        user = await auth.sign_up(email=data.email, password=data.password, client=client)
         return json(UserOut.of(user), status=201)
 
     @post(
@@ -102,13 +94,17 @@ class AuthController(Controller):
         responses=problems(*_ENTRY_PROBLEMS, 401),
     )
     async def log_in(
-        self, request: Request[Any, Any, Any], data: JSONBody[Credentials]
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[Credentials],
+        auth: Injected[AuthService],
+        client: Injected[Client],
+        policy: Injected[HttpPolicy],
+        clock: Injected[Clock],
     ) -> Response[LoginOut | MfaRequiredOut]:
         with login_attempt("browser"):
-            login = await services_of(request).auth.log_in(
-                email=data.email, password=data.password, client=client_of(request)
-            )
-        return _signed_in(request, login)
+            login = await auth.log_in(email=data.email, password=data.password, client=client)
+        return _signed_in(request, login, policy, clock)
 
     @post(
         "/token",
@@ -119,13 +115,17 @@ class AuthController(Controller):
         responses=problems(*_ENTRY_PROBLEMS, 401),
     )
     async def issue_token(
-        self, request: Request[Any, Any, Any], data: JSONBody[Credentials]
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[Credentials],
+        auth: Injected[AuthService],
+        client: Injected[Client],
+        policy: Injected[HttpPolicy],
+        clock: Injected[Clock],
     ) -> Response[TokenOut | MfaRequiredOut]:
         with login_attempt("token"):
-            grant = await services_of(request).auth.issue_token(
-                email=data.email, password=data.password, client=client_of(request)
-            )
-        return _signed_in(request, grant)
+            grant = await auth.issue_token(email=data.email, password=data.password, client=client)
+        return _signed_in(request, grant, policy, clock)
 
     @post(
         "/mfa/verify",
@@ -137,13 +137,17 @@ class AuthController(Controller):
         responses=problems(*_ENTRY_PROBLEMS, 401),
     )
     async def verify_mfa(
-        self, request: Request[Any, Any, Any], data: JSONBody[MfaVerifyIn]
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[MfaVerifyIn],
+        mfa: Injected[MfaService],
+        client: Injected[Client],
+        policy: Injected[HttpPolicy],
+        clock: Injected[Clock],
     ) -> Response[LoginOut | TokenOut]:
         with login_attempt("mfa"):
-            done = await services_of(request).mfa.verify_login(
-                challenge=data.challenge, code=data.code, client=client_of(request)
-            )
-        return _signed_in(request, done)
+            done = await mfa.verify_login(challenge=data.challenge, code=data.code, client=client)
+        return _signed_in(request, done, policy, clock)
 
     @post(
         "/refresh",
@@ -153,13 +157,20 @@ class AuthController(Controller):
         security=REFRESH_SECURITY,
         responses=problems(*BODYLESS_POST, *SIGNED_IN, *CHANGE, 429),
     )
-    async def refresh(self, request: Request[Any, Any, Any]) -> Response[LoginOut]:
+    async def refresh(
+        self,
+        request: Request[Any, Any, Any],
+        auth: Injected[AuthService],
+        client: Injected[Client],
+        policy: Injected[HttpPolicy],
+        clock: Injected[Clock],
+    ) -> Response[LoginOut]:
         token = request.cookies.get(REFRESH_COOKIE)
         if not token:
             raise Unauthorized("no refresh cookie", reason="no refresh cookie")
         with login_attempt("refresh"):
-            login = await services_of(request).auth.refresh(token, client_of(request))
-        return _browser_session(request, login)
+            login = await auth.refresh(token, client)
+        return _browser_session(request, login, policy, clock)
 
     @post(
         "/logout",
@@ -173,8 +184,10 @@ class AuthController(Controller):
     )
     async def log_out(
         self,
-        request: Request[Any, Any, Any],
         principal: CurrentPrincipal,
+        auth: Injected[AuthService],
+        client: Injected[Client],
+        policy: Injected[HttpPolicy],
         # Named ``which`` here: Litestar reserves ``scope`` for the ASGI scope.
         which: Annotated[
             str,
@@ -185,16 +198,15 @@ class AuthController(Controller):
             ),
         ] = LogoutScope.CURRENT.value,
     ) -> Response[None]:
-        await services_of(request).auth.log_out(principal, _logout_scope(which), client_of(request))
-        return empty(cookies=cleared_cookies(policy_of(request)))
+        await auth.log_out(principal, _logout_scope(which), client)
+        return empty(cookies=cleared_cookies(policy))
 
     @get("/me", summary="Who am I", security=READ_SECURITY, responses=problems(*SIGNED_IN))
     async def me(
-        self, request: Request[Any, Any, Any], principal: CurrentPrincipal
+        self, principal: CurrentPrincipal, auth: Injected[AuthService], mfa: Injected[MfaService]
     ) -> Response[MeOut]:
-        services = services_of(request)
-        me = MeOut.of(await services.auth.me(principal))
-        me.mfa_enabled, _ = await services.mfa.status(principal)
+        me = MeOut.of(await auth.me(principal))
+        me.mfa_enabled, _ = await mfa.status(principal)
         return json(me)
 
     @post(
@@ -210,15 +222,16 @@ class AuthController(Controller):
     )
     async def change_password(
         self,
-        request: Request[Any, Any, Any],
         principal: CurrentPrincipal,
         data: JSONBody[PasswordChange],
+        auth: Injected[AuthService],
+        client: Injected[Client],
     ) -> None:
-        await services_of(request).auth.change_password(
+        await auth.change_password(
             principal,
             current_password=data.current_password,
             new_password=data.new_password,
-            client=client_of(request),
+            client=client,
         )
 
     @delete(
@@ -233,16 +246,20 @@ class AuthController(Controller):
     )
     async def delete_account(
         self,
-        request: Request[Any, Any, Any],
         principal: CurrentPrincipal,
         data: JSONBody[PasswordConfirmation],
+        auth: Injected[AuthService],
+        policy: Injected[HttpPolicy],
     ) -> Response[None]:
-        await services_of(request).auth.delete_account(principal, password=data.password)
-        return empty(cookies=cleared_cookies(policy_of(request)))
+        await auth.delete_account(principal, password=data.password)
+        return empty(cookies=cleared_cookies(policy))
 
 
 def _signed_in(
-    request: Request[Any, Any, Any], outcome: BrowserLogin | AccessGrant | MfaRequired
+    request: Request[Any, Any, Any],
+    outcome: BrowserLogin | AccessGrant | MfaRequired,
+    policy: HttpPolicy,
+    clock: Clock,
 ) -> Response[Any]:
     """A session's cookies, a bearer token, or (the second factor on) the challenge."""
     if isinstance(outcome, MfaRequired):
@@ -250,7 +267,7 @@ def _signed_in(
     if isinstance(outcome, AccessGrant):
         token = TokenOut(access_token=outcome.access_token, expires_in=outcome.expires_in)
         return json(token, headers=_NOT_STORED)
-    return _browser_session(request, outcome)
+    return _browser_session(request, outcome, policy, clock)
 
 
 def _logout_scope(raw: str) -> LogoutScope:

@@ -13,16 +13,11 @@ from litestar.di import Provide
 from litestar.openapi import ResponseSpec
 from litestar.params import JSONBody
 
-from engage_http.auth import (
-    CurrentPrincipal,
-    cleared_cookies,
-    client_address,
-    limit_auth_attempts,
-    policy_of,
-    provide_principal,
-    refuse_foreign_origin,
-    services_of,
-)
+from engage_adapters.bootstrap import HttpPolicy
+from engage_core.services.email import EmailFlows
+from engage_http.client_address import client_address
+from engage_http.cookies import cleared_cookies
+from engage_http.dependencies import Injected
 from engage_http.dto import (
     AcceptedOut,
     EmailChange,
@@ -31,6 +26,7 @@ from engage_http.dto import (
     LinkTokenIn,
     PasswordReset,
 )
+from engage_http.guards import limit_auth_attempts, refuse_foreign_origin
 from engage_http.openapi import (
     BODYLESS_POST,
     CHANGE,
@@ -42,6 +38,7 @@ from engage_http.openapi import (
     no_content,
     problems,
 )
+from engage_http.principal import CurrentPrincipal, provide_principal
 from engage_http.responses import empty, json
 
 # The token in the body is the credential: the Origin guard protects these, as it
@@ -73,9 +70,9 @@ class EmailController(Controller):
         responses=problems(*BODYLESS_POST, *SIGNED_IN, *CHANGE, 429),
     )
     async def request_verification(
-        self, request: Request[Any, Any, Any], principal: CurrentPrincipal
+        self, principal: CurrentPrincipal, email_flows: Injected[EmailFlows]
     ) -> Response[AcceptedOut]:
-        await services_of(request).email.request_verification(principal)
+        await email_flows.request_verification(principal)
         return json(
             AcceptedOut("if the address is not verified yet, a link is on its way"), status=202
         )
@@ -92,8 +89,8 @@ class EmailController(Controller):
             **problems(*_JSON_BODY_BUT_400, 403, 503),
         },
     )
-    async def verify(self, request: Request[Any, Any, Any], data: JSONBody[LinkTokenIn]) -> None:
-        await services_of(request).email.verify_email(data.token)
+    async def verify(self, data: JSONBody[LinkTokenIn], email_flows: Injected[EmailFlows]) -> None:
+        await email_flows.verify_email(data.token)
 
     @post(
         "/password/forgot",
@@ -104,11 +101,14 @@ class EmailController(Controller):
         responses=problems(*JSON_BODY, 403, 429, 503),
     )
     async def forgot_password(
-        self, request: Request[Any, Any, Any], data: JSONBody[ForgottenPassword]
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[ForgottenPassword],
+        email_flows: Injected[EmailFlows],
+        policy: Injected[HttpPolicy],
     ) -> Response[AcceptedOut]:
-        await services_of(request).email.forgot_password(
-            email=data.email,
-            client_address=client_address(request, policy_of(request).trusted_proxies),
+        await email_flows.forgot_password(
+            email=data.email, client_address=client_address(request, policy.trusted_proxies)
         )
         return json(
             AcceptedOut("if an account has this address, a reset link is on its way"), status=202
@@ -127,12 +127,13 @@ class EmailController(Controller):
         },
     )
     async def reset_password(
-        self, request: Request[Any, Any, Any], data: JSONBody[PasswordReset]
+        self,
+        data: JSONBody[PasswordReset],
+        email_flows: Injected[EmailFlows],
+        policy: Injected[HttpPolicy],
     ) -> Response[None]:
-        await services_of(request).email.reset_password(
-            token=data.token, new_password=data.new_password
-        )
-        return empty(cookies=cleared_cookies(policy_of(request)))
+        await email_flows.reset_password(token=data.token, new_password=data.new_password)
+        return empty(cookies=cleared_cookies(policy))
 
     @post(
         "/email",
@@ -144,13 +145,11 @@ class EmailController(Controller):
     )
     async def change_email(
         self,
-        request: Request[Any, Any, Any],
         principal: CurrentPrincipal,
         data: JSONBody[EmailChange],
+        email_flows: Injected[EmailFlows],
     ) -> Response[AcceptedOut]:
-        await services_of(request).email.change_email(
-            principal, new_email=data.new_email, password=data.password
-        )
+        await email_flows.change_email(principal, new_email=data.new_email, password=data.password)
         return json(AcceptedOut("a confirmation link is on its way to the new address"), status=202)
 
     @post(
@@ -166,6 +165,6 @@ class EmailController(Controller):
         },
     )
     async def confirm_email_change(
-        self, request: Request[Any, Any, Any], data: JSONBody[LinkTokenIn]
+        self, data: JSONBody[LinkTokenIn], email_flows: Injected[EmailFlows]
     ) -> None:
-        await services_of(request).email.confirm_email_change(data.token)
+        await email_flows.confirm_email_change(data.token)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from litestar import Controller, Request, Response, delete, get, post
+from litestar import Controller, Response, delete, get, post
 from litestar.di import Provide
 from litestar.params import JSONBody, PathParameter
 
-from engage_http.auth import CurrentPrincipal, client_of, provide_principal, services_of
+from engage_core.model import Client
+from engage_core.services.api_keys import ApiKeyService
+from engage_http.dependencies import Injected
 from engage_http.dto import ApiKeyIn, ApiKeyListOut, ApiKeyOut, CreatedApiKeyOut, JsonBodyRequest
 from engage_http.openapi import (
     BODYLESS_POST,
@@ -20,6 +22,7 @@ from engage_http.openapi import (
     no_content,
     problems,
 )
+from engage_http.principal import CurrentPrincipal, provide_principal
 from engage_http.responses import empty, json
 
 
@@ -38,14 +41,18 @@ class KeysController(Controller):
         responses=problems(*JSON_BODY, *SIGNED_IN, *CHANGE, 409),
     )
     async def create_key(
-        self, request: Request[Any, Any, Any], principal: CurrentPrincipal, data: JSONBody[ApiKeyIn]
+        self,
+        principal: CurrentPrincipal,
+        data: JSONBody[ApiKeyIn],
+        api_keys: Injected[ApiKeyService],
+        client: Injected[Client],
     ) -> Response[CreatedApiKeyOut]:
-        issued = await services_of(request).api_keys.create(
+        issued = await api_keys.create(
             principal.user_id,
             name=data.name,
             scopes=data.scopes,
             expires_at=data.expires_at,
-            client=client_of(request),
+            client=client,
         )
         return json(CreatedApiKeyOut.of(issued), status=201)
 
@@ -56,9 +63,9 @@ class KeysController(Controller):
         responses=problems(*SIGNED_IN),
     )
     async def list_keys(
-        self, request: Request[Any, Any, Any], principal: CurrentPrincipal
+        self, principal: CurrentPrincipal, api_keys: Injected[ApiKeyService]
     ) -> Response[ApiKeyListOut]:
-        keys = await services_of(request).api_keys.list_for(principal.user_id)
+        keys = await api_keys.list_for(principal.user_id)
         return json(ApiKeyListOut(items=[ApiKeyOut.of(key) for key in keys]))
 
     @delete(
@@ -73,9 +80,10 @@ class KeysController(Controller):
     )
     async def revoke_key(
         self,
-        request: Request[Any, Any, Any],
         principal: CurrentPrincipal,
+        api_keys: Injected[ApiKeyService],
+        client: Injected[Client],
         key_id: Annotated[str, PathParameter(description="The key's id, as created and listed")],
     ) -> Response[None]:
-        await services_of(request).api_keys.revoke(principal.user_id, key_id, client_of(request))
+        await api_keys.revoke(principal.user_id, key_id, client)
         return empty()

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 
-from litestar import Controller, Request, get
+from litestar import Controller, get
 from litestar.background_tasks import BackgroundTask
 from litestar.di import Provide
 from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from engage_adapters.bootstrap import Services
 from engage_core.errors import FieldError, Unauthorized, ValidationFailed
 from engage_core.services.api_keys import KeyPrincipal
+from engage_core.services.auth import AuthService
 from engage_core.services.live import Grant, GrantId, LiveMetrics, Stream, StreamEvent
-from engage_http.auth import Caller, CurrentCaller, provide_caller, services_of
+from engage_http.dependencies import Injected
 from engage_http.dto import MetricOut, encode
 from engage_http.openapi import (
     KEY,
@@ -25,6 +25,7 @@ from engage_http.openapi import (
     problems,
     query_text,
 )
+from engage_http.principal import Caller, CurrentCaller, provide_caller
 from engage_http.problems import BadQuery
 from engage_http.stopping import STOPPING
 
@@ -56,12 +57,12 @@ LastEventId = Annotated[
 ]
 
 
-async def _grant_of(services: Services, caller: Caller) -> Grant:
+async def _grant_of(auth: AuthService, caller: Caller) -> Grant:
     """What authorised the stream: an API key, or a signed-in device's session
     (its family: a refresh does not end the stream, a logout does)."""
     if isinstance(caller, KeyPrincipal):
         return Grant(GrantId("key", caller.key_id), caller.user_id, caller.expires_at)
-    session = await services.auth.sessions.get(caller.session_id)
+    session = await auth.sessions.get(caller.session_id)
     if session is None:
         raise Unauthorized("authentication required", reason="session gone")
     return Grant(GrantId("family", session.family_id), caller.user_id, session.expires_at)
@@ -116,18 +117,17 @@ class LiveController(Controller):
     )
     async def stream(
         self,
-        request: Request[Any, Any, Any],
         principal: CurrentCaller,
+        auth: Injected[AuthService],
+        live: Injected[LiveMetrics],
+        stopping: Injected[bool],
         metric_type: MetricTypeFilter = None,
         after: After = None,
         last_event_id: LastEventId = None,
     ) -> ServerSentEvent:
-        services = services_of(request)
-        grant = await _grant_of(services, principal)
+        grant = await _grant_of(auth, principal)
         try:
-            stream = await services.live.open(
-                grant, metric_type=metric_type, after=last_event_id or after
-            )
+            stream = await live.open(grant, metric_type=metric_type, after=last_event_id or after)
         except ValidationFailed as exc:
             raise BadQuery(
                 FieldError(
@@ -135,11 +135,11 @@ class LiveController(Controller):
                 )
                 for e in exc.errors
             ) from None
-        if request.app.state.get("stopping"):
+        if stopping:
             stream.end(STOPPING)  # told to stop before it opened: reconnect elsewhere
         return ServerSentEvent(
-            _messages(services.live, stream),
+            _messages(live, stream),
             headers={"Cache-Control": "no-store"},
             # Also when the client left before the first event: the stream is let go.
-            background=BackgroundTask(services.live.close, stream),
+            background=BackgroundTask(live.close, stream),
         )

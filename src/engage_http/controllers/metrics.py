@@ -13,8 +13,9 @@ from litestar.params import HeaderParameter, JSONBody, QueryParameter
 from engage_core.errors import ValidationFailed
 from engage_core.ports import StoredResponse
 from engage_core.queries import DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, Bucket, known_time_zones
-from engage_core.services.idempotency import fingerprint
-from engage_http.auth import Caller, CurrentCaller, provide_caller, services_of
+from engage_core.services.idempotency import IdempotencyGuard, fingerprint
+from engage_core.services.metrics import MetricsService
+from engage_http.dependencies import Injected
 from engage_http.dto import (
     BatchOut,
     JsonBodyRequest,
@@ -38,6 +39,7 @@ from engage_http.openapi import (
     problems,
     query_text,
 )
+from engage_http.principal import Caller, CurrentCaller, provide_caller
 from engage_http.problems import BadQuery
 from engage_http.responses import json
 
@@ -109,6 +111,7 @@ _READ_PROBLEMS = (400, *SIGNED_IN, *KEY)
 
 async def _once(
     request: Request[Any, Any, Any],
+    idempotency: IdempotencyGuard,
     principal: Caller,
     key: str | None,
     action: Callable[[], Awaitable[StoredResponse]],
@@ -121,7 +124,7 @@ async def _once(
     if key is None:
         stored = await action()
     else:
-        stored = await services_of(request).idempotency.run(
+        stored = await idempotency.run(
             user_id=principal.user_id,
             key=key,
             request_fingerprint=fingerprint(request.method, request.url.path, await request.body()),
@@ -149,8 +152,8 @@ class MetricsController(Controller):
     )
     async def list_metrics(
         self,
-        request: Request[Any, Any, Any],
         principal: CurrentCaller,
+        metrics: Injected[MetricsService],
         metric_type: MetricTypeFilter = None,
         since: Moment = None,
         until: Moment = None,
@@ -158,7 +161,7 @@ class MetricsController(Controller):
         cursor: Cursor = None,
     ) -> Response[MetricPageOut]:
         try:
-            page = await services_of(request).metrics.list(
+            page = await metrics.list(
                 principal.user_id,
                 metric_type=metric_type,
                 since=since,
@@ -182,15 +185,15 @@ class MetricsController(Controller):
         request: Request[Any, Any, Any],
         principal: CurrentCaller,
         data: JSONBody[MetricIn],
+        metrics: Injected[MetricsService],
+        idempotency: Injected[IdempotencyGuard],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[MetricOut]:
         async def record() -> StoredResponse:
-            metric = await services_of(request).metrics.record(
-                principal.user_id, **data.as_mapping()
-            )
+            metric = await metrics.record(principal.user_id, **data.as_mapping())
             return StoredResponse(201, encode(MetricOut.of(metric)))
 
-        return await _once(request, principal, idempotency_key, record)
+        return await _once(request, idempotency, principal, idempotency_key, record)
 
     @post(
         "/metrics/batch",
@@ -204,15 +207,17 @@ class MetricsController(Controller):
         request: Request[Any, Any, Any],
         principal: CurrentCaller,
         data: JSONBody[MetricBatchIn],
+        metrics: Injected[MetricsService],
+        idempotency: Injected[IdempotencyGuard],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[BatchOut]:
         async def record() -> StoredResponse:
-            inserted = await services_of(request).metrics.record_batch(
+            inserted = await metrics.record_batch(
                 principal.user_id, [item.as_mapping() for item in data.items]
             )
             return StoredResponse(201, encode(BatchOut(inserted=inserted)))
 
-        return await _once(request, principal, idempotency_key, record)
+        return await _once(request, idempotency, principal, idempotency_key, record)
 
     @get(
         "/summary",
@@ -222,8 +227,8 @@ class MetricsController(Controller):
     )
     async def summary(
         self,
-        request: Request[Any, Any, Any],
         principal: CurrentCaller,
+        metrics: Injected[MetricsService],
         bucket: BucketName = Bucket.DAY.value,
         tz: TimeZone = "UTC",
         since: Moment = None,
@@ -231,7 +236,7 @@ class MetricsController(Controller):
         metric_type: MetricTypeFilter = None,
     ) -> Response[SummaryOut]:
         try:
-            summary = await services_of(request).metrics.summary(
+            summary = await metrics.summary(
                 principal.user_id,
                 bucket=bucket,
                 tz=tz,

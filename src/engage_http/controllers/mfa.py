@@ -4,13 +4,13 @@ AuthController beside login and token."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
 from litestar.di import Provide
 from litestar.params import JSONBody
 
-from engage_http.auth import CurrentPrincipal, client_of, provide_principal, services_of
+from engage_core.model import Client
+from engage_core.services.mfa import MfaService
+from engage_http.dependencies import Injected
 from engage_http.dto import (
     CodeIn,
     JsonBodyRequest,
@@ -29,6 +29,7 @@ from engage_http.openapi import (
     no_content,
     problems,
 )
+from engage_http.principal import CurrentPrincipal, provide_principal
 from engage_http.responses import empty, json
 
 
@@ -45,9 +46,9 @@ class MfaController(Controller):
         responses=problems(*SIGNED_IN),
     )
     async def status(
-        self, request: Request[Any, Any, Any], principal: CurrentPrincipal
+        self, principal: CurrentPrincipal, mfa: Injected[MfaService]
     ) -> Response[MfaStatusOut]:
-        enabled, remaining = await services_of(request).mfa.status(principal)
+        enabled, remaining = await mfa.status(principal)
         return json(MfaStatusOut(enabled=enabled, recovery_codes_left=remaining))
 
     @post(
@@ -59,9 +60,9 @@ class MfaController(Controller):
         responses=problems(*BODYLESS_POST, *SIGNED_IN, *CHANGE, 409),
     )
     async def begin_totp(
-        self, request: Request[Any, Any, Any], principal: CurrentPrincipal
+        self, principal: CurrentPrincipal, mfa: Injected[MfaService]
     ) -> Response[TotpSetupOut]:
-        enrolment = await services_of(request).mfa.begin_totp(principal)
+        enrolment = await mfa.begin_totp(principal)
         return json(TotpSetupOut.of(enrolment))
 
     @post(
@@ -73,11 +74,13 @@ class MfaController(Controller):
         responses=problems(*JSON_BODY, *SIGNED_IN, *CHANGE, 409),
     )
     async def confirm_totp(
-        self, request: Request[Any, Any, Any], principal: CurrentPrincipal, data: JSONBody[CodeIn]
+        self,
+        principal: CurrentPrincipal,
+        data: JSONBody[CodeIn],
+        mfa: Injected[MfaService],
+        client: Injected[Client],
     ) -> Response[RecoveryCodesOut]:
-        codes = await services_of(request).mfa.confirm_totp(
-            principal, data.code, client_of(request)
-        )
+        codes = await mfa.confirm_totp(principal, data.code, client)
         return json(RecoveryCodesOut(recovery_codes=codes))
 
     @post(
@@ -93,13 +96,12 @@ class MfaController(Controller):
     )
     async def disable(
         self,
-        request: Request[Any, Any, Any],
         principal: CurrentPrincipal,
         data: JSONBody[PasswordAndCodeIn],
+        mfa: Injected[MfaService],
+        client: Injected[Client],
     ) -> Response[None]:
-        await services_of(request).mfa.disable(
-            principal, password=data.password, code=data.code, client=client_of(request)
-        )
+        await mfa.disable(principal, password=data.password, code=data.code, client=client)
         return empty()
 
     @post(
@@ -111,11 +113,12 @@ class MfaController(Controller):
     )
     async def regenerate_recovery_codes(
         self,
-        request: Request[Any, Any, Any],
         principal: CurrentPrincipal,
         data: JSONBody[PasswordAndCodeIn],
+        mfa: Injected[MfaService],
+        client: Injected[Client],
     ) -> Response[RecoveryCodesOut]:
-        codes = await services_of(request).mfa.regenerate_recovery_codes(
-            principal, password=data.password, code=data.code, client=client_of(request)
+        codes = await mfa.regenerate_recovery_codes(
+            principal, password=data.password, code=data.code, client=client
         )
         return json(RecoveryCodesOut(recovery_codes=codes))

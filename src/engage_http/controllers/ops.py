@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar import Controller, Request, Response, get
+from litestar import Controller, Response, get
 from litestar.openapi import ResponseSpec
 
-from engage_http.auth import services_of
+from engage_http.dependencies import Injected, ReadinessCheck
 from engage_http.dto import HealthOut
 from engage_http.responses import json
 
@@ -30,7 +28,7 @@ class OpsController(Controller):
             )
         },
     )
-    async def readyz(self, request: Request[Any, Any, Any]) -> Response[HealthOut]:
-        readiness = await services_of(request).readiness()
-        body = HealthOut(status="ok" if readiness.ready else "unavailable", checks=readiness.checks)
-        return json(body, status=200 if readiness.ready else 503)
+    async def readyz(self, readiness: Injected[ReadinessCheck]) -> Response[HealthOut]:
+        state = await readiness()
+        body = HealthOut(status="ok" if state.ready else "unavailable", checks=state.checks)
+        return json(body, status=200 if state.ready else 503)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
-from litestar import Controller, Request, Response, delete, get
+from litestar import Controller, Response, delete, get
 from litestar.di import Provide
 from litestar.params import PathParameter
 
 from engage_core.errors import FieldError
-from engage_http.auth import CurrentPrincipal, client_of, provide_principal, services_of
+from engage_core.model import Client
+from engage_core.services.auth import AuthService
+from engage_http.dependencies import Injected
 from engage_http.dto import JsonBodyRequest, SessionListOut, SessionOut
 from engage_http.openapi import (
     BODYLESS_POST,
@@ -21,6 +23,7 @@ from engage_http.openapi import (
     no_content,
     problems,
 )
+from engage_http.principal import CurrentPrincipal, provide_principal
 from engage_http.problems import BadQuery
 from engage_http.responses import empty, json
 
@@ -38,9 +41,9 @@ class SessionsController(Controller):
         responses=problems(*SIGNED_IN),
     )
     async def list_sessions(
-        self, request: Request[Any, Any, Any], principal: CurrentPrincipal
+        self, principal: CurrentPrincipal, auth: Injected[AuthService]
     ) -> Response[SessionListOut]:
-        devices = await services_of(request).auth.devices(principal)
+        devices = await auth.devices(principal)
         items = [SessionOut.of(device, current=current) for device, current in devices]
         return json(SessionListOut(items=items))
 
@@ -57,8 +60,9 @@ class SessionsController(Controller):
     )
     async def end_session(
         self,
-        request: Request[Any, Any, Any],
         principal: CurrentPrincipal,
+        auth: Injected[AuthService],
+        client: Injected[Client],
         session_id: Annotated[
             str, PathParameter(description="The session's id, as listed", format="uuid")
         ],
@@ -67,5 +71,5 @@ class SessionsController(Controller):
             device_id = UUID(session_id)
         except ValueError:
             raise BadQuery([FieldError("session_id", "must be a session id (a UUID)")]) from None
-        await services_of(request).auth.end_device(principal, device_id, client_of(request))
+        await auth.end_device(principal, device_id, client)
         return empty()
