@@ -13,10 +13,16 @@ from typing import Annotated, Any
 import httpx
 import pytest
 from litestar import Litestar, get, post
+from litestar.datastructures import State
 from litestar.params import JSONBody, PathParameter
 
+from engage_adapters.bootstrap import HttpPolicy
+from engage_http.dependencies import Providers, dependencies
 from engage_http.openapi import ParameterProblems
 
+POLICY = HttpPolicy(
+    cookie_secure=False, cors_origins=(), auth_rate_per_minute=1, csrf_secret="s" * 32
+)
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
 METRICS = "/api/dashboard/metrics"
 SUMMARY = "/api/dashboard/summary"
@@ -96,6 +102,45 @@ async def test_every_operation_lists_every_status_it_answers(openapi: dict[str, 
     for (method, path), statuses in documented.items():
         if operation(openapi, method, path).get("security"):
             assert {401, 503} <= statuses, (method, path)
+
+
+async def test_the_parameters_are_what_a_client_sends_and_no_injected_service(
+    openapi: dict[str, Any],
+) -> None:
+    """Handlers take their services as parameters too (engage_http.dependencies):
+    none of those may reach the document as a query parameter."""
+    documented = {
+        (method, path): sorted(p["name"] for p in op.get("parameters", ()))
+        for path, item in openapi["paths"].items()
+        for method, op in item.items()
+        if op.get("parameters")
+    }
+
+    assert documented == {
+        ("post", "/api/auth/logout"): ["scope"],
+        ("delete", "/api/auth/sessions/{session_id}"): ["session_id"],
+        ("get", "/api/auth/activity"): ["cursor", "limit"],
+        ("get", METRICS): ["cursor", "limit", "metric_type", "since", "until"],
+        ("post", METRICS): ["Idempotency-Key"],
+        ("post", f"{METRICS}/batch"): ["Idempotency-Key"],
+        ("get", SUMMARY): ["bucket", "metric_type", "since", "tz", "until"],
+        ("get", "/api/dashboard/stream"): ["Last-Event-ID", "after", "metric_type"],
+        ("delete", "/api/keys/{key_id}"): ["key_id"],
+    }
+
+
+async def test_no_body_field_is_named_as_an_injected_service(openapi: dict[str, Any]) -> None:
+    """Litestar takes a body error on a field named like a dependency for the
+    dependency's own (a 500, not a 422): the names must stay apart."""
+    injected = {"principal", *dependencies(Providers(POLICY, State({"stopping": False})))}
+    fields = {
+        name
+        for schema in openapi["components"]["schemas"].values()
+        for name in schema.get("properties", {})
+    }
+
+    assert "email" in fields
+    assert fields & injected == set()
 
 
 async def test_every_error_is_a_problem_json_of_one_schema(openapi: dict[str, Any]) -> None:
