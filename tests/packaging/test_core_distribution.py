@@ -51,22 +51,36 @@ def _run(*args: str | Path, cwd: Path | None = None) -> str:
 
 
 @pytest.fixture(scope="module")
-def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A new venv with pip (the test's own may have none: nox makes it with uv)."""
+    home = tmp_path_factory.mktemp("core-venv")
+    venv.create(home, with_pip=True)
+    return home / "bin" / "python"
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory: pytest.TempPathFactory, fresh_venv: Path) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("wheels")
-    _run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", out, ROOT / "core", ROOT)
+    _run(fresh_venv, "-m", "pip", "wheel", "-q", "--no-deps", "-w", out, ROOT / "core", ROOT)
     built = {path.name.split("-")[0]: path for path in out.glob("*.whl")}
     assert set(built) == {"engage_core", "engage_suite"}, built
     return built
 
 
 @pytest.fixture(scope="module")
-def fresh_python(tmp_path_factory: pytest.TempPathFactory, wheels: dict[str, Path]) -> Path:
-    """A new venv with engage-core's wheel installed and nothing else of ours."""
-    home = tmp_path_factory.mktemp("core-venv")
-    venv.create(home, with_pip=True)
-    python = home / "bin" / "python"
-    _run(python, "-m", "pip", "install", "-q", "--disable-pip-version-check", wheels["engage_core"])
-    return python
+def fresh_python(fresh_venv: Path, wheels: dict[str, Path]) -> Path:
+    """That venv with engage-core's wheel installed and nothing else of ours
+    (building the wheels installs nothing into it)."""
+    _run(
+        fresh_venv,
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--disable-pip-version-check",
+        wheels["engage_core"],
+    )
+    return fresh_venv
 
 
 def _metadata(wheel: Path) -> dict[str, list[str]]:
