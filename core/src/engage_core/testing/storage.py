@@ -6,8 +6,9 @@ from __future__ import annotations
 import copy
 import hmac
 import itertools
-from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
+from types import MappingProxyType
 from typing import Protocol
 from uuid import UUID
 
@@ -177,9 +178,10 @@ class InMemoryMetricRepository:
         rows.sort(key=lambda m: (m.recorded_at, m.id), reverse=True)
         return rows[: query.limit]
 
-    def stored(self) -> dict[UUID, list[EngagementMetric]]:
-        """Every user's metrics, in the order they were added (for the bulk store)."""
-        return {owner: list(rows) for owner, rows in self._rows.items()}
+    def stored(self) -> Mapping[UUID, Sequence[EngagementMetric]]:
+        """Every user's metrics in the order they were added, read-only and not
+        copied (for the bulk store and the feed)."""
+        return MappingProxyType(self._rows)
 
     async def summarize(self, user_id: UUID, query: SummaryQuery) -> Sequence[Series]:
         rows = self._rows.get(user_id, [])
@@ -383,7 +385,7 @@ class InMemoryBulkMetricStore:
     async def export(
         self, *, user_id: UUID | None, since: datetime | None, until: datetime | None
     ) -> AsyncGenerator[ExportedMetric, None]:
-        for owner, metrics in self._metrics.stored().items():
+        for owner, metrics in list(self._metrics.stored().items()):
             if user_id is not None and owner != user_id:
                 continue
             user = await self._users.get(owner)
