@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import attrs
 from psycopg_pool import AsyncConnectionPool
 
 from engage_adapters.postgres.transaction import connection
@@ -164,15 +165,7 @@ class PostgresSecondFactorRepository:
         if row is None:
             return None
         before = _challenge(row)
-        return MfaChallenge(
-            token_hash=before.token_hash,
-            user_id=before.user_id,
-            purpose=before.purpose,
-            client=before.client,
-            created_at=before.created_at,
-            expires_at=before.expires_at,
-            attempts=before.attempts - 1,
-        )
+        return attrs.evolve(before, attempts=before.attempts - 1)
 
     async def end_challenge(self, token_hash: str) -> bool:
         async with connection(self._pool) as conn:
