@@ -38,6 +38,7 @@ from engage_core.queries import MetricPageQuery, Series, SummaryQuery
 _Read = TypeVar("_Read")
 
 __all__ = [
+    "MAX_REPORTED_FAULTS",
     "AccessClaims",
     "ActivityQuery",
     "ActivityRepository",
@@ -548,12 +549,15 @@ class StagedMetric(NamedTuple):
     recorded_at: datetime
 
 
+MAX_REPORTED_FAULTS = 20  # faults a backfill reports (bad rows, unknown emails), by line
+
+
 @frozen
 class LoadOutcome:
     committed: bool
     inserted: int = 0
     skipped: int = 0
-    unknown_emails: tuple[RowFault, ...] = ()  # the first few, by line
+    unknown_emails: tuple[RowFault, ...] = ()  # the first MAX_REPORTED_FAULTS, by line
     unknown_email_rows: int = 0
 
 

@@ -16,9 +16,13 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from engage_core.ports import ExportedMetric, LoadOutcome, RowFault, StagedMetric
-
-REPORTED_UNKNOWN = 20
+from engage_core.ports import (
+    MAX_REPORTED_FAULTS,
+    ExportedMetric,
+    LoadOutcome,
+    RowFault,
+    StagedMetric,
+)
 
 STAGING = """
 CREATE TEMP TABLE engage_backfill (
@@ -87,7 +91,7 @@ class PostgresBulkMetricStore:
                     await copy.write_row(
                         (m.line, m.email, m.metric_type, m.metric_value, m.recorded_at)
                     )
-            unknown = await (await conn.execute(_UNKNOWN, [REPORTED_UNKNOWN])).fetchall()
+            unknown = await (await conn.execute(_UNKNOWN, [MAX_REPORTED_FAULTS])).fetchall()
             if unknown or not commit():
                 outcome = LoadOutcome(
                     committed=False,

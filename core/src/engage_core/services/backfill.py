@@ -26,7 +26,14 @@ from engage_core.model import (
     parse_metric_value,
     parse_timestamp,
 )
-from engage_core.ports import BulkMetricStore, Clock, ExportedMetric, RowFault, StagedMetric
+from engage_core.ports import (
+    MAX_REPORTED_FAULTS,
+    BulkMetricStore,
+    Clock,
+    ExportedMetric,
+    RowFault,
+    StagedMetric,
+)
 
 __all__ = [
     "MAX_REMEMBERED",
@@ -37,7 +44,6 @@ __all__ = [
     "RawRow",
 ]
 
-MAX_REPORTED_FAULTS = 20
 PROGRESS_EVERY = 1_000  # rows per progress call (a call per row costs more than the bar)
 MAX_REMEMBERED = 100_000  # distinct emails and metric types whose verdict is kept
 

@@ -33,6 +33,7 @@ from engage_core.model import (
     User,
 )
 from engage_core.ports import (
+    MAX_REPORTED_FAULTS,
     ActivityQuery,
     Clock,
     ExportedMetric,
@@ -44,7 +45,6 @@ from engage_core.ports import (
 )
 from engage_core.queries import MetricPageQuery, Position, Series, SummaryQuery
 from engage_core.services.api_keys import LAST_USED_RESOLUTION, ApiKey, OwnedApiKey
-from engage_core.services.backfill import MAX_REPORTED_FAULTS
 from engage_core.summaries import Aggregate, in_query, summarize
 
 __all__ = [
