@@ -34,7 +34,7 @@ from litestar.testing import AsyncTestClient
 from litestar.testing.transport import TestClientTransport
 from psycopg.conninfo import conninfo_to_dict
 
-from engage_adapters.bootstrap import HttpPolicy, Storage, build_services, derive_key
+from engage_adapters.bootstrap import HttpPolicy, Storage, build_services, http_policy
 from engage_adapters.settings import Settings, load_settings
 from engage_core.ports import PasswordHasher
 from engage_core.testing import FakeClock, FakePasswordHasher
@@ -145,13 +145,7 @@ def settings(
 @pytest.fixture
 def policy(settings: Settings) -> HttpPolicy:
     """As ``engage serve`` builds it from the settings."""
-    return HttpPolicy(
-        cookie_secure=settings.cookies_secure_for("127.0.0.1"),
-        cors_origins=settings.cors_origins,
-        auth_rate_per_minute=settings.auth_rate_per_minute,
-        csrf_secret=derive_key(JWT_SECRET.encode(), "csrf").hex(),
-        trusted_proxies=settings.trusted_proxies,
-    )
+    return http_policy(settings, bind_host="127.0.0.1")
 
 
 @pytest.fixture

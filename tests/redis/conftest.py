@@ -25,7 +25,7 @@ import pytest
 from attrs import define
 from litestar.testing import AsyncTestClient
 
-from engage_adapters.bootstrap import HttpPolicy, Services, build_services, derive_key
+from engage_adapters.bootstrap import Services, build_services, http_policy
 from engage_adapters.settings import Settings, load_settings
 from engage_core.testing import FakePasswordHasher
 from engage_http.app import create_app
@@ -134,6 +134,7 @@ def settings_for(tmp_path: Path, database_url: str, redis_url: str) -> Settings:
             "ENGAGE_DATABASE_URL": database_url,
             "ENGAGE_REDIS_URL": redis_url,
             "ENGAGE_COOKIE_SECURE": "false",
+            "ENGAGE_AUTH_RATE_PER_MINUTE": "1000",
         }
     )
 
@@ -156,17 +157,14 @@ HttpFor = Callable[[str], AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
 @pytest.fixture
-def http(services: ServicesFor) -> HttpFor:
+def http(services: ServicesFor, tmp_path: Path, database_url: str) -> HttpFor:
     """``http(redis_url)``: a client of the whole app, one process, over ``services``."""
-    policy = HttpPolicy(
-        cookie_secure=False,
-        cors_origins=(),
-        auth_rate_per_minute=1000,
-        csrf_secret=derive_key(JWT_SECRET.encode(), "csrf").hex(),
-    )
 
     @asynccontextmanager
     async def client(redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
+        settings = settings_for(tmp_path, database_url, redis_url)
+        policy = http_policy(settings, bind_host="127.0.0.1")
+
         @asynccontextmanager
         async def exported() -> AsyncIterator[Services]:
             async with services(redis_url) as built:
