@@ -24,8 +24,9 @@ from engage_adapters.embedded_pg import start_embedded
 from engage_adapters.postgres.migrate import upgrade
 
 from . import progress
-from .bulk_loads import raw_copy, run_backfill, write_backfill_csv
+from .bulk_loads import copy_into_table, raw_copy, run_backfill, write_backfill_csv
 from .data import HISTORY, load_data
+from .features import measure_stream
 from .load import Wrk, find_wrk
 from .measures import Context, compare_uvicorn, measure_engage
 from .report import Results, json_document, print_report, rows_of
@@ -55,6 +56,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--storm-connections", type=positive, default=8)
     parser.add_argument("--threads", type=positive, default=2, help="wrk threads")
     parser.add_argument("--tokens", type=positive, default=64, help="users the reads spread over")
+    parser.add_argument(
+        "--streams", type=int, default=1000, help="live streams for bench/stream.py (0: skip it)"
+    )
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--wrk", help="path of wrk (default: from PATH)")
     parser.add_argument("--redis", action="store_true", help="a valkey-server as ENGAGE_REDIS_URL")
@@ -128,9 +132,12 @@ def run_suite(
         progress(f"loading {args.users:,} users and {args.metrics:,} metrics")
         data = load_data(url, users=args.users, metrics=args.metrics, now=now, seed=args.seed)
         csv = root / "backfill.csv"
-        raw_rate = float("nan")
+        raw_rate = table_rate = float("nan")
         if args.backfill_rows:
             raw_rate = _raw_copy_of_backfill(args, url, csv, root, now)
+            progress("\\copy of the CSV into engagement_metrics (rolled back)")
+            table_rate = copy_into_table(url, csv, root)
+            progress(f"  \\copy into engagement_metrics: {table_rate:,.0f} rows/s")
         env = engage_env(root, url)
         if args.redis:
             env["ENGAGE_REDIS_URL"] = start_redis(root, stack)
@@ -155,15 +162,18 @@ def run_suite(
             progress(f"engage metrics backfill of {args.backfill_rows:,} rows")
             backfill_rate = run_backfill(url, csv, ctx.env, args.backfill_rows, root)
             progress(f"  backfill: {backfill_rate:,.0f} rows/s")
+        stream = measure_stream(root, args.streams) if args.streams else None
         return Results(
             args=args,
             postgres_version=_server_version(url),
             load_average=load_average,
             data=data,
             raw_copy_rate=raw_rate,
+            table_copy_rate=table_rate,
             engage=engage,
             servers=servers,
             backfill_rate=backfill_rate,
+            stream=stream,
             notes=ctx.notes,
         )
 

@@ -29,6 +29,7 @@ from common import METRIC_TYPES
 
 from . import progress, servers
 from .data import BCRYPT_ROUNDS, HISTORY, PASSWORD, email_of
+from .features import ReadSideEffects, TableCounts, create_api_keys, static_traffic
 from .load import (
     LUA_BEARER_GET,
     LUA_BEARER_POST,
@@ -139,7 +140,9 @@ class EngageTraffic:
     summaries: Traffic
     reads: Traffic
     single_writes: Traffic
+    key_writes: Traffic  # the single write, authenticated by an API key
     batch_writes: Traffic
+    static: Traffic  # the dashboard's page and assets
 
 
 @frozen(kw_only=True)
@@ -152,7 +155,10 @@ class EngageFigures:
     reads: Measurement
     read_floor: Measurement  # the read's two queries alone
     single_writes: Measurement
+    key_writes: Measurement
     batch_writes: Measurement
+    static: Measurement
+    read_effects: ReadSideEffects
     storm: Storm
     memory: WorkerMemory
     traffic: EngageTraffic
@@ -396,6 +402,8 @@ def engage_traffic(
         tokens += login_tokens(engage.base, args.users - args.tokens, args.tokens - len(tokens))
     token_file = ctx.root / "tokens.txt"
     token_file.write_text("\n".join(tokens) + "\n", encoding="utf-8")
+    key_file = ctx.root / "keys.txt"
+    key_file.write_text("\n".join(create_api_keys(engage.base, tokens)) + "\n", encoding="utf-8")
     get_script = ctx.wrk.script("bearer-get", LUA_BEARER_GET)
     post_script = ctx.wrk.script("bearer-post", LUA_BEARER_POST)
     bare_script = ctx.wrk.script("bare", "")
@@ -418,10 +426,19 @@ def engage_traffic(
         single_writes=Traffic(
             path="/api/dashboard/metrics", script=post_script, args=(*token_args, str(one))
         ),
+        key_writes=Traffic(
+            path="/api/dashboard/metrics", script=post_script, args=(str(key_file), str(one))
+        ),
         batch_writes=Traffic(
             path="/api/dashboard/metrics/batch", script=post_script, args=(*token_args, str(many))
         ),
+        static=static_traffic(engage.base, ctx.wrk, ctx.root),
     )
+
+
+def traffic_tokens(ctx: Context) -> list[str]:
+    """The bearer tokens the reads and writes cycle through."""
+    return (ctx.root / "tokens.txt").read_text(encoding="utf-8").split()
 
 
 def measure_read_floor(ctx: Context, traffic: EngageTraffic) -> Measurement:
@@ -489,10 +506,18 @@ def measure_engage(ctx: Context, now: datetime) -> EngageFigures:
         bare_before = measure(
             ctx, bare, traffic.bare, connections=connections, label="bare handler", database=False
         )
+        counts_before = TableCounts.read(ctx.url)
         reads = measure_profiled(
             ctx, engage, traffic.reads, connections=connections, label="reads", profile_name="reads"
         )
         read_floor = measure_read_floor(ctx, traffic)
+        # The floor writes nothing, and lets the workers' statistics reach the server.
+        read_effects = ReadSideEffects.between(
+            counts_before,
+            TableCounts.read(ctx.url),
+            sessions=len(traffic_tokens(ctx)),
+            seconds=ctx.args.warmup + ctx.args.duration,
+        )
         single_writes = measure_profiled(
             ctx,
             engage,
@@ -500,6 +525,9 @@ def measure_engage(ctx: Context, now: datetime) -> EngageFigures:
             connections=connections,
             label="single writes",
             profile_name="writes",
+        )
+        key_writes = measure(
+            ctx, engage, traffic.key_writes, connections=connections, label="writes with a key"
         )
         bare_after = measure(
             ctx,
@@ -516,6 +544,14 @@ def measure_engage(ctx: Context, now: datetime) -> EngageFigures:
             connections=ctx.args.batch_connections,
             label="batch writes",
         )
+        static = measure(
+            ctx,
+            engage,
+            traffic.static,
+            connections=connections,
+            label="static pages",
+            database=False,
+        )
         storm = measure_storm(ctx, engage, traffic)
         memory = worker_memory(engage)
     return EngageFigures(
@@ -525,7 +561,10 @@ def measure_engage(ctx: Context, now: datetime) -> EngageFigures:
         reads=reads,
         read_floor=read_floor,
         single_writes=single_writes,
+        key_writes=key_writes,
         batch_writes=batch_writes,
+        static=static,
+        read_effects=read_effects,
         storm=storm,
         memory=memory,
         traffic=traffic,

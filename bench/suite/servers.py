@@ -199,10 +199,12 @@ def engage_env(root: Path, url: str) -> dict[str, str]:
             "ENGAGE_DATA_DIR": str(root / "engage-data"),
             "ENGAGE_JWT_SECRET": JWT_SECRET,
             "ENGAGE_BCRYPT_ROUNDS": str(BCRYPT_ROUNDS),
-            # One client address and a few emails do all the logging in: the limits
-            # would measure the limiter. Every other rule stays as deployed.
+            # One client address and a few emails do all the logging in, and 64 keys
+            # all the key writes: the limits would measure the limiter. Every other
+            # rule stays as deployed.
             "ENGAGE_AUTH_RATE_PER_MINUTE": "1000000",
             "ENGAGE_LOGIN_FAILURES_PER_EMAIL": "1000",
+            "ENGAGE_KEY_RATE_PER_MINUTE": "1000000",
             "ENGAGE_LOG_LEVEL": "INFO",
         }
     )
