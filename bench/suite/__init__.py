@@ -22,6 +22,12 @@ other work on the machine hits both alike:
 * the floor under a read: Litestar running the read's two queries (session
   liveness, newest page) on psycopg and nothing else, so that the table shows
   how much of the distance to the bare handler is PostgreSQL round trips;
+* the newer features: single writes with an API key, the web app's static
+  files, what the reads write behind the scenes (``last_seen_at`` at most once
+  a minute per session, no activity entries), and the live stream's memory
+  and fan-out (``bench/stream.py`` on its own server, ``--streams 0`` skips it);
+* a ``\\copy`` of the backfill CSV into ``engagement_metrics`` itself (rolled
+  back), the ceiling of the backfill's goal;
 * the server's CPU time per request (its workers, and PostgreSQL's backends),
   which other load on the machine disturbs much less than requests per second;
 * each worker's resident memory after the load.
@@ -56,6 +62,7 @@ The modules
 metrics · ``bulk_loads`` the backfill CSV, its raw ``\\copy`` and ``engage metrics
 backfill`` · ``servers`` PostgreSQL, valkey, ``engage serve`` and the bare apps ·
 ``load`` wrk, its Lua scripts and its results · ``measures`` each measurement ·
+``features`` the newer features' measurements ·
 ``report`` the table, the goals, the summary lines and the JSON.
 """
 
