@@ -526,8 +526,13 @@ def measure_engage(ctx: Context, now: datetime) -> EngageFigures:
             label="single writes",
             profile_name="writes",
         )
-        key_writes = measure(
-            ctx, engage, traffic.key_writes, connections=connections, label="writes with a key"
+        key_writes = measure_profiled(
+            ctx,
+            engage,
+            traffic.key_writes,
+            connections=connections,
+            label="writes with a key",
+            profile_name="key-writes",
         )
         bare_after = measure(
             ctx,
