@@ -103,12 +103,14 @@ from engage_core import inprocess, testing
 from engage_core.mail_templates import Branding
 from engage_core.ports import (
     ActivityRepository,
+    ApiKeyRepository,
     BulkMetricStore,
     Cache,
     Clock,
     IdempotencyStore,
     Mailer,
     MailQueue,
+    MetricFeed,
     MetricRepository,
     OneTimeTokenRepository,
     PasswordHasher,
@@ -123,7 +125,7 @@ from engage_core.queries import CursorCodec
 from engage_core.services.account_mail import AccountMail
 from engage_core.services.activity import ActivityLog
 from engage_core.services.admin import AccountAdmin
-from engage_core.services.api_keys import ApiKeyPolicy, ApiKeyRepository, ApiKeyService
+from engage_core.services.api_keys import ApiKeyPolicy, ApiKeyService
 from engage_core.services.auth import AuthPolicy, AuthService
 from engage_core.services.backfill import BackfillService
 from engage_core.services.dashboard_cache import (
@@ -133,7 +135,7 @@ from engage_core.services.dashboard_cache import (
 )
 from engage_core.services.email import EmailFlowPolicy, EmailFlows
 from engage_core.services.idempotency import IdempotencyGuard
-from engage_core.services.live import LiveMetrics, MetricFeed
+from engage_core.services.live import LiveMetrics
 from engage_core.services.mail_delivery import DeliveryPolicy, MailDelivery
 from engage_core.services.metrics import MetricsService
 from engage_core.services.mfa import MfaService, TotpVerifier

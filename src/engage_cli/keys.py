@@ -10,8 +10,7 @@ import typer
 from engage_adapters.bootstrap import Services
 from engage_cli.context import with_services
 from engage_cli.errors import guarded
-from engage_core.model import OPERATOR, Email
-from engage_core.services.api_keys import ApiKey, ApiKeyScope, OwnedApiKey
+from engage_core.model import OPERATOR, ApiKey, ApiKeyScope, Email, OwnedApiKey
 
 app = typer.Typer(
     help="API keys: scoped bearer credentials for the metrics endpoints.", no_args_is_help=True

@@ -17,11 +17,11 @@ from litestar.exceptions import SerializationException
 from litestar.types import Empty
 from msgspec import Meta
 
-from engage_core.model import ActivityEntry, DeviceSession, EngagementMetric, User
+from engage_core.model import ActivityEntry, ApiKey, DeviceSession, EngagementMetric, User
 from engage_core.queries import MetricPage, Summary
 from engage_core.services.account_mail import LINK_TOKEN_PATTERN
 from engage_core.services.activity import ActivityPage
-from engage_core.services.api_keys import ApiKey, IssuedApiKey
+from engage_core.services.api_keys import IssuedApiKey
 from engage_core.services.metrics import MAX_BATCH
 from engage_core.services.mfa import MAX_CODE_LENGTH, MfaRequired, TotpEnrolment
 from engage_http.openapi import (

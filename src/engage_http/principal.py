@@ -10,12 +10,8 @@ from litestar.di import NamedDependency
 from litestar.params import SkipValidation
 
 from engage_core.errors import Unauthorized
-from engage_core.services.api_keys import (
-    ApiKeyScope,
-    ApiKeyService,
-    KeyPrincipal,
-    looks_like_api_key,
-)
+from engage_core.model import ApiKeyScope
+from engage_core.services.api_keys import ApiKeyService, KeyPrincipal, looks_like_api_key
 from engage_core.services.auth import AuthService, Principal
 from engage_http.cookies import ACCESS_COOKIE
 from engage_http.dependencies import Injected

@@ -12,8 +12,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from engage_adapters.postgres.live import PostgresMetricFeed, parse_notice
 from engage_adapters.postgres.metrics import PostgresMetricRepository
-from engage_core.model import MetricDraft, MetricType, MetricValue, Timestamp
-from engage_core.services.live import AccessEnded, GrantId, Listening, MetricsAdded
+from engage_core.model import GrantId, MetricDraft, MetricType, MetricValue, Timestamp
+from engage_core.ports import AccessEnded, Listening, MetricsAdded
 from support.rows import insert_users
 
 WAIT = 10.0

@@ -12,9 +12,18 @@ import pytest
 
 from engage_core import testing
 from engage_core.errors import RateLimited
-from engage_core.model import MetricDraft, MetricType, MetricValue, Session, Timestamp
-from engage_core.services.api_keys import ApiKey, ApiKeyScope
-from engage_core.services.live import Grant, GrantId, LiveMetrics, Stream, StreamEvent
+from engage_core.model import (
+    ApiKey,
+    ApiKeyScope,
+    Grant,
+    GrantId,
+    MetricDraft,
+    MetricType,
+    MetricValue,
+    Session,
+    Timestamp,
+)
+from engage_core.services.live import LiveMetrics, Stream, StreamEvent
 
 WAIT = 5.0  # how long a test waits for what must happen (it happens in milliseconds)
 

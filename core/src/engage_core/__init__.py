@@ -27,16 +27,21 @@ from engage_core.errors import (
 from engage_core.model import (
     ActivityEntry,
     ActivityKind,
+    ApiKey,
+    ApiKeyScope,
     Client,
     DeviceSession,
     Email,
     EngagementMetric,
+    Grant,
+    GrantId,
     LoginPurpose,
     MetricDraft,
     MetricType,
     MetricValue,
     MfaChallenge,
     OneTimeToken,
+    OwnedApiKey,
     Password,
     Session,
     Timestamp,
@@ -46,8 +51,10 @@ from engage_core.model import (
 )
 from engage_core.ports import (
     AccessClaims,
+    AccessEnded,
     ActivityQuery,
     ActivityRepository,
+    ApiKeyRepository,
     BulkMetricStore,
     Cache,
     Clock,
@@ -55,13 +62,16 @@ from engage_core.ports import (
     DashboardEntry,
     ExportedMetric,
     IdempotencyStore,
+    Listening,
     LoadOutcome,
     Mailer,
     MailMessage,
     MailNotSent,
     MailQueue,
     MailStatus,
+    MetricFeed,
     MetricRepository,
+    MetricsAdded,
     OneTimePasswords,
     OneTimeTokenRepository,
     PasswordHasher,
@@ -102,14 +112,10 @@ from engage_core.services.admin import (
     AccountAdmin,
 )
 from engage_core.services.api_keys import (
-    ApiKey,
     ApiKeyPolicy,
-    ApiKeyRepository,
-    ApiKeyScope,
     ApiKeyService,
     IssuedApiKey,
     KeyPrincipal,
-    OwnedApiKey,
 )
 from engage_core.services.auth import (
     AccessGrant,
@@ -138,13 +144,7 @@ from engage_core.services.idempotency import (
     IdempotencyGuard,
 )
 from engage_core.services.live import (
-    AccessEnded,
-    Grant,
-    GrantId,
-    Listening,
     LiveMetrics,
-    MetricFeed,
-    MetricsAdded,
     Stream,
     StreamEvent,
 )

@@ -10,7 +10,7 @@ import enum
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import email_validator
@@ -20,6 +20,7 @@ from engage_core.errors import FieldError, ValidationFailed
 
 __all__ = [
     "EARLIEST_RECORDED_AT",
+    "KEY_PREFIX",
     "MAX_EMAIL_LENGTH",
     "MAX_FUTURE_SKEW",
     "MAX_IP_LENGTH",
@@ -35,16 +36,22 @@ __all__ = [
     "UNKNOWN_CLIENT",
     "ActivityEntry",
     "ActivityKind",
+    "ApiKey",
+    "ApiKeyScope",
     "Client",
     "DeviceSession",
     "Email",
     "EngagementMetric",
+    "Grant",
+    "GrantId",
+    "GrantKind",
     "LoginPurpose",
     "MetricDraft",
     "MetricType",
     "MetricValue",
     "MfaChallenge",
     "OneTimeToken",
+    "OwnedApiKey",
     "Password",
     "Session",
     "Timestamp",
@@ -518,3 +525,65 @@ class ActivityEntry:
     email: str | None
     client: Client
     id: int = 0  # given by the store
+
+
+# --- API keys, and what authorises a live stream ------------------------------------
+
+KEY_PREFIX = "engk_"  # every API key's text starts with it
+
+
+class ApiKeyScope(enum.StrEnum):
+    METRICS_WRITE = "metrics:write"
+    METRICS_READ = "metrics:read"
+
+
+@frozen(kw_only=True)
+class ApiKey:
+    """A scoped bearer credential of a user, stored as ``secret_hash`` (a keyed
+    hash) only: ``services.api_keys`` says how a key reads and is checked."""
+
+    id: UUID
+    user_id: UUID
+    name: str
+    scopes: frozenset[ApiKeyScope]
+    secret_hash: str = field(repr=False)
+    created_at: datetime
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    @property
+    def prefix(self) -> str:
+        """The part of the key that is not secret, by which its user recognises it."""
+        return f"{KEY_PREFIX}{self.id.hex}"
+
+    def is_usable(self, now: datetime) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
+
+
+@frozen(kw_only=True)
+class OwnedApiKey:
+    """A key and its user's address, as an operator lists them."""
+
+    key: ApiKey
+    email: str
+
+
+GrantKind = Literal["family", "key"]
+
+
+@frozen
+class GrantId:
+    """What lets a client in: a signed-in device (its session family) or an API key."""
+
+    kind: GrantKind
+    id: UUID
+
+
+@frozen
+class Grant:
+    """What authorised a stream, for how long; the stream ends with it."""
+
+    id: GrantId
+    user_id: UUID
+    expires_at: datetime | None

@@ -9,7 +9,15 @@ tests as the real adapters.
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Iterable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Sequence,
+)
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -21,12 +29,15 @@ from attrs import field, frozen
 from engage_core.model import (
     ActivityEntry,
     ActivityKind,
+    ApiKey,
     DeviceSession,
     Email,
     EngagementMetric,
+    GrantId,
     MetricDraft,
     MfaChallenge,
     OneTimeToken,
+    OwnedApiKey,
     Password,
     Session,
     TokenPurpose,
@@ -38,10 +49,13 @@ from engage_core.queries import MetricPageQuery, Series, SummaryQuery
 _Read = TypeVar("_Read")
 
 __all__ = [
+    "LAST_USED_RESOLUTION",
     "MAX_REPORTED_FAULTS",
     "AccessClaims",
+    "AccessEnded",
     "ActivityQuery",
     "ActivityRepository",
+    "ApiKeyRepository",
     "BulkMetricStore",
     "Cache",
     "Clock",
@@ -49,13 +63,17 @@ __all__ = [
     "DashboardEntry",
     "ExportedMetric",
     "IdempotencyStore",
+    "Listening",
     "LoadOutcome",
     "MailMessage",
     "MailNotSent",
     "MailQueue",
     "MailStatus",
     "Mailer",
+    "MetricFeed",
     "MetricRepository",
+    "MetricsAdded",
+    "Notice",
     "OneTimePasswords",
     "OneTimeTokenRepository",
     "PasswordHasher",
@@ -585,4 +603,109 @@ class BulkMetricStore(Protocol):
         self, *, user_id: UUID | None, since: datetime | None, until: datetime | None
     ) -> AsyncGenerator[ExportedMetric, None]:
         """Every matching metric with its user's email, oldest first, streamed."""
+        ...
+
+
+# --- API keys ----------------------------------------------------------------------
+
+# last_used_at is written at most this often per key: a use is a read, not a write.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class ApiKeyRepository(Protocol):
+    async def add(self, key: ApiKey) -> None: ...
+
+    async def get(self, key_id: UUID) -> ApiKey | None:
+        """The key, revoked or expired too; None when there is no such key."""
+        ...
+
+    async def for_user(self, user_id: UUID) -> Sequence[ApiKey]:
+        """The user's keys that are not revoked (expired ones too), newest first."""
+        ...
+
+    async def every_key(self) -> Sequence[OwnedApiKey]:
+        """Every key that is not revoked, by user email, then newest first."""
+        ...
+
+    async def count_usable(self, user_id: UUID, at: datetime) -> int:
+        """How many of the user's keys are usable at ``at``: neither revoked nor expired."""
+        ...
+
+    async def revoke(self, key_id: UUID, at: datetime) -> ApiKey | None:
+        """Revoke the key if it is not revoked yet: the key, now revoked, or None."""
+        ...
+
+    async def touch(self, key_id: UUID, at: datetime) -> None:
+        """Set ``last_used_at`` to ``at`` unless it is less than ``LAST_USED_RESOLUTION``
+        before ``at`` (so concurrent uses write it once)."""
+        ...
+
+
+# --- the live stream's feed ------------------------------------------------------------
+
+
+@frozen
+class MetricsAdded:
+    """One statement stored ``count`` metrics of a user, ids ``first_id`` to ``last_id``."""
+
+    user_id: UUID
+    first_id: int
+    last_id: int
+    count: int
+
+
+@frozen
+class AccessEnded:
+    """A signed-in device's session (its family) or an API key may no longer be used."""
+
+    grant: GrantId
+
+
+@frozen
+class Listening:
+    """The feed listens (again). ``resumed``: after a lost connection, so anything
+    it would have said meanwhile is unknown."""
+
+    resumed: bool
+
+
+Notice = MetricsAdded | AccessEnded | Listening
+
+
+class MetricFeed(Protocol):
+    """What the live stream learns of new metrics and ended access, and reads back."""
+
+    def notices(self) -> AsyncIterator[Notice]:
+        """Notices in commit order, for as long as the caller iterates; ``Listening``
+        first, and again after a lost connection is back."""
+        ...
+
+    async def follow(self, user_id: UUID) -> None:
+        """Say that this process has one more stream of the user: the feed tells of
+        every new metric of the users followed (and may leave out the others':
+        a notification costs their writer)."""
+        ...
+
+    async def unfollow(self, user_id: UUID) -> None:
+        """One stream of the user fewer."""
+        ...
+
+    async def position(self, user_id: UUID) -> int:
+        """An id that every metric of the user committed from now on will exceed,
+        and that no metric committed before exceeds."""
+        ...
+
+    async def metrics_after(
+        self, user_id: UUID, after: int, *, through: int | None, limit: int
+    ) -> Sequence[EngagementMetric]:
+        """The user's metrics with ids above ``after`` (up to ``through``), ascending."""
+        ...
+
+    async def count_after(self, user_id: UUID, after: int) -> tuple[int, int]:
+        """How many of the user's metrics have ids above ``after``, and the last one's
+        id (``after`` when there is none)."""
+        ...
+
+    async def live_grants(self, grants: Collection[GrantId], at: datetime) -> set[GrantId]:
+        """Those of ``grants`` that may still be used at ``at``."""
         ...

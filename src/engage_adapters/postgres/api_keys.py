@@ -15,12 +15,8 @@ from uuid import UUID
 from psycopg_pool import AsyncConnectionPool
 
 from engage_adapters.postgres.transaction import connection
-from engage_core.services.api_keys import (
-    LAST_USED_RESOLUTION,
-    ApiKey,
-    ApiKeyScope,
-    OwnedApiKey,
-)
+from engage_core.model import ApiKey, ApiKeyScope, OwnedApiKey
+from engage_core.ports import LAST_USED_RESOLUTION
 
 _COLUMNS = (
     "id, user_id, name, secret_hash, scopes, created_at, expires_at, last_used_at, revoked_at"

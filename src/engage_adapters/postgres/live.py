@@ -30,8 +30,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from engage_adapters.postgres.metrics import stored_metric
 from engage_adapters.postgres.transaction import connection
-from engage_core.model import EngagementMetric
-from engage_core.services.live import AccessEnded, GrantId, Listening, MetricsAdded, Notice
+from engage_core.model import EngagementMetric, GrantId
+from engage_core.ports import AccessEnded, Listening, MetricsAdded, Notice
 
 log = logging.getLogger("engage.live")
 

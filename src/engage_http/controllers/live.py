@@ -12,9 +12,10 @@ from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from engage_core.errors import FieldError, Unauthorized, ValidationFailed
+from engage_core.model import Grant, GrantId
 from engage_core.services.api_keys import KeyPrincipal
 from engage_core.services.auth import AuthService
-from engage_core.services.live import Grant, GrantId, LiveMetrics, Stream, StreamEvent
+from engage_core.services.live import LiveMetrics, Stream, StreamEvent
 from engage_http.dependencies import Injected
 from engage_http.dto import MetricOut, encode
 from engage_http.openapi import (

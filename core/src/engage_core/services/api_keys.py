@@ -10,15 +10,14 @@ in the process, so a revoked or expired key is refused at once everywhere.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import hmac
 import math
 import re
 import secrets
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
-from typing import Protocol, TypeVar
+from datetime import datetime
+from typing import TypeVar
 from uuid import UUID, uuid4
 
 from attrs import define, field, frozen
@@ -32,10 +31,29 @@ from engage_core.errors import (
     Unauthorized,
     ValidationFailed,
 )
-from engage_core.model import OPERATOR, UNKNOWN_CLIENT, ActivityKind, Client, Timestamp
-from engage_core.ports import Clock, RateLimiter, UnitOfWork, UserRepository
+from engage_core.model import (
+    KEY_PREFIX,
+    OPERATOR,
+    UNKNOWN_CLIENT,
+    ActivityKind,
+    ApiKey,
+    ApiKeyScope,
+    Client,
+    OwnedApiKey,
+    Timestamp,
+)
+from engage_core.ports import (
+    LAST_USED_RESOLUTION,
+    ApiKeyRepository,
+    Clock,
+    RateLimiter,
+    UnitOfWork,
+    UserRepository,
+)
 from engage_core.services.activity import ActivityLog
 
+# The key and its scopes (model) and the repository's port (ports) are re-exported
+# here, where they were defined before.
 __all__ = [
     "KEY_PREFIX",
     "LAST_USED_RESOLUTION",
@@ -56,42 +74,13 @@ __all__ = [
     "looks_like_api_key",
 ]
 
-KEY_PREFIX = "engk_"
 SECRET_BYTES = 30  # 240 bits, 40 URL-safe characters
 MAX_NAME_LENGTH = 100
 MAX_KEYS_PER_USER = 100
-# last_used_at is written at most this often per key: a read per use, not a write.
-LAST_USED_RESOLUTION = timedelta(minutes=1)
 RATE_WINDOW = 60.0
 _TOKEN = re.compile(r"engk_([0-9a-f]{32})_([A-Za-z0-9_-]{40})", re.ASCII)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 T = TypeVar("T")
-
-
-class ApiKeyScope(enum.StrEnum):
-    METRICS_WRITE = "metrics:write"
-    METRICS_READ = "metrics:read"
-
-
-@frozen(kw_only=True)
-class ApiKey:
-    id: UUID
-    user_id: UUID
-    name: str
-    scopes: frozenset[ApiKeyScope]
-    secret_hash: str = field(repr=False)
-    created_at: datetime
-    expires_at: datetime | None = None
-    last_used_at: datetime | None = None
-    revoked_at: datetime | None = None
-
-    @property
-    def prefix(self) -> str:
-        """The part of the key that is not secret, by which its user recognises it."""
-        return f"{KEY_PREFIX}{self.id.hex}"
-
-    def is_usable(self, now: datetime) -> bool:
-        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
 
 
 @frozen(kw_only=True)
@@ -102,14 +91,6 @@ class IssuedApiKey:
     token: str = field(repr=False)
 
 
-@frozen(kw_only=True)
-class OwnedApiKey:
-    """A key and its user's address, as an operator lists them."""
-
-    key: ApiKey
-    email: str
-
-
 @frozen
 class KeyPrincipal:
     """Who a request authenticated by an API key acts for, and by which key."""
@@ -117,30 +98,6 @@ class KeyPrincipal:
     user_id: UUID
     key_id: UUID
     expires_at: datetime | None
-
-
-class ApiKeyRepository(Protocol):
-    async def add(self, key: ApiKey) -> None: ...
-
-    async def get(self, key_id: UUID) -> ApiKey | None: ...
-
-    async def for_user(self, user_id: UUID) -> Sequence[ApiKey]:
-        """The user's keys that are not revoked (expired ones too), newest first."""
-        ...
-
-    async def every_key(self) -> Sequence[OwnedApiKey]:
-        """Every key that is not revoked, by user email, then newest first."""
-        ...
-
-    async def count_usable(self, user_id: UUID, at: datetime) -> int: ...
-
-    async def revoke(self, key_id: UUID, at: datetime) -> ApiKey | None:
-        """Revoke the key if it is not revoked yet: the key, now revoked, or None."""
-        ...
-
-    async def touch(self, key_id: UUID, at: datetime) -> None:
-        """Set ``last_used_at`` to ``at`` unless it is already within a minute of it."""
-        ...
 
 
 @frozen(kw_only=True)

@@ -19,17 +19,25 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Collection, Iterable, Sequence
-from datetime import datetime
-from typing import Literal, Protocol
+from collections.abc import AsyncIterator, Iterable
+from typing import Literal
 from uuid import UUID
 
 from attrs import define, field, frozen
 
 from engage_core.errors import RateLimited, Unavailable, ValidationFailed
-from engage_core.model import EngagementMetric, MetricType
-from engage_core.ports import Clock
+from engage_core.model import EngagementMetric, Grant, GrantId, GrantKind, MetricType
+from engage_core.ports import (
+    AccessEnded,
+    Clock,
+    Listening,
+    MetricFeed,
+    MetricsAdded,
+    Notice,
+)
 
+# The feed's port and notices (ports) and the grants (model) are re-exported here,
+# where they were defined before.
 __all__ = [
     "CATCH_UP_LIMIT",
     "HEARTBEAT_SECONDS",
@@ -64,88 +72,6 @@ PAGE = 500
 # waiting items; the client resumes from the table with Last-Event-ID.
 MAX_WAITING = 5_000
 READY_TIMEOUT = 5.0
-
-
-# --- what the feed says ---------------------------------------------------------------
-
-
-@frozen
-class MetricsAdded:
-    """One statement stored ``count`` metrics of a user, ids ``first_id`` to ``last_id``."""
-
-    user_id: UUID
-    first_id: int
-    last_id: int
-    count: int
-
-
-@frozen
-class AccessEnded:
-    """A signed-in device's session (its family) or an API key may no longer be used."""
-
-    grant: GrantId
-
-
-@frozen
-class Listening:
-    """The feed listens (again). ``resumed``: after a lost connection, so anything
-    it would have said meanwhile is unknown."""
-
-    resumed: bool
-
-
-Notice = MetricsAdded | AccessEnded | Listening
-GrantKind = Literal["family", "key"]
-
-
-@frozen
-class GrantId:
-    kind: GrantKind
-    id: UUID
-
-
-@frozen
-class Grant:
-    """What authorised a stream, for how long; the stream ends with it."""
-
-    id: GrantId
-    user_id: UUID
-    expires_at: datetime | None
-
-
-class MetricFeed(Protocol):
-    def notices(self) -> AsyncIterator[Notice]:
-        """Notices in commit order, for as long as the caller iterates; ``Listening``
-        first, and again after a lost connection is back."""
-        ...
-
-    async def follow(self, user_id: UUID) -> None:
-        """Say that this process has one more stream of the user (metrics of users
-        nobody follows are not notified: a notification costs their writer)."""
-        ...
-
-    async def unfollow(self, user_id: UUID) -> None:
-        """One stream of the user fewer."""
-        ...
-
-    async def position(self, user_id: UUID) -> int:
-        """An id that every metric of the user committed from now on will exceed,
-        and that no metric committed before exceeds."""
-        ...
-
-    async def metrics_after(
-        self, user_id: UUID, after: int, *, through: int | None, limit: int
-    ) -> Sequence[EngagementMetric]:
-        """The user's metrics with ids above ``after`` (up to ``through``), ascending."""
-        ...
-
-    async def count_after(self, user_id: UUID, after: int) -> tuple[int, int]:
-        """How many of the user's metrics have ids above ``after``, and the last id."""
-        ...
-
-    async def live_grants(self, grants: Collection[GrantId], at: datetime) -> set[GrantId]:
-        """Those of ``grants`` that may still be used at ``at``."""
-        ...
 
 
 # --- what a stream sends --------------------------------------------------------------

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import datetime
 from uuid import UUID
 
-from engage_core.model import EngagementMetric
-from engage_core.services.live import AccessEnded, GrantId, Listening, MetricsAdded, Notice
+from engage_core.model import EngagementMetric, GrantId
+from engage_core.ports import AccessEnded, Listening, MetricsAdded, Notice
 from engage_core.testing.storage import (
     InMemoryApiKeyRepository,
     InMemoryMetricRepository,

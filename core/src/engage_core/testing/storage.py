@@ -18,6 +18,7 @@ from engage_core.errors import Conflict
 from engage_core.inprocess import _seconds_from
 from engage_core.model import (
     ActivityEntry,
+    ApiKey,
     DeviceSession,
     Email,
     EngagementMetric,
@@ -26,6 +27,7 @@ from engage_core.model import (
     MetricValue,
     MfaChallenge,
     OneTimeToken,
+    OwnedApiKey,
     Session,
     Timestamp,
     TokenPurpose,
@@ -33,6 +35,7 @@ from engage_core.model import (
     User,
 )
 from engage_core.ports import (
+    LAST_USED_RESOLUTION,
     MAX_REPORTED_FAULTS,
     ActivityQuery,
     Clock,
@@ -44,7 +47,6 @@ from engage_core.ports import (
     StoredResponse,
 )
 from engage_core.queries import MetricPageQuery, Position, Series, SummaryQuery
-from engage_core.services.api_keys import LAST_USED_RESOLUTION, ApiKey, OwnedApiKey
 from engage_core.summaries import Aggregate, in_query, summarize
 
 __all__ = [
