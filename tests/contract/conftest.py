@@ -32,8 +32,10 @@ from attrs import frozen
 from engage_adapters.bcrypt_hasher import BcryptPasswordHasher
 from engage_adapters.jwt_tokens import JwtTokenIssuer
 from engage_adapters.postgres.activity import PostgresActivityRepository
+from engage_adapters.postgres.api_keys import PostgresApiKeyRepository
 from engage_adapters.postgres.bulk import PostgresBulkMetricStore
 from engage_adapters.postgres.idempotency import PostgresIdempotencyStore
+from engage_adapters.postgres.live import PostgresMetricFeed
 from engage_adapters.postgres.metrics import PostgresMetricRepository
 from engage_adapters.postgres.rate_limits import PostgresRateLimiter
 from engage_adapters.postgres.second_factor import PostgresSecondFactorRepository
@@ -47,9 +49,11 @@ from engage_adapters.totp import PyotpOneTimePasswords
 from engage_core.model import Email, User
 from engage_core.ports import (
     ActivityRepository,
+    ApiKeyRepository,
     BulkMetricStore,
     Cache,
     IdempotencyStore,
+    MetricFeed,
     MetricRepository,
     OneTimePasswords,
     PasswordHasher,
@@ -68,9 +72,11 @@ from engage_core.testing import (
     FakeSecretBox,
     FakeTokenIssuer,
     InMemoryActivityRepository,
+    InMemoryApiKeyRepository,
     InMemoryBulkMetricStore,
     InMemoryCache,
     InMemoryIdempotencyStore,
+    InMemoryMetricFeed,
     InMemoryMetricRepository,
     InMemoryRateLimiter,
     InMemorySecondFactorRepository,
@@ -238,6 +244,63 @@ BULK_METRIC_STORES: dict[str, Factory[Subject[BulkStorage]]] = {
     "postgres": postgres_bulk,
 }
 
+# --- ApiKeyRepository -------------------------------------------------------------
+
+
+def memory_api_keys(env: Env) -> Subject[ApiKeyRepository]:
+    users = InMemoryUserRepository()
+    keys = InMemoryApiKeyRepository(users)  # reads the users' emails for every_key
+    link_cascade(users, keys)
+    return Subject(keys, advancing(env.clock), adding_users(users, env.clock))
+
+
+API_KEY_REPOSITORIES: dict[str, Factory[Subject[ApiKeyRepository]]] = {
+    "memory": memory_api_keys,
+    "postgres": lambda env: postgres_owned(env, PostgresApiKeyRepository),
+}
+
+# --- MetricFeed ------------------------------------------------------------------
+
+
+@frozen
+class FeedStorage:
+    """The live stream's feed and the repositories on the same storage whose
+    writes it tells of and reads back."""
+
+    feed: MetricFeed
+    users: UserRepository
+    metrics: MetricRepository
+    sessions: SessionRepository
+    keys: ApiKeyRepository
+
+
+def memory_feed(env: Env) -> Subject[FeedStorage]:
+    users, metrics = InMemoryUserRepository(), InMemoryMetricRepository()
+    sessions, keys = InMemorySessionRepository(), InMemoryApiKeyRepository(users)
+    link_cascade(users, metrics, sessions, keys)
+    feed = InMemoryMetricFeed(metrics, sessions, keys)
+    storage = FeedStorage(feed, users, metrics, sessions, keys)
+    return Subject(storage, advancing(env.clock), adding_users(users, env.clock))
+
+
+def postgres_feed(env: Env) -> Subject[FeedStorage]:
+    pool = env.fixture("pg_pool")
+    users = PostgresUserRepository(pool)
+    storage = FeedStorage(
+        PostgresMetricFeed(pool),
+        users,
+        PostgresMetricRepository(pool),
+        PostgresSessionRepository(pool),
+        PostgresApiKeyRepository(pool),
+    )
+    return Subject(storage, sleeping, adding_users(users, env.clock))
+
+
+METRIC_FEEDS: dict[str, Factory[Subject[FeedStorage]]] = {
+    "memory": memory_feed,
+    "postgres": postgres_feed,
+}
+
 # --- UnitOfWork -----------------------------------------------------------------
 
 
@@ -376,6 +439,16 @@ def session_repository(request: pytest.FixtureRequest, env: Env) -> Subject[Sess
 @pytest.fixture(params=list(IDEMPOTENCY_STORES))
 def idempotency_store(request: pytest.FixtureRequest, env: Env) -> Subject[IdempotencyStore]:
     return IDEMPOTENCY_STORES[request.param](env)
+
+
+@pytest.fixture(params=list(API_KEY_REPOSITORIES))
+def api_key_repository(request: pytest.FixtureRequest, env: Env) -> Subject[ApiKeyRepository]:
+    return API_KEY_REPOSITORIES[request.param](env)
+
+
+@pytest.fixture(params=list(METRIC_FEEDS))
+def metric_feed(request: pytest.FixtureRequest, env: Env) -> Subject[FeedStorage]:
+    return METRIC_FEEDS[request.param](env)
 
 
 @pytest.fixture(params=list(UNITS_OF_WORK))
