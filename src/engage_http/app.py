@@ -31,7 +31,7 @@ from engage_http.csrf import (
     csrf_config,
     csrf_cookie_if_unrouted,
 )
-from engage_http.dependencies import Providers, dependencies
+from engage_http.dependencies import OneAtATime, Providers, dependencies
 from engage_http.guards import AUTH_GUARDS, AuthGuards
 from engage_http.headers import security_headers
 from engage_http.observability import RequestIdMiddleware
@@ -108,7 +108,7 @@ def create_app(services: ServicesFactory, policy: HttpPolicy) -> Litestar:
         exception_handlers=dict.fromkeys(EXCEPTION_HANDLERS, partial(_render, policy)),
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=openapi_config(),
-        plugins=[ClosedStructSchemaPlugin(), ParameterProblems()],
+        plugins=[ClosedStructSchemaPlugin(), ParameterProblems(), OneAtATime()],
         debug=False,
         logging_config=None,  # observability.configure_logging owns the log format
     )

@@ -20,6 +20,8 @@ from litestar import Request
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import SkipValidation
+from litestar.plugins import ReceiveRoutePlugin
+from litestar.routes import BaseRoute, HTTPRoute
 
 from engage_adapters.bootstrap import HttpPolicy, Readiness, Services
 from engage_core.model import Client
@@ -123,3 +125,25 @@ def dependencies(providers: Providers) -> dict[str, Provide]:
         "client": providers.client,
     }
     return {name: Provide(provider, sync_to_thread=False) for name, provider in by_name.items()}
+
+
+class OneAtATime(ReceiveRoutePlugin):
+    """Every route resolves its dependencies one after the other.
+
+    Litestar resolves a handler's independent dependencies concurrently, in an
+    anyio task group per request (litestar-org/litestar#4563). Ours return a
+    service already built, and at most one (the caller) awaits I/O, so the task
+    group is pure cost (bench/README.md). Each batch of independent dependencies
+    becomes batches of one, in the same topological order, which Litestar
+    resolves by a plain call.
+    """
+
+    def receive_route(self, route: BaseRoute) -> None:
+        if not isinstance(route, HTTPRoute):
+            return
+        for _, model in route.route_handler_map.values():
+            model.dependency_batches = [
+                {dependency}
+                for batch in model.dependency_batches
+                for dependency in sorted(batch, key=lambda d: d.key)
+            ]
