@@ -378,7 +378,7 @@ async def build_services(
             hasher=hasher,
             tokens=tokens,
             cache=cache,
-            limiter=kept.login_limiter,
+            limiter=kept.shared_limiter,
             clock=clock,
             uow=stored.uow,
             policy=_auth_policy(settings),
@@ -420,7 +420,7 @@ async def build_services(
             purges=purges,
             api_keys=ApiKeyService(
                 keys=stored.api_keys,
-                limiter=limiter,
+                limiter=kept.shared_limiter,
                 clock=clock,
                 uow=stored.uow,
                 hash_key=derive_key(secret, "api-key"),
@@ -454,8 +454,9 @@ class _Storage:
     feed: MetricFeed
     link_tokens: OneTimeTokenRepository
     outbox: MailQueue
-    # Failed logins counted where every process sees them, when the storage can.
-    failed_logins: RateLimiter | None = None
+    # Limits counted where every process sees them (failed logins per email,
+    # requests per API key), when the storage can.
+    shared_limits: RateLimiter | None = None
     probes: dict[str, Probe] = attrs.field(factory=dict)
     purges: dict[str, Purge] = attrs.field(factory=dict)
     pool_stats: Callable[[], dict[str, int]] | None = None
@@ -487,7 +488,7 @@ async def _postgres_storage(
         feed=PostgresMetricFeed(pool),
         link_tokens=PostgresOneTimeTokenRepository(pool),
         outbox=PostgresMailQueue(pool),
-        failed_logins=limits,
+        shared_limits=limits,
         probes={"database": partial(ping, pool)},
         purges={
             "rate_limits": limits.purge_expired,
@@ -535,8 +536,9 @@ class _Caching:
 
     cache: Cache
     limiter: RateLimiter
-    # Failed logins per email count where every process sees them.
-    login_limiter: RateLimiter
+    # Failed logins per email and requests per API key count where every process
+    # sees them: one limit for the deployment, however many workers serve it.
+    shared_limiter: RateLimiter
     metrics: MetricRepository
     bulk: BulkMetricStore
     dashboards: DashboardCache | None
@@ -551,7 +553,7 @@ def _caching(stored: _Storage, shared: _SharedState | None) -> _Caching:
             cache=inprocess.InMemoryCache(),
             limiter=limiter,
             # In PostgreSQL when there is one (the per-address limits may stay in each process).
-            login_limiter=stored.failed_logins if stored.failed_logins is not None else limiter,
+            shared_limiter=stored.shared_limits if stored.shared_limits is not None else limiter,
             metrics=stored.metrics,
             bulk=stored.bulk,
             dashboards=None,
@@ -564,7 +566,7 @@ def _caching(stored: _Storage, shared: _SharedState | None) -> _Caching:
     return _Caching(
         cache=shared.cache,
         limiter=shared.limiter,
-        login_limiter=shared.limiter,
+        shared_limiter=shared.limiter,
         metrics=CachedMetricRepository(stored.metrics, dashboards, stored.uow),
         bulk=InvalidatingBulkStore(stored.bulk, dashboards),
         dashboards=dashboards,
