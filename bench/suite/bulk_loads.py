@@ -80,6 +80,7 @@ def raw_copy(url: str, csv: Path, scratch: Path) -> float:
 def run_backfill(url: str, csv: Path, env: dict[str, str], rows: int, scratch: Path) -> float:
     """``engage metrics backfill`` of the CSV as a whole process: rows/s."""
     if backfill_bench is not None:
+        backfill_bench.warm_up(url, scratch)
         step = backfill_bench.backfill(
             url, csv, scratch, "engage metrics backfill", expect_inserted=rows
         )
