@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from attrs import frozen
-from litestar import Request, Response, get
+from litestar import Request, Response, route
 from litestar.exceptions import NotFoundException
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
@@ -138,13 +138,22 @@ def bundle() -> WebBundle:
     return WebBundle.load()
 
 
-@get(list(PAGE_PATHS), include_in_schema=False, sync_to_thread=False)
+# HEAD too: the same headers, no body (Litestar leaves it out).
+_READ = ("GET", "HEAD")
+
+
+@route(list(PAGE_PATHS), http_method=_READ, include_in_schema=False, sync_to_thread=False)
 def page(request: Request[Any, Any, Any]) -> Response[bytes]:
     """index.html for every page path; the router in web/js/main.js shows the page."""
     return bundle().index.response(request, _REVALIDATE)
 
 
-@get(f"{ASSETS}/{{version:str}}/{{name:path}}", include_in_schema=False, sync_to_thread=False)
+@route(
+    f"{ASSETS}/{{version:str}}/{{name:path}}",
+    http_method=_READ,
+    include_in_schema=False,
+    sync_to_thread=False,
+)
 def asset(
     request: Request[Any, Any, Any], version: FromPath[str], name: FromPath[str]
 ) -> Response[bytes]:

@@ -53,6 +53,21 @@ async def test_every_page_path_is_the_app_with_its_security_headers(
     assert asset_urls(response.text), "the page loads its scripts and styles from /assets"
 
 
+async def test_head_on_a_page_or_an_asset_has_the_get_headers_and_no_body(
+    client: Client,
+) -> None:
+    page = await client.get("/")
+    script = next(url for url in asset_urls(page.text) if url.endswith("/main.js"))
+    for url in ("/", "/signin", script):
+        got = await client.get(url)
+        head = await client.head(url)
+        assert head.status_code == 200, url
+        assert head.content == b""
+        for name in ("content-type", "content-length", "etag", "cache-control"):
+            assert head.headers[name] == got.headers[name], (url, name)
+        assert head.headers["content-security-policy"] == CSP
+
+
 async def test_the_page_is_revalidated_by_its_etag(client: Client) -> None:
     first = await client.get("/")
     again = await client.get("/", headers={"If-None-Match": first.headers["etag"]})
