@@ -46,9 +46,15 @@ class BadQuery(ValidationFailed):
     """A query parameter is at fault: 400, not 422 (the body was fine)."""
 
 
+class BadPath(ValidationFailed):
+    """A path parameter is no value the route can name (a session id that is no
+    UUID): 400, as for a query."""
+
+
 # exception type -> (status, problem type, title)
 _DOMAIN: list[tuple[type[EngageError], int, str, str]] = [
     (BadQuery, 400, "invalid-query", "Invalid query parameters"),
+    (BadPath, 400, "invalid-path", "Invalid path parameter"),
     (InvalidToken, 400, "invalid-token", "Invalid or expired link"),
     (ValidationFailed, 422, "validation-failed", "Validation failed"),
     (Unauthorized, 401, "unauthorized", "Authentication required"),

@@ -147,7 +147,12 @@ async def test_an_unknown_session_is_404_and_a_malformed_id_400(
 
     response = await api.client.delete(f"/api/auth/sessions/{session_id}", headers=auth)
 
-    expect_problem(response, status)
+    body = expect_problem(response, status)
+    if status == 400:
+        assert body["title"] == "Invalid path parameter"
+        assert body["errors"] == [
+            {"field": "session_id", "message": "must be a session id (a UUID)"}
+        ]
 
 
 async def test_another_users_session_is_404_and_stays_live(

@@ -24,7 +24,7 @@ from engage_http.openapi import (
     problems,
 )
 from engage_http.principal import CurrentPrincipal, provide_principal
-from engage_http.problems import BadQuery
+from engage_http.problems import BadPath
 from engage_http.responses import empty, json
 
 
@@ -70,6 +70,6 @@ class SessionsController(Controller):
         try:
             device_id = UUID(session_id)
         except ValueError:
-            raise BadQuery([FieldError("session_id", "must be a session id (a UUID)")]) from None
+            raise BadPath([FieldError("session_id", "must be a session id (a UUID)")]) from None
         await auth.end_device(principal, device_id, client)
         return empty()
