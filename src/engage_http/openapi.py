@@ -143,7 +143,8 @@ class ClosedStructSchemaPlugin(StructSchemaPlugin):
 
 
 _MEANINGS = {
-    400: "Malformed JSON, or a query or path parameter at fault (invalid-query or invalid-path, with the fields)",
+    400: "Malformed JSON, or a query or path parameter at fault "
+    "(invalid-query or invalid-path, with the fields)",
     401: "No valid credentials, or their session has ended",
     403: "Refused: a cookie-authenticated change without X-CSRFToken, a foreign Origin, "
     "a wrong password, or an API key without the scope the operation needs",
