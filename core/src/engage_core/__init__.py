@@ -72,6 +72,7 @@ from engage_core.ports import (
     RowFault,
     SecondFactorRepository,
     SecretBox,
+    SessionRefused,
     SessionRepository,
     StagedMetric,
     StoredResponse,
@@ -113,6 +114,7 @@ from engage_core.services.api_keys import (
 )
 from engage_core.services.auth import (
     AccessGrant,
+    Admission,
     AuthPolicy,
     AuthService,
     BrowserLogin,
@@ -173,6 +175,7 @@ __all__ = [
     "AccessClaims",
     "AccessEnded",
     "AccessGrant",
+    "Admission",
     "AccountAdmin",
     "AccountMail",
     "ActivityEntry",
@@ -271,6 +274,7 @@ __all__ = [
     "SecretBox",
     "Series",
     "Session",
+    "SessionRefused",
     "SessionRepository",
     "StagedMetric",
     "StoredResponse",
