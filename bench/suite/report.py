@@ -139,6 +139,15 @@ def _engage_rows(results: Results) -> list[Row]:
             cpu=engage.read_floor.cpu,
         ),
         Row(
+            name="  floor: the same 2 in one round trip",
+            value=engage.read_floor_one_trip.load.rate,
+            unit="req/s",
+            ceiling=bare_rate,
+            ceiling_name="bare",
+            load=engage.read_floor_one_trip.load,
+            cpu=engage.read_floor_one_trip.cpu,
+        ),
+        Row(
             name="single writes",
             value=writes.load.rate,
             unit="req/s",
