@@ -19,8 +19,9 @@ other work on the machine hits both alike:
   batch writes (100 metrics per request), reads alone and then while a login
   storm runs, and ``engage metrics backfill`` of 1,000,000 rows (the real
   command, timed as a whole process);
-* the floor under a read: Litestar running the read's two queries (session
-  liveness, newest page) on psycopg and nothing else, so that the table shows
+* the floors under a read: Litestar running the read's two queries (session
+  liveness, newest page) on psycopg and nothing else, one round trip each and
+  both in one (a pipeline, as engage-suite sends them), so that the table shows
   how much of the distance to the bare handler is PostgreSQL round trips;
 * the newer features: single writes with an API key, the web app's static
   files, what the reads write behind the scenes (``last_seen_at`` at most once

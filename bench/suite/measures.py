@@ -153,7 +153,8 @@ class EngageFigures:
     summaries: Measurement
     bare_runs: tuple[Measurement, Measurement]  # before the reads, after the writes
     reads: Measurement
-    read_floor: Measurement  # the read's two queries alone
+    read_floor: Measurement  # the read's two queries alone, one round trip each
+    read_floor_one_trip: Measurement  # the same two in one round trip (a pipeline)
     single_writes: Measurement
     key_writes: Measurement
     batch_writes: Measurement
@@ -441,17 +442,23 @@ def traffic_tokens(ctx: Context) -> list[str]:
     return (ctx.root / "tokens.txt").read_text(encoding="utf-8").split()
 
 
-def measure_read_floor(ctx: Context, traffic: EngageTraffic) -> Measurement:
-    """The read's two queries alone (``servers.TWO_QUERIES_APP``), on a server of their
-    own; it picks its sessions at start, so after the logins."""
-    server = ctx.bare_server("two-queries", module="two_queries_app")
+def measure_read_floor(
+    ctx: Context, traffic: EngageTraffic, *, one_trip: bool = False
+) -> Measurement:
+    """The read's two queries alone (``servers.TWO_QUERIES_APP``, or in one round trip
+    ``ONE_ROUND_TRIP_APP``), on a server of their own; it picks its sessions at start,
+    so after the logins."""
+    module = "one_round_trip_app" if one_trip else "two_queries_app"
+    server = ctx.bare_server(module.replace("_app", "").replace("_", "-"), module=module)
     with running(server, "/") as floor:
         return measure(
             ctx,
             floor,
             traffic.bare,
             connections=ctx.args.connections,
-            label="the read's two queries alone",
+            label="the read's two queries in one round trip"
+            if one_trip
+            else "the read's two queries alone",
         )
 
 
@@ -511,6 +518,7 @@ def measure_engage(ctx: Context, now: datetime) -> EngageFigures:
             ctx, engage, traffic.reads, connections=connections, label="reads", profile_name="reads"
         )
         read_floor = measure_read_floor(ctx, traffic)
+        read_floor_one_trip = measure_read_floor(ctx, traffic, one_trip=True)
         # The floor writes nothing, and lets the workers' statistics reach the server.
         read_effects = ReadSideEffects.between(
             counts_before,
@@ -565,6 +573,7 @@ def measure_engage(ctx: Context, now: datetime) -> EngageFigures:
         bare_runs=(bare_before, bare_after),
         reads=reads,
         read_floor=read_floor,
+        read_floor_one_trip=read_floor_one_trip,
         single_writes=single_writes,
         key_writes=key_writes,
         batch_writes=batch_writes,

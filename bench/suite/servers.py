@@ -1,11 +1,13 @@
 """The servers under load and beside it: ``engage serve`` (or engage on uvicorn), the bare
-apps (a bare Litestar handler, and the read's two queries alone), the embedded
+apps (a bare Litestar handler, and the read's two queries alone, in two round trips
+or one), the embedded
 PostgreSQL's processes and a valkey-server of the bench's own."""
 
 from __future__ import annotations
 
 import os
 import signal
+import string
 import subprocess
 import sys
 import time
@@ -36,11 +38,16 @@ async def hello() -> dict[str, str]:
 app = Litestar([hello])
 '''
 
-# The floor under an authenticated read: the same two queries (the session's
-# liveness, then the newest 51 metrics) on a psycopg pool in autocommit, the rows
-# encoded as they come, and nothing else: no middleware, token or domain objects.
-TWO_QUERIES_APP = """
-\"\"\"Litestar with the two queries of an authenticated read, and nothing else.\"\"\"
+# The floors under an authenticated read: its two queries (the session's liveness,
+# then the newest 51 metrics) on a psycopg pool in autocommit, the rows encoded as
+# they come, and nothing else: no middleware, token or domain objects. Either one
+# after the other (two round trips, as reads were until the check travelled with
+# the page), or as engage-suite sends them now (postgres/transaction.py,
+# SessionGate): the check (engage_session_check) and the page in one pipeline
+# ended by one Sync.
+_FLOOR_APP = string.Template('''
+"""Litestar with $what, and nothing else."""
+import datetime
 import os
 import random
 
@@ -50,6 +57,10 @@ from psycopg_pool import AsyncConnectionPool
 
 state = {}
 encoder = msgspec.json.Encoder(decimal_format="number")
+PAGE = (
+    "SELECT id, metric_type, metric_value, recorded_at FROM engagement_metrics"
+    " WHERE user_id = %s ORDER BY recorded_at DESC, id DESC LIMIT 51"
+)
 
 
 async def start() -> None:
@@ -71,17 +82,7 @@ async def stop() -> None:
 @get("/")
 async def newest() -> Response[bytes]:
     session_id, user_id = random.choice(state["sessions"])
-    async with state["pool"].connection() as conn:
-        cur = await conn.execute(
-            "SELECT user_id, expires_at, ended_at FROM sessions WHERE id = %s", [session_id]
-        )
-        await cur.fetchone()
-    async with state["pool"].connection() as conn:
-        cur = await conn.execute(
-            "SELECT id, metric_type, metric_value, recorded_at FROM engagement_metrics"
-            " WHERE user_id = %s ORDER BY recorded_at DESC, id DESC LIMIT 51", [user_id]
-        )
-        rows = await cur.fetchall()
+$fetch
     items = [
         {"id": i, "metric_type": t, "metric_value": v, "recorded_at": r}
         for i, t, v, r in rows[:50]
@@ -90,7 +91,32 @@ async def newest() -> Response[bytes]:
 
 
 app = Litestar([newest], on_startup=[start], on_shutdown=[stop])
-"""
+''')
+TWO_QUERIES_APP = _FLOOR_APP.substitute(
+    what="the two queries of an authenticated read",
+    fetch="""    async with state["pool"].connection() as conn:
+        cur = await conn.execute(
+            "SELECT user_id, expires_at, ended_at FROM sessions WHERE id = %s", [session_id]
+        )
+        await cur.fetchone()
+    async with state["pool"].connection() as conn:
+        cur = await conn.execute(PAGE, [user_id])
+        rows = await cur.fetchall()""",
+)
+ONE_ROUND_TRIP_APP = _FLOOR_APP.substitute(
+    what="the two queries of an authenticated read in one round trip",
+    fetch="""    now = datetime.datetime.now(datetime.UTC)
+    async with state["pool"].connection() as conn:
+        check, page = conn.cursor(), conn.cursor()
+        async with conn.pipeline():
+            await check.execute(
+                "SELECT user_id, expires_at, ended_at FROM engage_session_check(%s, %s, %s)",
+                [session_id, user_id, now],
+            )
+            await page.execute(PAGE, [user_id])
+        await check.fetchone()
+        rows = await page.fetchall()""",
+)
 
 GRANIAN_LAUNCHER = """
 import sys
@@ -260,13 +286,15 @@ def bare_server(
     uvicorn: bool = False,
     module: str = "bare_app",
 ) -> Server:
-    """A tiny app module (``bare_app`` or ``two_queries_app``) from the temporary
-    directory, on granian (with the options of ``engage serve``) or on uvicorn."""
+    """A tiny app module (``bare_app``, ``two_queries_app``, ``one_round_trip_app``)
+    from the temporary directory, on granian (with the options of ``engage serve``)
+    or on uvicorn."""
     port = free_port()
     app_dir = root / "bare"
     app_dir.mkdir(exist_ok=True)
     (app_dir / "bare_app.py").write_text(BARE_APP, encoding="utf-8")
     (app_dir / "two_queries_app.py").write_text(TWO_QUERIES_APP, encoding="utf-8")
+    (app_dir / "one_round_trip_app.py").write_text(ONE_ROUND_TRIP_APP, encoding="utf-8")
     (app_dir / "launch_granian.py").write_text(GRANIAN_LAUNCHER, encoding="utf-8")
     if uvicorn:
         argv = [sys.executable, "-m", "uvicorn", f"{module}:app"]

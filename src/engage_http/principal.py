@@ -3,8 +3,10 @@ user), or, on the metrics endpoints, an API key; handlers take it as a parameter
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
+from attrs import frozen
 from litestar import Request
 from litestar.di import NamedDependency
 from litestar.params import SkipValidation
@@ -12,7 +14,7 @@ from litestar.params import SkipValidation
 from engage_core.errors import Unauthorized
 from engage_core.model import ApiKeyScope
 from engage_core.services.api_keys import ApiKeyService, KeyPrincipal, looks_like_api_key
-from engage_core.services.auth import AuthService, Principal
+from engage_core.services.auth import Admission, AuthService, Principal
 from engage_http.cookies import ACCESS_COOKIE
 from engage_http.dependencies import Injected
 
@@ -23,6 +25,29 @@ CurrentPrincipal = NamedDependency[Principal]
 Caller = Principal | KeyPrincipal
 CurrentCaller = NamedDependency[SkipValidation[Caller]]
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
+T = TypeVar("T")
+
+
+@frozen
+class MetricsCaller:
+    """The caller of a metrics endpoint, whose every answer comes from ``run``: an
+    API key (checked already) or a signed-in user whose session is checked with
+    the work (``Admission``), so that the check and the work's statement are one
+    round trip to the database."""
+
+    _key: KeyPrincipal | None = None
+    _admission: Admission | None = None
+
+    async def run(self, work: Callable[[Caller], Awaitable[T]]) -> T:
+        """``work``'s result for the caller, once it is known to be allowed."""
+        if self._key is not None:
+            return await work(self._key)
+        assert self._admission is not None
+        return await self._admission.run(work)
+
+
+# A metrics handler's parameter for its caller, injected from ``provide_metrics_caller``.
+CurrentMetricsCaller = NamedDependency[SkipValidation[MetricsCaller]]
 
 
 def bearer_token(request: Request[Any, Any, Any]) -> str | None:
@@ -36,22 +61,27 @@ def bearer_token(request: Request[Any, Any, Any]) -> str | None:
     return token.strip()
 
 
-async def provide_principal(
-    request: Request[Any, Any, Any], auth: Injected[AuthService]
-) -> Principal:
-    """The caller: ``Authorization: Bearer`` when present (the cookie is then
-    ignored), else the ``engage_access`` cookie. Never an API key."""
+def _access_token(request: Request[Any, Any, Any]) -> str:
+    """``Authorization: Bearer`` when present (the cookie is then ignored), else the
+    ``engage_access`` cookie. Never an API key."""
     token = bearer_token(request)
     if token is not None:
         if looks_like_api_key(token):
             raise Unauthorized(
                 "API keys are accepted on the metrics endpoints only", reason="api key elsewhere"
             )
-        return await auth.authenticate(token)
+        return token
     cookie = request.cookies.get(ACCESS_COOKIE)
     if not cookie:
         raise Unauthorized("authentication required", reason="no credentials")
-    return await auth.authenticate(cookie)
+    return cookie
+
+
+async def provide_principal(
+    request: Request[Any, Any, Any], auth: Injected[AuthService]
+) -> Principal:
+    """The caller, a signed-in user: their session is checked before the handler runs."""
+    return await auth.authenticate(_access_token(request))
 
 
 async def provide_caller(
@@ -63,10 +93,27 @@ async def provide_caller(
     needs (metrics:read to read, metrics:write to record), or a signed-in user."""
     token = bearer_token(request)
     if token is not None and looks_like_api_key(token):
-        scope = (
-            ApiKeyScope.METRICS_READ
-            if request.method in _SAFE_METHODS
-            else ApiKeyScope.METRICS_WRITE
-        )
-        return await api_keys.authenticate(token, scope)
+        return await _key_holder(request, api_keys, token)
     return await provide_principal(request, auth)
+
+
+async def provide_metrics_caller(
+    request: Request[Any, Any, Any],
+    auth: Injected[AuthService],
+    api_keys: Injected[ApiKeyService],
+) -> MetricsCaller:
+    """The caller of a metrics endpoint, as ``provide_caller`` finds it, except that
+    a signed-in user's session is checked by ``MetricsCaller.run``, with the work."""
+    token = bearer_token(request)
+    if token is not None and looks_like_api_key(token):
+        return MetricsCaller(key=await _key_holder(request, api_keys, token))
+    return MetricsCaller(admission=await auth.admit(_access_token(request)))
+
+
+async def _key_holder(
+    request: Request[Any, Any, Any], api_keys: ApiKeyService, token: str
+) -> KeyPrincipal:
+    scope = (
+        ApiKeyScope.METRICS_READ if request.method in _SAFE_METHODS else ApiKeyScope.METRICS_WRITE
+    )
+    return await api_keys.authenticate(token, scope)

@@ -209,6 +209,40 @@ SESSION_REPOSITORIES: dict[str, Factory[Subject[SessionRepository]]] = {
     "memory": lambda env: memory_owned(env, InMemorySessionRepository()),
     "postgres": lambda env: postgres_owned(env, PostgresSessionRepository),
 }
+
+
+@frozen
+class CheckedStorage:
+    """Sessions and metrics on the same storage, for work run behind a session's check."""
+
+    sessions: SessionRepository
+    metrics: MetricRepository
+    new_user: NewUser
+
+
+def memory_checked(env: Env) -> CheckedStorage:
+    users, sessions, metrics = (
+        InMemoryUserRepository(),
+        InMemorySessionRepository(),
+        InMemoryMetricRepository(),
+    )
+    link_cascade(users, sessions, metrics)
+    return CheckedStorage(sessions, metrics, adding_users(users, env.clock))
+
+
+def postgres_checked(env: Env) -> CheckedStorage:
+    pool = env.fixture("pg_pool")
+    return CheckedStorage(
+        PostgresSessionRepository(pool),
+        PostgresMetricRepository(pool),
+        adding_users(PostgresUserRepository(pool), env.clock),
+    )
+
+
+CHECKED_STORAGES: dict[str, Factory[CheckedStorage]] = {
+    "memory": memory_checked,
+    "postgres": postgres_checked,
+}
 IDEMPOTENCY_STORES: dict[str, Factory[Subject[IdempotencyStore]]] = {
     "memory": lambda env: memory_owned(env, InMemoryIdempotencyStore(env.clock)),
     "postgres": lambda env: postgres_owned(env, PostgresIdempotencyStore),
@@ -434,6 +468,11 @@ def bulk_metric_store(request: pytest.FixtureRequest, env: Env) -> Subject[BulkS
 @pytest.fixture(params=list(SESSION_REPOSITORIES))
 def session_repository(request: pytest.FixtureRequest, env: Env) -> Subject[SessionRepository]:
     return SESSION_REPOSITORIES[request.param](env)
+
+
+@pytest.fixture(params=list(CHECKED_STORAGES))
+def checked_storage(request: pytest.FixtureRequest, env: Env) -> CheckedStorage:
+    return CHECKED_STORAGES[request.param](env)
 
 
 @pytest.fixture(params=list(IDEMPOTENCY_STORES))

@@ -82,6 +82,7 @@ from engage_core.ports import (
     RowFault,
     SecondFactorRepository,
     SecretBox,
+    SessionRefused,
     SessionRepository,
     StagedMetric,
     StoredResponse,
@@ -119,6 +120,7 @@ from engage_core.services.api_keys import (
 )
 from engage_core.services.auth import (
     AccessGrant,
+    Admission,
     AuthPolicy,
     AuthService,
     BrowserLogin,
@@ -181,6 +183,7 @@ __all__ = [
     "ActivityPage",
     "ActivityQuery",
     "ActivityRepository",
+    "Admission",
     "ApiKey",
     "ApiKeyPolicy",
     "ApiKeyRepository",
@@ -271,6 +274,7 @@ __all__ = [
     "SecretBox",
     "Series",
     "Session",
+    "SessionRefused",
     "SessionRepository",
     "StagedMetric",
     "StoredResponse",

@@ -47,6 +47,7 @@ from engage_core.model import (
 from engage_core.queries import MetricPageQuery, Series, SummaryQuery
 
 _Read = TypeVar("_Read")
+_Work = TypeVar("_Work")
 
 __all__ = [
     "LAST_USED_RESOLUTION",
@@ -84,6 +85,7 @@ __all__ = [
     "RowFault",
     "SecondFactorRepository",
     "SecretBox",
+    "SessionRefused",
     "SessionRepository",
     "StagedMetric",
     "StoredResponse",
@@ -169,10 +171,33 @@ class MetricRepository(Protocol):
         ...
 
 
+@frozen
+class SessionRefused:
+    """Why ``SessionRepository.run_checked`` refused: ``ended`` when the session is
+    the user's but ended or expired (final), else there is no such session of theirs."""
+
+    ended: bool
+
+
 class SessionRepository(Protocol):
     async def add(self, session: Session) -> None: ...
 
     async def get(self, session_id: UUID) -> Session | None: ...
+
+    async def run_checked(
+        self,
+        session_id: UUID,
+        user_id: UUID,
+        at: datetime,
+        work: Callable[[], Awaitable[_Work]],
+    ) -> tuple[Session, _Work] | SessionRefused:
+        """Run ``work`` with the check that ``session_id`` is ``user_id``'s and live at
+        ``at`` (``Session.is_live``): the session as stored and the work's result, or
+        why not. The check may travel with the work's statements (one round trip
+        where the store can); so when it refuses, nothing the work read is returned
+        and nothing it wrote is kept, and whatever the work raised is dropped. When
+        the session is live, whatever the work raises is raised."""
+        ...
 
     async def find_by_token_hash(self, token_hash: str) -> Session | None: ...
 

@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from engage_adapters.postgres.transaction import connection
+from engage_adapters.postgres.transaction import connection, rows
 from engage_core.errors import ValidationFailed
 from engage_core.model import EngagementMetric, MetricDraft, MetricType, MetricValue
 from engage_core.queries import Bucket, MetricPageQuery, Point, Series, SummaryQuery
@@ -92,20 +92,19 @@ class PostgresMetricRepository:
         self._pool = pool
 
     async def add(self, user_id: UUID, draft: MetricDraft) -> EngagementMetric:
-        async with connection(self._pool) as conn:
-            cur = await conn.execute(
-                "INSERT INTO engagement_metrics (user_id, metric_type, metric_value, recorded_at)"
-                " SELECT owner, %s, %s, %s FROM engage_lock_metric_writes(%s) AS owner"
-                " RETURNING id",
-                [
-                    draft.metric_type.value,
-                    draft.metric_value.value,
-                    draft.recorded_at.value,
-                    user_id,
-                ],
-            )
-            row = await cur.fetchone()
-        assert row is not None
+        # ``rows``: with an authenticated request's session check, one round trip.
+        (row,) = await rows(
+            self._pool,
+            "INSERT INTO engagement_metrics (user_id, metric_type, metric_value, recorded_at)"
+            " SELECT owner, %s, %s, %s FROM engage_lock_metric_writes(%s) AS owner"
+            " RETURNING id",
+            [
+                draft.metric_type.value,
+                draft.metric_value.value,
+                draft.recorded_at.value,
+                user_id,
+            ],
+        )
         return EngagementMetric(
             id=row[0],
             user_id=user_id,
@@ -152,10 +151,9 @@ class PostgresMetricRepository:
             "SELECT id, metric_type, metric_value, recorded_at FROM engagement_metrics"
             " WHERE {conditions} ORDER BY recorded_at DESC, id DESC LIMIT %(limit)s"
         ).format(conditions=sql.SQL(" AND ").join(conditions))
-        async with connection(self._pool) as conn:
-            cur = await conn.execute(statement, params)
-            rows = await cur.fetchall()
-        return [stored_metric(user_id, row) for row in rows]
+        # ``rows``: with an authenticated request's session check, one round trip.
+        found = await rows(self._pool, statement, params)
+        return [stored_metric(user_id, row) for row in found]
 
     async def summarize(self, user_id: UUID, query: SummaryQuery) -> Sequence[Series]:
         since = query.since or datetime.min.replace(tzinfo=UTC)
@@ -177,13 +175,11 @@ class PostgresMetricRepository:
             "whole_to": max(whole_to, whole_from),
         }
         try:
-            async with connection(self._pool) as conn:
-                cur = await conn.execute(statement, params)
-                rows = await cur.fetchall()
+            found = await rows(self._pool, statement, params)
         except psycopg.errors.InvalidParameterValue:
             raise ValidationFailed.single("tz", "is not a time zone the database knows") from None
         series: dict[str, list[Point]] = {}
-        for metric_type, key, count, total, low, high in rows:
+        for metric_type, key, count, total, low, high in found:
             start = (
                 start_of_local_date(key, query.tz)
                 if isinstance(key, date) and not isinstance(key, datetime)

@@ -1,20 +1,25 @@
 """Sessions (refresh-token lineages) in PostgreSQL. ``token`` holds a hash only.
 
 Every operation is one statement, so outside a unit of work each runs in
-autocommit: the liveness check behind every authenticated request is one
-round trip, not three.
+autocommit. The liveness check behind every authenticated request
+(``run_checked``) is ``engage_session_check`` (migration 0007), sent in one
+pipeline with the request's own first statement: one round trip for both.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from psycopg_pool import AsyncConnectionPool
 
-from engage_adapters.postgres.transaction import connection
+from engage_adapters.postgres.transaction import SessionGate, connection
 from engage_core.model import Client, DeviceSession, Session
+from engage_core.ports import SessionRefused
+
+T = TypeVar("T")
 
 _COLUMNS = (
     "id, user_id, family_id, token, created_at, expires_at, ended_at, end_reason,"
@@ -55,6 +60,11 @@ def _values(session: Session) -> list[Any]:
 
 _PLACEHOLDERS = ", ".join(["%s"] * 11)
 _INSERT = f"INSERT INTO sessions ({_COLUMNS}) VALUES ({_PLACEHOLDERS})"
+# The session when it is the user's and live, else an error with one of these SQLSTATEs.
+_CHECK = f"SELECT {_COLUMNS} FROM engage_session_check(%s, %s, %s)"
+NO_SUCH_SESSION = "EGS01"
+SESSION_ENDED = "EGS02"
+_REFUSALS = frozenset({NO_SUCH_SESSION, SESSION_ENDED})
 
 
 class PostgresSessionRepository:
@@ -70,6 +80,28 @@ class PostgresSessionRepository:
             cur = await conn.execute(f"SELECT {_COLUMNS} FROM sessions WHERE id = %s", [session_id])
             row = await cur.fetchone()
         return _session(row) if row else None
+
+    async def run_checked(
+        self,
+        session_id: UUID,
+        user_id: UUID,
+        at: datetime,
+        work: Callable[[], Awaitable[T]],
+    ) -> tuple[Session, T] | SessionRefused:
+        gate = SessionGate(self._pool, _CHECK, (session_id, user_id, at), _REFUSALS)
+        try:
+            with gate.bound():
+                result = await work()
+        except Exception:
+            await gate.settle()
+            if gate.refused is None:
+                raise
+        else:
+            await gate.settle()
+        if gate.refused is not None:
+            return SessionRefused(ended=gate.refused == SESSION_ENDED)
+        assert gate.passed is not None
+        return _session(gate.passed), result
 
     async def find_by_token_hash(self, token_hash: str) -> Session | None:
         async with connection(self._pool) as conn:

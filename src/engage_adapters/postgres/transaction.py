@@ -7,11 +7,18 @@ bound one inside a block, else one from the pool for a single statement in
 autocommit, as before, with no BEGIN or COMMIT round trips. A block inside
 another is a savepoint on the same connection, so nothing commits before the
 outermost block does.
+
+``SessionGate`` runs work behind a check that must pass for it (the session
+behind an authenticated request): ``rows(pool, ...)`` sends the work's first
+statement in one pipeline with the check, ended by one Sync, so both are one
+round trip; as the two form one implicit transaction, a failing check makes
+PostgreSQL skip the statement and keep nothing of it. Any other statement the
+work makes waits for the check's answer first.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import (
     AbstractAsyncContextManager,
     asynccontextmanager,
@@ -21,11 +28,14 @@ from contextlib import (
 from contextvars import ContextVar
 from typing import Any
 
+import psycopg
 from attrs import define, field
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
 Action = Callable[[], Awaitable[object]]
+# A statement's text, as repositories write them.
+Statement = str | sql.SQL | sql.Composed
 
 
 @define
@@ -50,11 +60,136 @@ def _bound(pool: AsyncConnectionPool) -> _Unit | None:
 
 def connection(pool: AsyncConnectionPool) -> AbstractAsyncContextManager[AsyncConnection[Any]]:
     """The connection of this task's unit of work on ``pool``, or else a pooled
-    connection (in autocommit) for as long as the ``async with``."""
+    connection (in autocommit) for as long as the ``async with``; once the task's
+    ``SessionGate`` (if any) has let it through."""
     unit = _bound(pool)
-    if unit is None:
-        return pool.connection()
-    return nullcontext(unit.conn)
+    held = pool.connection() if unit is None else nullcontext(unit.conn)
+    gate = _pending_gate(pool)
+    if gate is None:
+        return held
+    return _through(gate, held)
+
+
+async def rows(pool: AsyncConnectionPool, query: Statement, params: Any) -> list[tuple[Any, ...]]:
+    """The rows of one statement, run as ``connection`` would; with the task's
+    pending ``SessionGate`` check when there is one, in the same round trip."""
+    gate = _pending_gate(pool)
+    if gate is not None and not gate.decided and _bound(pool) is None:
+        return await gate.rows_with(query, params)
+    async with connection(pool) as conn:
+        cur = await conn.execute(query, params)
+        return await cur.fetchall()
+
+
+class GateClosed(Exception):
+    """The gate's check failed: the work behind it may not go on."""
+
+
+@define
+class SessionGate:
+    """A check (one statement that fails with one of ``refusals`` when the work may
+    not run) and the work behind it, bound to the task for ``with gate.bound()``.
+
+    The check goes out with the work's first statement through ``rows``, or on its
+    own before any other statement (``connection``, ``atomic``) or, the work having
+    made none, at ``settle``. ``passed`` is its row once it passed; ``refused`` the
+    SQLSTATE it failed with."""
+
+    pool: AsyncConnectionPool
+    check: Statement
+    params: Sequence[Any]
+    refusals: frozenset[str]
+    passed: tuple[Any, ...] | None = None
+    refused: str | None = None
+    # Why the check could not be answered (the database unreachable): raised by
+    # ``settle`` too, rather than waiting for the database a second time.
+    failure: psycopg.Error | None = None
+    open: bool = True
+
+    @property
+    def decided(self) -> bool:
+        return self.passed is not None or self.refused is not None
+
+    @contextmanager
+    def bound(self) -> Iterator[None]:
+        token = _gate.set(self)
+        try:
+            yield
+        finally:
+            self.open = False
+            _gate.reset(token)
+
+    async def settle(self) -> None:
+        """Run the check on its own unless it has been answered already."""
+        if self.decided:
+            return
+        if self.failure is not None:
+            raise self.failure
+        try:
+            # A connection of its own: a refusal must not abort a unit of work's
+            # transaction, and a check of liveness needs none.
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(self.check, self.params)
+                self._passed(await cur.fetchone())
+        except psycopg.Error as exc:
+            if not self._refused_by(exc):
+                raise
+
+    async def let_through(self) -> None:
+        """Return once the check passed; ``GateClosed`` if it failed."""
+        await self.settle()
+        if self.refused is not None:
+            raise GateClosed(self.refused)
+
+    async def rows_with(self, query: Statement, params: Any) -> list[tuple[Any, ...]]:
+        """The check, then ``query``, in one pipeline ended by one Sync: one round trip."""
+        check = None
+        try:
+            async with self.pool.connection() as conn:
+                check, work = conn.cursor(), conn.cursor()
+                async with conn.pipeline():
+                    await check.execute(self.check, self.params)
+                    await work.execute(query, params)
+                self._passed(await check.fetchone())
+                return await work.fetchall()
+        except psycopg.Error as exc:
+            if check is not None and check.pgresult is not None:
+                self._passed(await check.fetchone())  # the check passed, the statement failed
+            elif not self._refused_by(exc):
+                self.failure = exc
+            raise
+
+    def _passed(self, row: tuple[Any, ...] | None) -> None:
+        if row is None:  # a check that passes always gives its row
+            raise psycopg.ProgrammingError("the gate's check returned no row")
+        if self.refused is None:  # a refusal is final
+            self.passed = row
+
+    def _refused_by(self, exc: psycopg.Error) -> bool:
+        if exc.sqlstate in self.refusals:
+            self.refused = exc.sqlstate
+            self.passed = None
+            return True
+        return False
+
+
+_gate: ContextVar[SessionGate | None] = ContextVar("engage_postgres_gate", default=None)
+
+
+def _pending_gate(pool: AsyncConnectionPool) -> SessionGate | None:
+    gate = _gate.get()
+    if gate is None or not gate.open or gate.pool is not pool or gate.passed is not None:
+        return None
+    return gate
+
+
+@asynccontextmanager
+async def _through(
+    gate: SessionGate, held: AbstractAsyncContextManager[AsyncConnection[Any]]
+) -> AsyncIterator[AsyncConnection[Any]]:
+    await gate.let_through()
+    async with held as conn:
+        yield conn
 
 
 class PostgresUnitOfWork:
@@ -63,6 +198,9 @@ class PostgresUnitOfWork:
 
     @asynccontextmanager
     async def atomic(self) -> AsyncIterator[None]:
+        gate = _pending_gate(self._pool)
+        if gate is not None:  # nothing commits before the task's check has passed
+            await gate.let_through()
         outer = _bound(self._pool)
         if outer is not None:
             async with outer.conn.transaction():  # a savepoint

@@ -39,7 +39,7 @@ from engage_http.openapi import (
     problems,
     query_text,
 )
-from engage_http.principal import Caller, CurrentCaller, provide_caller
+from engage_http.principal import Caller, CurrentMetricsCaller, provide_metrics_caller
 from engage_http.problems import BadQuery
 from engage_http.responses import json
 
@@ -114,7 +114,7 @@ async def _once(
     idempotency: IdempotencyGuard,
     principal: Caller,
     key: str | None,
-    action: Callable[[], Awaitable[StoredResponse]],
+    action: Callable[[Caller], Awaitable[StoredResponse]],
 ) -> Response[Any]:
     """Run ``action``, or replay its first response when the Idempotency-Key repeats.
 
@@ -122,13 +122,13 @@ async def _once(
     values are validated, so it must hold for any body, however hostile.
     """
     if key is None:
-        stored = await action()
+        stored = await action(principal)
     else:
         stored = await idempotency.run(
             user_id=principal.user_id,
             key=key,
             request_fingerprint=fingerprint(request.method, request.url.path, await request.body()),
-            action=action,
+            action=lambda: action(principal),
         )
     return json(stored.body, status=stored.status)
 
@@ -142,7 +142,9 @@ class MetricsController(Controller):
     tags = ["metrics"]
     request_class = JsonBodyRequest
     # A signed-in user, or an API key with metrics:read (GET) or metrics:write (POST).
-    dependencies = {"principal": Provide(provide_caller)}
+    # Every handler answers through ``principal.run``: a user's session is checked
+    # there, in the same round trip as the handler's first statement.
+    dependencies = {"principal": Provide(provide_metrics_caller)}
 
     @get(
         "/metrics",
@@ -152,7 +154,7 @@ class MetricsController(Controller):
     )
     async def list_metrics(
         self,
-        principal: CurrentCaller,
+        principal: CurrentMetricsCaller,
         metrics: Injected[MetricsService],
         metric_type: MetricTypeFilter = None,
         since: Moment = None,
@@ -161,13 +163,15 @@ class MetricsController(Controller):
         cursor: Cursor = None,
     ) -> Response[MetricPageOut]:
         try:
-            page = await metrics.list(
-                principal.user_id,
-                metric_type=metric_type,
-                since=since,
-                until=until,
-                limit=limit,
-                cursor=cursor,
+            page = await principal.run(
+                lambda caller: metrics.list(
+                    caller.user_id,
+                    metric_type=metric_type,
+                    since=since,
+                    until=until,
+                    limit=limit,
+                    cursor=cursor,
+                )
             )
         except ValidationFailed as exc:
             raise _as_bad_query(exc) from None
@@ -183,17 +187,19 @@ class MetricsController(Controller):
     async def record_metric(
         self,
         request: Request[Any, Any, Any],
-        principal: CurrentCaller,
+        principal: CurrentMetricsCaller,
         data: JSONBody[MetricIn],
         metrics: Injected[MetricsService],
         idempotency: Injected[IdempotencyGuard],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[MetricOut]:
-        async def record() -> StoredResponse:
-            metric = await metrics.record(principal.user_id, **data.as_mapping())
+        async def record(caller: Caller) -> StoredResponse:
+            metric = await metrics.record(caller.user_id, **data.as_mapping())
             return StoredResponse(201, encode(MetricOut.of(metric)))
 
-        return await _once(request, idempotency, principal, idempotency_key, record)
+        return await principal.run(
+            lambda caller: _once(request, idempotency, caller, idempotency_key, record)
+        )
 
     @post(
         "/metrics/batch",
@@ -205,19 +211,21 @@ class MetricsController(Controller):
     async def record_batch(
         self,
         request: Request[Any, Any, Any],
-        principal: CurrentCaller,
+        principal: CurrentMetricsCaller,
         data: JSONBody[MetricBatchIn],
         metrics: Injected[MetricsService],
         idempotency: Injected[IdempotencyGuard],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[BatchOut]:
-        async def record() -> StoredResponse:
+        async def record(caller: Caller) -> StoredResponse:
             inserted = await metrics.record_batch(
-                principal.user_id, [item.as_mapping() for item in data.items]
+                caller.user_id, [item.as_mapping() for item in data.items]
             )
             return StoredResponse(201, encode(BatchOut(inserted=inserted)))
 
-        return await _once(request, idempotency, principal, idempotency_key, record)
+        return await principal.run(
+            lambda caller: _once(request, idempotency, caller, idempotency_key, record)
+        )
 
     @get(
         "/summary",
@@ -227,7 +235,7 @@ class MetricsController(Controller):
     )
     async def summary(
         self,
-        principal: CurrentCaller,
+        principal: CurrentMetricsCaller,
         metrics: Injected[MetricsService],
         bucket: BucketName = Bucket.DAY.value,
         tz: TimeZone = "UTC",
@@ -236,13 +244,15 @@ class MetricsController(Controller):
         metric_type: MetricTypeFilter = None,
     ) -> Response[SummaryOut]:
         try:
-            summary = await metrics.summary(
-                principal.user_id,
-                bucket=bucket,
-                tz=tz,
-                since=since,
-                until=until,
-                metric_type=metric_type,
+            summary = await principal.run(
+                lambda caller: metrics.summary(
+                    caller.user_id,
+                    bucket=bucket,
+                    tz=tz,
+                    since=since,
+                    until=until,
+                    metric_type=metric_type,
+                )
             )
         except ValidationFailed as exc:
             raise _as_bad_query(exc) from None

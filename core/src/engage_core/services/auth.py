@@ -9,7 +9,9 @@ import enum
 import hashlib
 import math
 import secrets
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Generic, TypeVar
 from uuid import UUID, uuid4
 
 import attrs
@@ -41,6 +43,7 @@ from engage_core.ports import (
     Clock,
     PasswordHasher,
     RateLimiter,
+    SessionRefused,
     SessionRepository,
     TokenIssuer,
     UnitOfWork,
@@ -52,6 +55,7 @@ from engage_core.services.mfa import MfaRequired, TotpVerifier
 
 __all__ = [
     "AccessGrant",
+    "Admission",
     "AuthPolicy",
     "AuthService",
     "BrowserLogin",
@@ -62,6 +66,7 @@ __all__ = [
 
 _LIVE = b"1"
 _ENDED = b"0"
+T = TypeVar("T")
 
 
 class LogoutScope(enum.StrEnum):
@@ -89,6 +94,39 @@ class Principal:
 
     user_id: UUID
     session_id: UUID
+
+
+@frozen
+class Admission:
+    """The caller of a valid access token, admitted before its session's liveness
+    is known: ``run`` checks the session with the work it is for (one round trip
+    for both where the store can), and gives the work's result only for a live
+    session. Every answer to the caller must come from ``run``."""
+
+    principal: Principal
+    _auth: AuthService = attrs.field(repr=False)
+    # The cache already said "live" (only a cache every process shares may).
+    _known_live: bool = False
+
+    async def run(self, work: Callable[[Principal], Awaitable[T]]) -> T:
+        """``work``'s result (or error) for a live session; ``Unauthorized`` otherwise,
+        whatever the work did (what it wrote is then not kept)."""
+        if self._known_live:
+            return await work(self.principal)
+        return await self._auth._run_checked(self.principal, work)
+
+
+@frozen
+class _Outcome(Generic[T]):
+    """What a piece of work returned or raised, kept until its session is checked."""
+
+    value: T | None = None
+    error: Exception | None = None
+
+    def unwrap(self) -> T:
+        if self.error is not None:
+            raise self.error
+        return self.value  # type: ignore[return-value]  # None only with an error
 
 
 @frozen(kw_only=True)
@@ -345,10 +383,19 @@ class AuthService:
 
     async def authenticate(self, access_token: str) -> Principal:
         """The principal of a valid access token whose session is still live."""
+        admission = await self.admit(access_token)
+        return await admission.run(_itself)
+
+    async def admit(self, access_token: str) -> Admission:
+        """The caller of a valid access token, whose session ``Admission.run`` checks
+        with the work it runs; ``Unauthorized`` at once for a bad token or a session
+        the cache knows has ended."""
         claims = await self.tokens.verify(access_token)
-        if not await self._session_is_live(claims.session_id, claims.user_id):
+        principal = Principal(claims.user_id, claims.session_id)
+        cached = await self.cache.get(_liveness_key(claims.session_id))
+        if cached is not None and cached != _LIVE:
             raise Unauthorized("authentication required", reason="session ended")
-        return Principal(claims.user_id, claims.session_id)
+        return Admission(principal, self, known_live=cached == _LIVE)
 
     async def devices(self, principal: Principal) -> list[tuple[DeviceSession, bool]]:
         """The caller's live sessions per device, each with whether it is the caller's own."""
@@ -512,22 +559,30 @@ class AuthService:
         )
         return attrs.evolve(login, access_token=token, access_expires_at=expires_at)
 
-    async def _session_is_live(self, session_id: UUID, user_id: UUID) -> bool:
-        key = _liveness_key(session_id)
-        cached = await self.cache.get(key)
-        if cached is not None:
-            return cached == _LIVE
+    async def _run_checked(
+        self, principal: Principal, work: Callable[[Principal], Awaitable[T]]
+    ) -> T:
+        """``work``'s outcome once the session is found live, checked with it."""
+
+        async def kept() -> _Outcome[T]:
+            try:
+                return _Outcome(value=await work(principal))
+            except Exception as exc:  # raised below, once the session is known live
+                return _Outcome(error=exc)
+
         now = self.clock.now()
-        session = await self.sessions.get(session_id)
-        if session is None or session.user_id != user_id:
-            return False
-        live = session.is_live(now)
-        if live:
-            await self._note_seen(session, now)
-        if not live:
-            # Final: an ended session never comes back. Kept as long as any token for it lives.
-            await self.cache.set(key, _ENDED, ttl=self.policy.access_ttl.total_seconds())
-        elif self.live_answer_ttl > 0:
+        key = _liveness_key(principal.session_id)
+        checked = await self.sessions.run_checked(
+            principal.session_id, principal.user_id, now, kept
+        )
+        if isinstance(checked, SessionRefused):
+            if checked.ended:
+                # Final: an ended session never comes back. Kept as long as any token for it lives.
+                await self.cache.set(key, _ENDED, ttl=self.policy.access_ttl.total_seconds())
+            raise Unauthorized("authentication required", reason="session ended")
+        session, outcome = checked
+        await self._note_seen(session, now)
+        if self.live_answer_ttl > 0:
             remaining = (session.expires_at - now).total_seconds()
             # Only if absent: a concurrent logout's "ended" must win over this answer.
             await self.cache.set(
@@ -536,7 +591,7 @@ class AuthService:
                 ttl=min(self.live_answer_ttl, remaining),
                 only_if_absent=True,
             )
-        return live
+        return outcome.unwrap()
 
     async def _note_seen(self, session: Session, now: datetime) -> None:
         """Write ``last_seen_at`` when it is older than ``last_seen_every``: a session
@@ -588,6 +643,10 @@ class AuthService:
 
         if session_ids:
             await self.uow.after_commit(mark_ended)
+
+
+async def _itself(principal: Principal) -> Principal:
+    return principal
 
 
 def _liveness_key(session_id: UUID) -> str:

@@ -6,10 +6,18 @@ from __future__ import annotations
 import copy
 import hmac
 import itertools
-from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from datetime import datetime
 from types import MappingProxyType
-from typing import Protocol
+from typing import Protocol, TypeVar
 from uuid import UUID
 
 import attrs
@@ -43,11 +51,14 @@ from engage_core.ports import (
     LoadOutcome,
     Reservation,
     RowFault,
+    SessionRefused,
     StagedMetric,
     StoredResponse,
 )
 from engage_core.queries import MetricPageQuery, Position, Series, SummaryQuery
 from engage_core.summaries import Aggregate, in_query, summarize
+
+_Work = TypeVar("_Work")
 
 __all__ = [
     "InMemoryActivityRepository",
@@ -220,6 +231,21 @@ class InMemorySessionRepository:
     async def get(self, session_id: UUID) -> Session | None:
         session = self._by_id.get(session_id)
         return attrs.evolve(session) if session else None
+
+    async def run_checked(
+        self,
+        session_id: UUID,
+        user_id: UUID,
+        at: datetime,
+        work: Callable[[], Awaitable[_Work]],
+    ) -> tuple[Session, _Work] | SessionRefused:
+        # Eagerly: the check, then the work only for a live session.
+        session = self._by_id.get(session_id)
+        if session is None or session.user_id != user_id:
+            return SessionRefused(ended=False)
+        if not session.is_live(at):
+            return SessionRefused(ended=True)
+        return attrs.evolve(session), await work()
 
     async def find_by_token_hash(self, token_hash: str) -> Session | None:
         for session in self._by_id.values():
