@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from attrs import frozen
-from litestar import Request, Response, route
+from litestar import HttpMethod, Request, Response, route
 from litestar.exceptions import NotFoundException
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
@@ -139,7 +139,7 @@ def bundle() -> WebBundle:
 
 
 # HEAD too: the same headers, no body (Litestar leaves it out).
-_READ = ("GET", "HEAD")
+_READ = [HttpMethod.GET, HttpMethod.HEAD]
 
 
 @route(list(PAGE_PATHS), http_method=_READ, include_in_schema=False, sync_to_thread=False)
