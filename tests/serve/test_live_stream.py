@@ -424,6 +424,16 @@ async def test_a_stream_whose_client_left_is_let_go_at_once(
         await listener.stop()
 
 
+async def test_a_request_head_larger_than_the_http_buffer_is_a_431(one_worker: str) -> None:
+    """ENGAGE_HTTP_BUFFER_BYTES (8192 by default) bounds a request's head."""
+    async with httpx.AsyncClient(base_url=one_worker, timeout=WAIT) as client:
+        fits = await client.get("/healthz", headers={"x-padding": "a" * 7000})
+        too_large = await client.get("/healthz", headers={"x-padding": "a" * 9000})
+
+    assert fits.status_code == 200
+    assert too_large.status_code == 431
+
+
 async def test_a_write_only_key_may_not_stream(http: httpx.AsyncClient) -> None:
     _, auth = await new_user(http)
     key = await new_key(http, auth, "metrics:write")
