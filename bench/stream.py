@@ -16,7 +16,9 @@ httpx-sse, and measures:
   before the metric is POSTed (what a writer sees: the POST's own time, its
   queueing and its commit included), and from its 2xx response (the write is
   committed: what the server's delivery alone costs, give or take the time this
-  process takes to read the response); and the POSTs' own round trips.
+  process takes to read the response); and the POSTs' own round trips, also for
+  the same bursts before any stream opened (nobody follows the users, so their
+  writes send no NOTIFY: what the notification costs the writers).
 
 The clients run in this process on the same machine, so their CPU is taken
 from the server's: the latencies include reading and parsing every event here.
@@ -206,6 +208,13 @@ async def measure(base: str, worker: psutil.Process, args: argparse.Namespace) -
     users = args.streams // args.per_user
     print(f"bench: signing up {users} users", file=sys.stderr)
     auths = await _users(base, users)
+    print(f"bench: {args.burst} bursts of one write per user, no stream open", file=sys.stderr)
+    unfollowed: Sent = {}
+    async with httpx.AsyncClient(base_url=base, timeout=60) as writers:
+        for _ in range(args.burst):
+            await asyncio.gather(*(_write(writers, auth, unfollowed) for auth in auths))
+            await asyncio.sleep(0.5)
+    unfollowed_posts = [(done - started) * 1000 for started, done in unfollowed.values()]
     gc.collect()
     await asyncio.sleep(1.0)
     rss_before, uss_before = _memory(worker)
@@ -263,6 +272,11 @@ async def measure(base: str, worker: psutil.Process, args: argparse.Namespace) -
         "uss_per_stream": (uss_after - uss_before) / streams.expected,
         "sequential": _figures(streams, sequential, args.per_user),
         "burst": _figures(streams, bursts, args.per_user),
+        "burst_unfollowed": {
+            "writes": len(unfollowed),
+            "post_p50_ms": _quantile(unfollowed_posts, 0.50),
+            "post_p99_ms": _quantile(unfollowed_posts, 0.99),
+        },
         "errors": streams.errors[:10],
     }
 
@@ -312,6 +326,15 @@ def render(result: dict[str, Any]) -> str:
                 "",
             ],
         ]
+    alone = result["burst_unfollowed"]
+    rows.append(
+        [
+            "  the same bursts' POSTs before any stream opened (no NOTIFY)",
+            f"p50 {alone['post_p50_ms']:.1f} ms",
+            f"p99 {alone['post_p99_ms']:.1f} ms",
+            "",
+        ]
+    )
     return table(["figure", "value", "", "goal met"], rows)
 
 
