@@ -14,7 +14,12 @@ from typing import Any
 import typer
 
 from engage_adapters.bootstrap import HEADROOM, Database, pool_size_per_worker
-from engage_adapters.settings import Settings, load_settings, resolve_jwt_secret
+from engage_adapters.settings import (
+    DEFAULT_HTTP_BUFFER_BYTES,
+    Settings,
+    load_settings,
+    resolve_jwt_secret,
+)
 from engage_cli.errors import fail, reported_errors
 from engage_http import BIND_HOST_VARIABLE
 
@@ -63,17 +68,24 @@ def serve(
 
     try:
         Granian(
-            target=APP_FACTORY, factory=True, address=host, port=port, **server_options(workers)
+            target=APP_FACTORY,
+            factory=True,
+            address=host,
+            port=port,
+            **server_options(workers, http_buffer_bytes=settings.http_buffer_bytes),
         ).serve()
     finally:
         if metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def server_options(workers: int) -> dict[str, Any]:
+def server_options(
+    workers: int, *, http_buffer_bytes: int = DEFAULT_HTTP_BUFFER_BYTES
+) -> dict[str, Any]:
     """How granian runs the app; bench/suite.py serves its bare-handler ceiling
     with the same options, so the two are compared like for like."""
     from granian.constants import Interfaces, Loops, RuntimeModes
+    from granian.http import HTTP1Settings
 
     return {
         "interface": Interfaces.ASGI,
@@ -84,6 +96,10 @@ def server_options(workers: int) -> dict[str, Any]:
         # uvloop where it exists (not on Windows): less CPU per request (bench/README.md).
         "loop": Loops.uvloop if find_spec("uvloop") else Loops.asyncio,
         "backlog": 2048,
+        # ENGAGE_HTTP_BUFFER_BYTES, by default granian's least (8 KiB): each open
+        # connection (a live stream, an idle keep-alive) costs about 10 KiB less than at
+        # granian's default of 408 KiB; request heads are bounded by it (a 431 past it).
+        "http1_settings": HTTP1Settings(max_buffer_size=http_buffer_bytes),
         "log_access": False,  # the app logs each request as JSON, with its request id
         "workers_kill_timeout": 30,  # SIGTERM: in-flight requests get 30 s to finish
     }

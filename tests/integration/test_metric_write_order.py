@@ -70,6 +70,38 @@ async def test_the_position_waits_for_the_users_writers_and_bounds_what_follows(
     assert await feed.count_after(user, 0) == (2, second.id)
 
 
+async def test_reads_asked_for_at_once_each_get_their_own_rows(
+    pg_pool: AsyncConnectionPool,
+) -> None:
+    """A burst's reads (one per user, as notifications come) are made together: each
+    still gets exactly its user's rows in its own range, up to its own limit."""
+    users = await insert_users(pg_pool, 4)
+    feed = PostgresMetricFeed(pg_pool)
+    repository = PostgresMetricRepository(pg_pool)
+    ids = {user: [(await repository.add(user, draft())).id for _ in range(5)] for user in users}
+    first, second, third, fourth = users
+
+    reads = await asyncio.wait_for(
+        asyncio.gather(
+            feed.metrics_after(first, 0, through=ids[first][-1], limit=10),
+            feed.metrics_after(second, ids[second][0], through=ids[second][3], limit=10),
+            feed.metrics_after(third, 0, through=ids[third][-1], limit=2),
+            feed.metrics_after(fourth, ids[fourth][-1], through=ids[fourth][-1], limit=10),
+            feed.metrics_after(first, ids[first][2], through=ids[first][-1], limit=10),
+        ),
+        WAIT,
+    )
+
+    assert [[m.id for m in rows] for rows in reads] == [
+        ids[first],
+        ids[second][1:4],
+        ids[third][:2],
+        [],
+        ids[first][3:],
+    ]
+    assert {m.user_id for m in reads[1]} == {second}
+
+
 async def test_inserts_of_followed_users_and_ended_access_notify_ids_only(
     pg_pool: AsyncConnectionPool, pg_url: str
 ) -> None:

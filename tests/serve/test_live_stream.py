@@ -99,12 +99,23 @@ class Listener:
     async def open(
         cls, base: str, headers: dict[str, str], params: dict[str, str] | None = None
     ) -> Listener:
+        listener = await cls.try_open(base, headers, params)
+        assert listener is not None, "the stream was refused (429)"
+        return listener
+
+    @classmethod
+    async def try_open(
+        cls, base: str, headers: dict[str, str], params: dict[str, str] | None = None
+    ) -> Listener | None:
+        """An open stream, or None when it was refused with a 429."""
         listener = cls()
         listener.task = asyncio.get_running_loop().create_task(
             listener._read(base, headers, params or {})
         )
         async with asyncio.timeout(WAIT):
             await listener._opened.wait()
+        if listener.status == 429:
+            return None
         assert listener.status == 200, listener.status
         # The stream has told its position: everything written from here on is "new".
         await listener.until(lambda events: any(e.id for e in events))
@@ -376,6 +387,51 @@ async def test_revoking_a_key_closes_its_streams(http: httpx.AsyncClient, base: 
     async with asyncio.timeout(WAIT):
         await listener.closed.wait()
     assert listener.events[-1].event == "end"
+
+
+@pytest.fixture(scope="module")
+def one_worker(env: dict[str, str]) -> Iterator[str]:
+    """One worker (so the per-worker stream limit is one count), 3 streams a user."""
+    with running_server({**env, "ENGAGE_STREAMS_PER_USER": "3"}, workers=1) as (_, url):
+        yield url
+
+
+async def test_a_stream_whose_client_left_is_let_go_at_once(
+    http: httpx.AsyncClient, one_worker: str
+) -> None:
+    """A client that goes frees its place though no event came that would find it gone:
+    the user may open as many streams again."""
+    _, auth = await new_user(http)
+    first = [await Listener.open(one_worker, auth) for _ in range(3)]
+    async with httpx.AsyncClient(base_url=one_worker, timeout=WAIT) as client:
+        assert (await client.get(STREAM, headers=auth)).status_code == 429
+    for listener in first:
+        await listener.stop()
+
+    again: list[Listener] = []
+    async with asyncio.timeout(WAIT):
+        while len(again) < 3:
+            listener = await Listener.try_open(one_worker, auth)
+            if listener is None:  # the worker has not yet seen one of the first go
+                await asyncio.sleep(0.05)
+            else:
+                again.append(listener)
+    async with httpx.AsyncClient(base_url=one_worker, timeout=WAIT) as client:
+        assert (await client.get(STREAM, headers=auth)).status_code == 429
+        metric_id = await record(client, auth)
+    for listener in again:
+        await listener.has_ids([metric_id])
+        await listener.stop()
+
+
+async def test_a_request_head_larger_than_the_http_buffer_is_a_431(one_worker: str) -> None:
+    """ENGAGE_HTTP_BUFFER_BYTES (8192 by default) bounds a request's head."""
+    async with httpx.AsyncClient(base_url=one_worker, timeout=WAIT) as client:
+        fits = await client.get("/healthz", headers={"x-padding": "a" * 7000})
+        too_large = await client.get("/healthz", headers={"x-padding": "a" * 9000})
+
+    assert fits.status_code == 200
+    assert too_large.status_code == 431
 
 
 async def test_a_write_only_key_may_not_stream(http: httpx.AsyncClient) -> None:

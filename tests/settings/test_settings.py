@@ -169,3 +169,15 @@ def test_a_redis_timeout_out_of_range_is_refused(value: str) -> None:
     with pytest.raises(SettingsError) as caught:
         load_settings({"ENGAGE_REDIS_TIMEOUT": value})
     assert caught.value.faults[0].startswith("ENGAGE_REDIS_TIMEOUT ")
+
+
+def test_the_http_buffer_is_granians_least_unless_raised() -> None:
+    assert load_settings({}).http_buffer_bytes == 8192
+    assert load_settings({"ENGAGE_HTTP_BUFFER_BYTES": "65536"}).http_buffer_bytes == 65536
+
+
+@pytest.mark.parametrize("value", ["8191", "0", "big", str(2**24 + 1)])
+def test_an_http_buffer_granian_cannot_take_is_refused(value: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"ENGAGE_HTTP_BUFFER_BYTES": value})
+    assert caught.value.faults[0].startswith("ENGAGE_HTTP_BUFFER_BYTES ")

@@ -256,8 +256,7 @@ async def test_a_stream_that_falls_too_far_behind_is_closed(
         await setup.record()
     async with asyncio.timeout(WAIT):
         while stream.end_reason is None:
-            stream.wake.clear()
-            await stream.wake.wait()
+            await stream.changed()
 
     assert stream.end_reason == "too slow"
 

@@ -10,6 +10,11 @@ Metric notifications cost their writers a WAL flush under a server-wide lock,
 so the trigger sends them only for users in ``live_followers``: each process
 lists there (by its listening connection's pid) the users it has streams of.
 
+The new rows of a notification are read through the pool, and the reads asked
+for while one is under way (a burst of writes, one read per user) are made
+together, in one statement, when it is done: one pooled connection for a
+burst rather than one per user, each waiting behind the writers' own.
+
 The listening connection is its own, outside the pool. When it is lost
 (a restart, ``pg_terminate_backend``, a network fault) it is opened again
 within a second or two, and the feed says ``Listening(resumed=True)``: the
@@ -58,6 +63,38 @@ def parse_notice(channel: str, payload: str) -> Notice | None:
     return None
 
 
+# The new rows of several users at once: each request's own range and limit.
+_READ_MANY = (
+    "SELECT w.n, m.id, m.metric_type, m.metric_value, m.recorded_at"
+    " FROM unnest(%s::uuid[], %s::bigint[], %s::bigint[], %s::int[]) WITH ORDINALITY"
+    " AS w(user_id, after_id, through_id, row_limit, n)"
+    " CROSS JOIN LATERAL (SELECT id, metric_type, metric_value, recorded_at"
+    " FROM engagement_metrics e WHERE e.user_id = w.user_id AND e.id > w.after_id"
+    " AND e.id <= w.through_id ORDER BY e.id LIMIT w.row_limit) AS m"
+    " ORDER BY w.n, m.id"
+)
+
+
+class _Read:
+    """One asked-for read of a user's new rows, and who waits for it."""
+
+    __slots__ = ("after", "limit", "rows", "through", "user_id")
+
+    def __init__(
+        self,
+        user_id: UUID,
+        after: int,
+        through: int,
+        limit: int,
+        rows: asyncio.Future[list[EngagementMetric]],
+    ) -> None:
+        self.user_id = user_id
+        self.after = after
+        self.through = through
+        self.limit = limit
+        self.rows = rows
+
+
 _SWEEP = "DELETE FROM live_followers WHERE listener NOT IN (SELECT pid FROM pg_stat_activity)"
 _FOLLOW = (
     "INSERT INTO live_followers (user_id, listener) SELECT unnest(%s::uuid[]), %s"
@@ -73,6 +110,9 @@ class PostgresMetricFeed:
         self._followed: dict[UUID, int] = {}
         self._listener: int | None = None
         self._following = asyncio.Lock()
+        # Reads asked for while one is under way, made together when it is done.
+        self._reads: list[_Read] = []
+        self._reading: asyncio.Task[None] | None = None
 
     async def follow(self, user_id: UUID) -> None:
         async with self._following:
@@ -153,6 +193,13 @@ class PostgresMetricFeed:
     async def metrics_after(
         self, user_id: UUID, after: int, *, through: int | None, limit: int
     ) -> Sequence[EngagementMetric]:
+        if through is not None:  # what a notification said: read with the others
+            loop = asyncio.get_running_loop()
+            read = _Read(user_id, after, through, limit, loop.create_future())
+            self._reads.append(read)
+            if self._reading is None or self._reading.done():
+                self._reading = loop.create_task(self._read_together())
+            return await read.rows
         async with connection(self._pool) as conn:
             cur = await conn.execute(
                 "SELECT id, metric_type, metric_value, recorded_at FROM engagement_metrics"
@@ -162,6 +209,43 @@ class PostgresMetricFeed:
             )
             rows = await cur.fetchall()
         return [stored_metric(user_id, row) for row in rows]
+
+    async def _read_together(self) -> None:
+        """Make the reads asked for, all at once, until none is left (those asked for
+        meanwhile are the next statement's)."""
+        while self._reads:
+            reads = [read for read in self._reads if not read.rows.done()]  # not given up
+            self._reads = []
+            if not reads:
+                continue
+            try:
+                async with connection(self._pool) as conn:
+                    cur = await conn.execute(
+                        _READ_MANY,
+                        [
+                            [read.user_id for read in reads],
+                            [read.after for read in reads],
+                            [read.through for read in reads],
+                            [read.limit for read in reads],
+                        ],
+                    )
+                    rows = await cur.fetchall()
+            except Exception as exc:  # each reader handles it as its own
+                for read in reads:
+                    if not read.rows.done():
+                        read.rows.set_exception(exc)
+                continue
+            except BaseException:  # cancelled (the loop is closing): so are the readers
+                for read in reads:
+                    read.rows.cancel()
+                raise
+            found: list[list[EngagementMetric]] = [[] for _ in reads]
+            for row in rows:
+                n = row[0] - 1
+                found[n].append(stored_metric(reads[n].user_id, row[1:]))
+            for read, metrics in zip(reads, found, strict=True):
+                if not read.rows.done():
+                    read.rows.set_result(metrics)
 
     async def count_after(self, user_id: UUID, after: int) -> tuple[int, int]:
         async with connection(self._pool) as conn:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated
+import asyncio
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import Annotated, Any, cast
 
 from litestar import Controller, get
 from litestar.background_tasks import BackgroundTask
 from litestar.di import Provide
 from litestar.params import HeaderParameter, QueryParameter
-from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.response import ServerSentEvent
+from litestar.response.base import ASGIResponse
+from litestar.types import ASGIApp, Empty, Receive, Scope, Send
+from litestar.utils.scope.state import ScopeState
 
 from engage_core.errors import FieldError, Unauthorized, ValidationFailed
-from engage_core.model import Grant, GrantId
+from engage_core.model import EngagementMetric, Grant, GrantId
 from engage_core.services.api_keys import KeyPrincipal
 from engage_core.services.auth import AuthService
 from engage_core.services.live import LiveMetrics, Stream, StreamEvent
@@ -69,27 +74,173 @@ async def _grant_of(auth: AuthService, caller: Caller) -> Grant:
     return Grant(GrantId("family", session.family_id), caller.user_id, session.expires_at)
 
 
-def _message(event: StreamEvent) -> ServerSentEventMessage:
+# Frames as Litestar's ServerSentEventMessage writes them (lines end in CRLF; the
+# JSON has no line breaks to split).
+_HEARTBEAT_FRAME = b": keep-alive\r\n\r\n"
+# The frames of the latest metric events, by the event: one user's streams are all
+# handed the same event objects, so each metric is encoded once, not once per stream.
+_METRIC_FRAMES: dict[int, tuple[StreamEvent, bytes]] = {}
+_METRIC_FRAMES_KEPT = 256
+
+
+def _frame(event: StreamEvent) -> bytes:
+    """The event as a server-sent-event frame."""
     if event.kind == "metric" and event.metric is not None:
-        body = encode(MetricOut.of(event.metric)).decode()
-        return ServerSentEventMessage(event="metric", id=event.id, data=body)
+        return _metric_frame(event, event.metric)
     if event.kind == "backfill":
-        body = encode({"count": event.count, "last_id": event.id}).decode()
-        return ServerSentEventMessage(event="backfill", id=event.id, data=body)
+        body = encode({"count": event.count, "last_id": event.id})
+        return b"%sevent: backfill\r\ndata: %s\r\n\r\n" % (_id_line(event.id), body)
     if event.kind == "position":
         # Sets the client's Last-Event-ID before any metric, so a reconnect resumes from here.
-        body = encode({"after": event.id}).decode()
-        return ServerSentEventMessage(
-            event="position", id=event.id, data=body, retry=RECONNECT_AFTER_MS
+        body = encode({"after": event.id})
+        return b"%sevent: position\r\ndata: %s\r\nretry: %d\r\n\r\n" % (
+            _id_line(event.id),
+            body,
+            RECONNECT_AFTER_MS,
         )
     if event.kind == "end":
-        return ServerSentEventMessage(event="end", data=encode({"reason": event.reason}).decode())
-    return ServerSentEventMessage(comment="keep-alive", data=None)
+        return b"event: end\r\ndata: %s\r\n\r\n" % encode({"reason": event.reason})
+    return _HEARTBEAT_FRAME
 
 
-async def _messages(live: LiveMetrics, stream: Stream) -> AsyncIterator[ServerSentEventMessage]:
-    async for event in live.events(stream):
-        yield _message(event)
+def _id_line(event_id: int | None) -> bytes:
+    return b"" if event_id is None else b"id: %d\r\n" % event_id
+
+
+def _metric_frame(event: StreamEvent, metric: EngagementMetric) -> bytes:
+    # Keyed by identity, the event kept beside its frame: an id is not reused while cached.
+    cached = _METRIC_FRAMES.get(id(event))
+    if cached is not None and cached[0] is event:
+        return cached[1]
+    frame = b"id: %d\r\nevent: metric\r\ndata: %s\r\n\r\n" % (
+        metric.id,
+        encode(MetricOut.of(metric)),
+    )
+    if len(_METRIC_FRAMES) >= _METRIC_FRAMES_KEPT:
+        _METRIC_FRAMES.clear()
+    _METRIC_FRAMES[id(event)] = (event, frame)
+    return frame
+
+
+class _Departure:
+    """Ends the stream when its client goes: ``receive`` is awaited beside the stream as
+    a future with a callback, not in a task (nor a task group) of its own."""
+
+    __slots__ = ("_receive", "_stream", "_waiting", "gone")
+
+    def __init__(self, receive: Receive, stream: Stream) -> None:
+        self._receive = receive
+        self._stream = stream
+        self._waiting: asyncio.Future[Any] | None = None
+        self.gone = False
+        self._listen()
+
+    def _listen(self) -> None:
+        self._waiting = asyncio.ensure_future(self._receive())
+        self._waiting.add_done_callback(self._heard)
+
+    def _heard(self, waiting: asyncio.Future[Any]) -> None:
+        if waiting is not self._waiting or waiting.cancelled():
+            return
+        try:
+            message = waiting.result()
+        except Exception:  # the server lost the connection
+            message = {"type": "http.disconnect"}
+        if message["type"] == "http.disconnect":
+            self.gone = True
+            self._stream.end("disconnected")
+        else:  # the (empty) request body: the disconnect comes next
+            self._listen()
+
+    def stop(self) -> None:
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None and not waiting.done():
+            waiting.cancel()
+
+
+class _EventStream:
+    """The stream's ASGI response: the head Litestar built for it (its status and
+    headers), then each event's frame sent from the request's own task as it comes."""
+
+    __slots__ = ("_background", "_head", "_live", "_stream")
+
+    def __init__(self, head: ASGIResponse, live: LiveMetrics, stream: Stream) -> None:
+        self._head: ASGIResponse | None = head
+        self._background = head.background
+        self._live = live
+        self._stream = stream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            head, self._head = self._head, None  # kept no longer than it is needed
+            if head is None:
+                raise RuntimeError("a stream's response is sent once")
+            await head.start_response(send)
+            if head.is_head_response:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            del head
+            _forget_parsed_request(scope)
+            await self._send_events(receive, send)
+        finally:
+            self._live.close(self._stream)  # also when the client left before the head went
+            if self._background is not None:
+                await self._background()
+
+    async def _send_events(self, receive: Receive, send: Send) -> None:
+        departure = _Departure(receive, self._stream)
+        try:
+            stream_events = cast("AsyncGenerator[StreamEvent]", self._live.events(self._stream))
+            async with aclosing(stream_events) as events:
+                async for event in events:
+                    if departure.gone:
+                        return
+                    try:
+                        await send(
+                            {"type": "http.response.body", "body": _frame(event), "more_body": True}
+                        )
+                    except Exception:
+                        if departure.gone:
+                            return
+                        raise
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            departure.stop()
+
+
+def _forget_parsed_request(scope: Scope) -> None:
+    """Drop what Litestar parsed of the request (its headers, cookies, query, URL and
+    resolved dependencies) and keeps in the scope: a stream holds it for hours, and
+    anything that needs it again parses it again."""
+    state = ScopeState.from_scope(scope)
+    state.headers = state.cookies = state.parsed_query = Empty
+    state.url = state.base_url = state.accept = state.dependency_cache = Empty
+
+
+class _NoContent:
+    """An empty async iterable: the body Litestar's response would stream (it is not used)."""
+
+    def __aiter__(self) -> _NoContent:
+        return self
+
+    async def __anext__(self) -> bytes:
+        raise StopAsyncIteration
+
+
+class _LiveEvents(ServerSentEvent):
+    """Litestar's server-sent-event response (its headers), sending through ``_EventStream``."""
+
+    def __init__(
+        self, live: LiveMetrics, stream: Stream, *, headers: dict[str, str], close: BackgroundTask
+    ) -> None:
+        super().__init__((), headers=headers, background=close)
+        self.iterator = _NoContent()
+        self._live = live
+        self._stream = stream
+
+    def to_asgi_response(self, *args: Any, **kwargs: Any) -> ASGIApp:  # type: ignore[override]
+        head = super().to_asgi_response(*args, **kwargs)
+        return _EventStream(head, self._live, self._stream)
 
 
 class LiveController(Controller):
@@ -138,9 +289,10 @@ class LiveController(Controller):
             ) from None
         if stopping:
             stream.end(STOPPING)  # told to stop before it opened: reconnect elsewhere
-        return ServerSentEvent(
-            _messages(live, stream),
+        return _LiveEvents(
+            live,
+            stream,
             headers={"Cache-Control": "no-store"},
             # Also when the client left before the first event: the stream is let go.
-            background=BackgroundTask(live.close, stream),
+            close=BackgroundTask(live.close, stream),
         )

@@ -119,23 +119,40 @@ class Stream:
     cursor: int
     # Every metric of the user up to this id was committed when the stream opened.
     opened_at_id: int
-    waiting: deque[StreamEvent] = field(factory=deque)
-    wake: asyncio.Event = field(factory=asyncio.Event)
+    # Made when something waits and dropped when it is sent, and a future rather than
+    # an Event to wake the reader: an idle stream holds neither's buffer (bench/README.md).
+    waiting: deque[StreamEvent] | None = None
     end_reason: str | None = None
+    _wake: asyncio.Future[None] | None = field(default=None, init=False)
 
     def offer(self, events: Iterable[StreamEvent]) -> None:
         if self.end_reason is not None:
             return
+        if self.waiting is None:
+            self.waiting = deque()
         self.waiting.extend(events)
         if len(self.waiting) > MAX_WAITING:
-            self.waiting.clear()
+            self.waiting = None
             self.end("too slow")
-        self.wake.set()
+        self._wake_up()
 
     def end(self, reason: str) -> None:
         if self.end_reason is None:
             self.end_reason = reason
-            self.wake.set()
+            self._wake_up()
+
+    async def changed(self) -> None:
+        """Until the next offer, or the end (at once if it ended)."""
+        if self.end_reason is not None:
+            return
+        if self._wake is None or self._wake.done():
+            self._wake = asyncio.get_running_loop().create_future()
+        await self._wake
+
+    def _wake_up(self) -> None:
+        wake, self._wake = self._wake, None
+        if wake is not None and not wake.done():
+            wake.set_result(None)
 
 
 @define(eq=False)
@@ -233,12 +250,14 @@ class LiveMetrics:
             async for event in self._catch_up(stream):
                 yield event
             while stream.end_reason is None:
-                await stream.wake.wait()
-                stream.wake.clear()
+                if not stream.waiting:
+                    await stream.changed()
                 while stream.waiting and stream.end_reason is None:
                     due = self._handled(stream, stream.waiting.popleft())
                     if due is not None:
                         yield due
+                if not stream.waiting:
+                    stream.waiting = None
             yield StreamEvent("end", reason=stream.end_reason or "closed")
         finally:
             self.close(stream)
