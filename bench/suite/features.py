@@ -18,26 +18,22 @@ import psycopg
 from attrs import frozen
 
 from . import progress
-from .load import Traffic, Wrk
+from .load import LUA_CYCLE, Traffic, Wrk
 
 WEB_ROOT = Path(__file__).resolve().parents[2] / "src" / "engage_http" / "web"
 STREAM_SCRIPT = Path(__file__).resolve().parents[1] / "stream.py"
 
 # GET each path of args[1] in turn, gzip accepted, as a browser loads the pages.
-LUA_PATHS_GET = r"""
+LUA_PATHS_GET = (
+    r"""
 local requests, n
 function init(args)
   requests = {}
   for path in io.lines(args[1]) do
     requests[#requests + 1] = wrk.format("GET", path, {["Accept-Encoding"] = "gzip"})
-  end
-  n = id * 7919
-end
-function request()
-  n = n + 1
-  return requests[n % #requests + 1]
-end
-"""
+  end"""
+    + LUA_CYCLE
+)
 
 
 def create_api_keys(base: str, tokens: Sequence[str]) -> list[str]:

@@ -43,14 +43,9 @@ function setup(thread)
 end
 """
 
-# GET with a bearer token per request, cycling through the tokens in args[1].
-LUA_BEARER_GET = r"""
-local requests, n
-function init(args)
-  requests = {}
-  for token in io.lines(args[1]) do
-    requests[#requests + 1] = wrk.format("GET", nil, {["Authorization"] = "Bearer " .. token})
-  end
+# The end of a script whose init() built ``requests``: each thread cycles through
+# them from its own place.
+LUA_CYCLE = r"""
   n = id * 7919
 end
 function request()
@@ -59,8 +54,21 @@ function request()
 end
 """
 
+# GET with a bearer token per request, cycling through the tokens in args[1].
+LUA_BEARER_GET = (
+    r"""
+local requests, n
+function init(args)
+  requests = {}
+  for token in io.lines(args[1]) do
+    requests[#requests + 1] = wrk.format("GET", nil, {["Authorization"] = "Bearer " .. token})
+  end"""
+    + LUA_CYCLE
+)
+
 # POST a JSON body (the file args[2]) with a bearer token per request.
-LUA_BEARER_POST = r"""
+LUA_BEARER_POST = (
+    r"""
 local requests, n
 function init(args)
   local handle = io.open(args[2], "rb")
@@ -70,14 +78,9 @@ function init(args)
   for token in io.lines(args[1]) do
     requests[#requests + 1] = wrk.format("POST", nil, {
       ["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json"}, body)
-  end
-  n = id * 7919
-end
-function request()
-  n = n + 1
-  return requests[n % #requests + 1]
-end
-"""
+  end"""
+    + LUA_CYCLE
+)
 
 # POST /api/auth/token for users 1..args[1] in turn (each thread its own stride).
 LUA_LOGIN = r"""
