@@ -13,7 +13,7 @@ import structlog
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from litestar.types import Receive, Scope, Send
-from tests.http.conftest import Api
+from tests.http.conftest import TRUSTED_ORIGIN, Api
 from tests.http.test_ops import sample
 
 from engage_http.detached import defer, detach, run_detached
@@ -69,6 +69,7 @@ def stream_scope(auth: dict[str, str], request_id: str) -> dict[str, Any]:
             (b"accept", b"text/event-stream"),
             (b"authorization", auth["Authorization"].encode()),
             (b"x-request-id", request_id.encode()),
+            (b"origin", TRUSTED_ORIGIN.encode()),
         ],
         "state": {},
     }
@@ -101,6 +102,7 @@ async def test_a_stream_is_logged_and_counted_when_it_ends(
     assert head["x-request-id"] == "stream-request-1"
     assert head["x-content-type-options"] == "nosniff"
     assert head["cache-control"] == "no-store"
+    assert head["access-control-allow-origin"] == TRUSTED_ORIGIN
     assert b"event: position" in connection.messages[1]["body"]
 
     # While it is open: in progress, neither logged nor counted as finished yet.
