@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 from typing import Any
@@ -14,6 +14,7 @@ from litestar.exceptions import ClientException
 from litestar.middleware import DefineMiddleware
 from litestar.routes import HTTPRoute
 from litestar.status_codes import HTTP_415_UNSUPPORTED_MEDIA_TYPE
+from litestar.types import Receive, Scope, Send
 
 from engage_adapters.bootstrap import HttpPolicy, Services
 from engage_http.controllers.activity import ActivityController
@@ -32,6 +33,7 @@ from engage_http.csrf import (
     csrf_cookie_if_unrouted,
 )
 from engage_http.dependencies import OneAtATime, Providers, dependencies
+from engage_http.detached import run_detached
 from engage_http.guards import AUTH_GUARDS, AuthGuards
 from engage_http.headers import security_headers
 from engage_http.observability import RequestIdMiddleware
@@ -78,7 +80,7 @@ def create_app(services: ServicesFactory, policy: HttpPolicy) -> Litestar:
     # Not empty: Litestar puts a State of its own in place of an empty one.
     state = State({"stopping": False})
     providers = Providers(policy, state)
-    return Litestar(
+    return _App(
         route_handlers=[
             AuthController,
             SessionsController,
@@ -112,6 +114,16 @@ def create_app(services: ServicesFactory, policy: HttpPolicy) -> Litestar:
         debug=False,
         logging_config=None,  # observability.configure_logging owns the log format
     )
+
+
+class _App(Litestar):
+    """Litestar, with a live stream's events sent from outside all of it once its head
+    is sent (``detached.py``): no layer stays suspended while a stream is open."""
+
+    def __call__(  # type: ignore[override]  # the same call, as a coroutine it returns
+        self, scope: Scope, receive: Receive, send: Send
+    ) -> Coroutine[Any, Any, None]:
+        return run_detached(super().__call__, scope, receive, send)
 
 
 def _render(policy: HttpPolicy, request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

@@ -12,6 +12,7 @@ import random
 import re
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -19,7 +20,9 @@ import structlog
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.middleware.base import MiddlewareProtocol
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
+
+from engage_http.detached import defer
 
 REQUEST_ID_HEADER = "x-request-id"
 _REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.encode()
@@ -102,17 +105,27 @@ class RequestIdMiddleware(MiddlewareProtocol):
                 MutableScopeHeaders.from_message(message)[REQUEST_ID_HEADER] = request_id
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
-            try:
-                await self.app(scope, receive, send_with_id)
-            finally:
-                access_log.info(
-                    "http.request",
-                    method=scope["method"],
-                    path=scope["path"],
-                    status=status,
-                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                )
+        bound = structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            # A live stream goes on outside the chain (detached.py): its line when it ends.
+            if not defer(scope, _log_request, scope, status, started, bound):
+                _log_request(scope, status, started, bound)
+
+
+def _log_request(scope: HTTPScope, status: int, started: float, bound: Mapping[str, Any]) -> None:
+    """The access log line, with the request id still bound; then unbind it."""
+    try:
+        access_log.info(
+            "http.request",
+            method=scope["method"],
+            path=scope["path"],
+            status=status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+    finally:
+        structlog.contextvars.reset_contextvars(**bound)
 
 
 def _request_id(scope: Scope) -> str:

@@ -36,6 +36,7 @@ from prometheus_client import Counter, Gauge
 from engage_adapters.bootstrap import Services
 from engage_core.errors import RateLimited, Unauthorized, ValidationFailed
 from engage_core.services.dashboard_cache import Lookup
+from engage_http.detached import defer
 
 T = TypeVar("T")
 
@@ -146,12 +147,25 @@ class RouteMetricsMiddleware(PrometheusMiddleware):
         try:
             await self.app(scope, receive, noting)
         finally:
-            in_progress.dec()
-            count, timing = self._finished_of(method, path, status)
-            if status >= HTTP_500_INTERNAL_SERVER_ERROR:
-                self._count_error(method, path, status)
-            count.inc()
-            timing.observe(duration)
+            # A live stream goes on outside the chain (detached.py): counted when it ends.
+            if not defer(scope, self._finish_detached, in_progress, method, path, status, start):
+                self._finish(in_progress, method, path, status, duration)
+
+    def _finish(
+        self, in_progress: Any, method: str, path: str, status: int, duration: float
+    ) -> None:
+        in_progress.dec()
+        count, timing = self._finished_of(method, path, status)
+        if status >= HTTP_500_INTERNAL_SERVER_ERROR:
+            self._count_error(method, path, status)
+        count.inc()
+        timing.observe(duration)
+
+    def _finish_detached(
+        self, in_progress: Any, method: str, path: str, status: int, start: float
+    ) -> None:
+        # Its last body is sent just before it ends (or its client went since the last).
+        self._finish(in_progress, method, path, status, time.perf_counter() - start)
 
 
 @contextmanager

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
-from contextlib import aclosing
 from typing import Annotated, Any, cast
 
 from litestar import Controller, get
-from litestar.background_tasks import BackgroundTask
 from litestar.di import Provide
 from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent
@@ -22,6 +20,7 @@ from engage_core.services.api_keys import KeyPrincipal
 from engage_core.services.auth import AuthService
 from engage_core.services.live import LiveMetrics, Stream, StreamEvent
 from engage_http.dependencies import Injected
+from engage_http.detached import detach
 from engage_http.dto import MetricOut, encode
 from engage_http.openapi import (
     KEY,
@@ -160,17 +159,25 @@ class _Departure:
 
 class _EventStream:
     """The stream's ASGI response: the head Litestar built for it (its status and
-    headers), then each event's frame sent from the request's own task as it comes."""
+    headers) sent through the middleware chain, then each event's frame sent from the
+    request's own task as it comes, from outside the chain once it has returned
+    (``detached.py``: no layer stays suspended for the hours a stream is open)."""
 
-    __slots__ = ("_background", "_head", "_live", "_stream")
+    __slots__ = ("_head", "_live", "_stream")
 
     def __init__(self, head: ASGIResponse, live: LiveMetrics, stream: Stream) -> None:
         self._head: ASGIResponse | None = head
-        self._background = head.background
         self._live = live
         self._stream = stream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if await self._send_head(scope, send) and not detach(scope, self):
+            await self.resume(receive, send)  # nothing outside the chain runs it: from here
+
+    async def _send_head(self, scope: Scope, send: Send) -> bool:
+        """Its head; True when its events are to follow, else the stream is let go
+        (also when the client left before the head went)."""
+        follows = False
         try:
             head, self._head = self._head, None  # kept no longer than it is needed
             if head is None:
@@ -178,43 +185,51 @@ class _EventStream:
             await head.start_response(send)
             if head.is_head_response:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
-                return
-            del head
-            _forget_parsed_request(scope)
-            await self._send_events(receive, send)
+            else:
+                _forget_parsed_request(scope)
+                follows = True
         finally:
-            self._live.close(self._stream)  # also when the client left before the head went
-            if self._background is not None:
-                await self._background()
+            if not follows:
+                await self.abandon()
+        return follows
 
-    async def _send_events(self, receive: Receive, send: Send) -> None:
+    async def resume(self, receive: Receive, send: Send) -> None:
+        """Each event's frame as it comes, until the stream or its client ends."""
         departure = _Departure(receive, self._stream)
+        events = cast("AsyncGenerator[StreamEvent]", self._live.events(self._stream))
         try:
-            stream_events = cast("AsyncGenerator[StreamEvent]", self._live.events(self._stream))
-            async with aclosing(stream_events) as events:
-                async for event in events:
+            async for event in events:
+                if departure.gone:
+                    return
+                try:
+                    await send(
+                        {"type": "http.response.body", "body": _frame(event), "more_body": True}
+                    )
+                except Exception:
                     if departure.gone:
                         return
-                    try:
-                        await send(
-                            {"type": "http.response.body", "body": _frame(event), "more_body": True}
-                        )
-                    except Exception:
-                        if departure.gone:
-                            return
-                        raise
+                    raise
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             departure.stop()
+            try:
+                await events.aclose()  # as aclosing would, without its object a stream
+            finally:
+                await self.abandon()
+
+    async def abandon(self) -> None:
+        """Let the stream go."""
+        self._live.close(self._stream)
 
 
 def _forget_parsed_request(scope: Scope) -> None:
-    """Drop what Litestar parsed of the request (its headers, cookies, query, URL and
-    resolved dependencies) and keeps in the scope: a stream holds it for hours, and
-    anything that needs it again parses it again."""
+    """Drop what Litestar parsed of the request (its headers, cookies, query, URL,
+    resolved dependencies and exception handlers) and keeps in the scope: a stream
+    holds it for hours, and anything that needs it again parses it again."""
     state = ScopeState.from_scope(scope)
     state.headers = state.cookies = state.parsed_query = Empty
     state.url = state.base_url = state.accept = state.dependency_cache = Empty
+    state.exception_handlers = Empty  # the route's, resolved for each request
 
 
 class _NoContent:
@@ -230,10 +245,8 @@ class _NoContent:
 class _LiveEvents(ServerSentEvent):
     """Litestar's server-sent-event response (its headers), sending through ``_EventStream``."""
 
-    def __init__(
-        self, live: LiveMetrics, stream: Stream, *, headers: dict[str, str], close: BackgroundTask
-    ) -> None:
-        super().__init__((), headers=headers, background=close)
+    def __init__(self, live: LiveMetrics, stream: Stream, *, headers: dict[str, str]) -> None:
+        super().__init__((), headers=headers)
         self.iterator = _NoContent()
         self._live = live
         self._stream = stream
@@ -289,10 +302,5 @@ class LiveController(Controller):
             ) from None
         if stopping:
             stream.end(STOPPING)  # told to stop before it opened: reconnect elsewhere
-        return _LiveEvents(
-            live,
-            stream,
-            headers={"Cache-Control": "no-store"},
-            # Also when the client left before the first event: the stream is let go.
-            close=BackgroundTask(live.close, stream),
-        )
+        # Let go when it ends, also when its client left before the head went (_EventStream).
+        return _LiveEvents(live, stream, headers={"Cache-Control": "no-store"})
