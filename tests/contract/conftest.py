@@ -306,6 +306,9 @@ class FeedStorage:
     metrics: MetricRepository
     sessions: SessionRepository
     keys: ApiKeyRepository
+    # A feed of another process on the same storage; None when the storage is
+    # only this process's (in memory).
+    sibling: Callable[[], MetricFeed] | None = None
 
 
 def memory_feed(env: Env) -> Subject[FeedStorage]:
@@ -326,6 +329,7 @@ def postgres_feed(env: Env) -> Subject[FeedStorage]:
         PostgresMetricRepository(pool),
         PostgresSessionRepository(pool),
         PostgresApiKeyRepository(pool),
+        sibling=lambda: PostgresMetricFeed(pool),
     )
     return Subject(storage, sleeping, adding_users(users, env.clock))
 
