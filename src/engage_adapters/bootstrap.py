@@ -424,7 +424,13 @@ async def build_services(
                 clock=clock,
                 uow=stored.uow,
                 hash_key=derive_key(secret, "api-key"),
-                policy=ApiKeyPolicy(rate_per_minute=settings.key_rate_per_minute),
+                policy=ApiKeyPolicy(
+                    rate_per_minute=settings.key_rate_per_minute,
+                    # The keys' limit in the keys' own database (no Redis): the key's
+                    # check counts its use, with the request's statement.
+                    counted_with_check=stored.shared_limits is not None
+                    and kept.shared_limiter is stored.shared_limits,
+                ),
                 activity=activity,
                 users=stored.users,
             ),
@@ -484,7 +490,8 @@ async def _postgres_storage(
         uow=PostgresUnitOfWork(pool),
         factors=PostgresSecondFactorRepository(pool),
         activity=PostgresActivityRepository(pool),
-        api_keys=PostgresApiKeyRepository(pool),
+        # Counts each key's use in ``limits``'s rows (the same prefix) with its check.
+        api_keys=PostgresApiKeyRepository(pool, limit_prefix=""),
         feed=PostgresMetricFeed(pool),
         link_tokens=PostgresOneTimeTokenRepository(pool),
         outbox=PostgresMailQueue(pool),

@@ -13,7 +13,12 @@ from litestar.params import SkipValidation
 
 from engage_core.errors import Unauthorized
 from engage_core.model import ApiKeyScope
-from engage_core.services.api_keys import ApiKeyService, KeyPrincipal, looks_like_api_key
+from engage_core.services.api_keys import (
+    ApiKeyService,
+    KeyAdmission,
+    KeyPrincipal,
+    looks_like_api_key,
+)
 from engage_core.services.auth import Admission, AuthService, Principal
 from engage_http.cookies import ACCESS_COOKIE
 from engage_http.dependencies import Injected
@@ -31,17 +36,17 @@ T = TypeVar("T")
 @frozen
 class MetricsCaller:
     """The caller of a metrics endpoint, whose every answer comes from ``run``: an
-    API key (checked already) or a signed-in user whose session is checked with
-    the work (``Admission``), so that the check and the work's statement are one
-    round trip to the database."""
+    API key (``KeyAdmission``) or a signed-in user (``Admission``), checked with
+    the work, so that the check and the work's statement are one round trip to
+    the database."""
 
-    _key: KeyPrincipal | None = None
+    _key: KeyAdmission | None = None
     _admission: Admission | None = None
 
     async def run(self, work: Callable[[Caller], Awaitable[T]]) -> T:
         """``work``'s result for the caller, once it is known to be allowed."""
         if self._key is not None:
-            return await work(self._key)
+            return await self._key.run(work)
         assert self._admission is not None
         return await self._admission.run(work)
 
@@ -103,17 +108,22 @@ async def provide_metrics_caller(
     api_keys: Injected[ApiKeyService],
 ) -> MetricsCaller:
     """The caller of a metrics endpoint, as ``provide_caller`` finds it, except that
-    a signed-in user's session is checked by ``MetricsCaller.run``, with the work."""
+    the key or the signed-in user's session is checked by ``MetricsCaller.run``,
+    with the work."""
     token = bearer_token(request)
     if token is not None and looks_like_api_key(token):
-        return MetricsCaller(key=await _key_holder(request, api_keys, token))
+        return MetricsCaller(key=api_keys.admit(token, _scope_of(request)))
     return MetricsCaller(admission=await auth.admit(_access_token(request)))
+
+
+def _scope_of(request: Request[Any, Any, Any]) -> ApiKeyScope:
+    """The scope the method needs: metrics:read to read, metrics:write to record."""
+    return (
+        ApiKeyScope.METRICS_READ if request.method in _SAFE_METHODS else ApiKeyScope.METRICS_WRITE
+    )
 
 
 async def _key_holder(
     request: Request[Any, Any, Any], api_keys: ApiKeyService, token: str
 ) -> KeyPrincipal:
-    scope = (
-        ApiKeyScope.METRICS_READ if request.method in _SAFE_METHODS else ApiKeyScope.METRICS_WRITE
-    )
-    return await api_keys.authenticate(token, scope)
+    return await api_keys.authenticate(token, _scope_of(request))

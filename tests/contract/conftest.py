@@ -293,6 +293,41 @@ API_KEY_REPOSITORIES: dict[str, Factory[Subject[ApiKeyRepository]]] = {
     "postgres": lambda env: postgres_owned(env, PostgresApiKeyRepository),
 }
 
+
+@frozen
+class CheckedKeys:
+    """Keys, the limits their check counts uses in, and metrics on the same
+    storage, for work run behind a key's check."""
+
+    keys: ApiKeyRepository
+    limits: RateLimiter
+    metrics: MetricRepository
+    new_user: NewUser
+
+
+def memory_checked_keys(env: Env) -> CheckedKeys:
+    users, metrics = InMemoryUserRepository(), InMemoryMetricRepository()
+    limits = InMemoryRateLimiter(env.clock)
+    keys = InMemoryApiKeyRepository(users, limits)
+    link_cascade(users, keys, metrics)
+    return CheckedKeys(keys, limits, metrics, adding_users(users, env.clock))
+
+
+def postgres_checked_keys(env: Env) -> CheckedKeys:
+    pool, prefix = env.fixture("pg_pool"), f"test:{uuid4().hex}:"
+    return CheckedKeys(
+        PostgresApiKeyRepository(pool, limit_prefix=prefix),
+        PostgresRateLimiter(pool, prefix=prefix),
+        PostgresMetricRepository(pool),
+        adding_users(PostgresUserRepository(pool), env.clock),
+    )
+
+
+CHECKED_KEYS: dict[str, Factory[CheckedKeys]] = {
+    "memory": memory_checked_keys,
+    "postgres": postgres_checked_keys,
+}
+
 # --- MetricFeed ------------------------------------------------------------------
 
 
@@ -483,6 +518,11 @@ def idempotency_store(request: pytest.FixtureRequest, env: Env) -> Subject[Idemp
 @pytest.fixture(params=list(API_KEY_REPOSITORIES))
 def api_key_repository(request: pytest.FixtureRequest, env: Env) -> Subject[ApiKeyRepository]:
     return API_KEY_REPOSITORIES[request.param](env)
+
+
+@pytest.fixture(params=list(CHECKED_KEYS))
+def checked_keys(request: pytest.FixtureRequest, env: Env) -> CheckedKeys:
+    return CHECKED_KEYS[request.param](env)
 
 
 @pytest.fixture(params=list(METRIC_FEEDS))

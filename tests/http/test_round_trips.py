@@ -201,3 +201,111 @@ async def test_a_session_ended_elsewhere_is_refused_in_the_write_s_one_round_tri
     traces.mark()
     expect_problem(await client.get("/api/dashboard/metrics", headers=auth), 401)
     assert traces.since_mark("sessions", "engagement_metrics") == []
+
+
+# --- requests authenticated by an API key ----------------------------------------
+
+
+async def _key(client, auth, *scopes: str) -> dict[str, str]:
+    response = await client.post(
+        "/api/keys", json={"name": "sensor", "scopes": scopes}, headers=auth
+    )
+    assert response.status_code == 201, response.text
+    return {"Authorization": f"Bearer {response.json()['key']}"}
+
+
+def _one_key_trip(traces: Traces) -> Exchange:
+    """The one round trip in which the request checked its key, counted its use
+    and did its work."""
+    (exchange,) = traces.since_mark("api_keys", "rate_limits", "engagement_metrics")
+    assert len(exchange.statements) == 2, exchange
+    assert "engage_key_check" in exchange.statements[0], exchange
+    return exchange
+
+
+async def test_a_read_with_an_api_key_is_one_round_trip(api, client, traces, db) -> None:
+    auth = await api.new_user("ada@example.com")
+    await api.record(auth, metric_type="page_view", metric_value=1)
+    key = await _key(client, auth, "metrics:read")
+    # The first use reads the key's owner, and notes its first use.
+    assert (await client.get("/api/dashboard/metrics", headers=key)).status_code == 200
+
+    for _ in range(7):  # also once psycopg prepares the statements (after 5)
+        traces.mark()
+        response = await client.get("/api/dashboard/metrics", headers=key)
+        assert response.status_code == 200, response.text
+        assert len(response.json()["items"]) == 1
+        assert "FROM engagement_metrics" in _one_key_trip(traces).statements[1]
+
+    # Each use counted in the key's limit: 8 of them.
+    [(events,)] = db("SELECT cardinality(events) FROM rate_limits WHERE key LIKE 'api-key:%%'")
+    assert events == 8
+
+
+async def test_a_single_write_with_an_api_key_is_one_round_trip(api, client, traces, db) -> None:
+    auth = await api.new_user("ada@example.com")
+    key = await _key(client, auth, "metrics:write")
+    metric = {"metric_type": "page_view", "metric_value": 0}
+    assert (
+        await client.post("/api/dashboard/metrics", json=metric, headers=key)
+    ).status_code == 201
+
+    for value in range(1, 8):
+        traces.mark()
+        response = await client.post(
+            "/api/dashboard/metrics",
+            json={"metric_type": "page_view", "metric_value": value},
+            headers=key,
+        )
+        assert response.status_code == 201, response.text
+        assert "INSERT INTO engagement_metrics" in _one_key_trip(traces).statements[1]
+
+    assert db("SELECT count(*) FROM engagement_metrics") == [(8,)]
+    [(events,)] = db("SELECT cardinality(events) FROM rate_limits WHERE key LIKE 'api-key:%%'")
+    assert events == 8
+
+
+async def test_a_key_revoked_elsewhere_is_refused_in_the_write_s_one_round_trip(
+    api, client, traces, db, expect_problem
+) -> None:
+    auth = await api.new_user("ada@example.com")
+    key = await _key(client, auth, "metrics:write")
+    metric = {"metric_type": "page_view", "metric_value": 1}
+    assert (
+        await client.post("/api/dashboard/metrics", json=metric, headers=key)
+    ).status_code == 201
+    # Another worker's revocation (or the CLI's).
+    assert len(db("UPDATE api_keys SET revoked_at = now() RETURNING id")) == 1
+
+    traces.mark()
+    response = await client.post(
+        "/api/dashboard/metrics", json={"metric_type": "page_view", "metric_value": 2}, headers=key
+    )
+
+    problem = expect_problem(response, 401)
+    assert problem["detail"] == "this API key has been revoked"
+    assert "INSERT INTO engagement_metrics" in _one_key_trip(traces).statements[1]
+    assert db("SELECT metric_value FROM engagement_metrics") == [(1,)]
+    # Not counted: one use, the first.
+    [(events,)] = db("SELECT cardinality(events) FROM rate_limits WHERE key LIKE 'api-key:%%'")
+    assert events == 1
+
+
+async def test_a_wrong_secret_for_a_known_key_costs_no_round_trip(
+    api, client, traces, db, expect_problem
+) -> None:
+    auth = await api.new_user("ada@example.com")
+    key = await _key(client, auth, "metrics:read")
+    assert (await client.get("/api/dashboard/metrics", headers=key)).status_code == 200
+    forged = key["Authorization"][:-4] + (
+        "AAAA" if not key["Authorization"].endswith("AAAA") else "BBBB"
+    )
+
+    traces.mark()
+    expect_problem(
+        await client.get("/api/dashboard/metrics", headers={"Authorization": forged}), 401
+    )
+
+    assert traces.since_mark("api_keys", "rate_limits", "engagement_metrics") == []
+    [(events,)] = db("SELECT cardinality(events) FROM rate_limits WHERE key LIKE 'api-key:%%'")
+    assert events == 1

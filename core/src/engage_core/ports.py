@@ -21,7 +21,7 @@ from collections.abc import (
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Generic, NamedTuple, Protocol, TypeVar
+from typing import Generic, Literal, NamedTuple, Protocol, TypeVar
 from uuid import UUID, uuid4
 
 from attrs import field, frozen
@@ -30,6 +30,7 @@ from engage_core.model import (
     ActivityEntry,
     ActivityKind,
     ApiKey,
+    ApiKeyScope,
     DeviceSession,
     Email,
     EngagementMetric,
@@ -637,6 +638,27 @@ class BulkMetricStore(Protocol):
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
+@frozen
+class RateCount:
+    """One use to count against a limit, as ``RateLimiter.hit(key, limit=, window=)``
+    counts it: at most ``limit`` in any ``window`` seconds."""
+
+    key: str
+    limit: int
+    window: float
+
+
+@frozen
+class KeyRefused:
+    """Why ``ApiKeyRepository.run_checked`` refused, the first that applies in this
+    order: ``unknown`` (no such key of that user, or another secret's hash), ``revoked``,
+    ``expired``, ``scope`` (the key lacks it), ``rate`` (one more use would pass the
+    limit; allowed again in ``retry_after`` seconds)."""
+
+    reason: Literal["unknown", "revoked", "expired", "scope", "rate"]
+    retry_after: float = 0.0
+
+
 class ApiKeyRepository(Protocol):
     async def add(self, key: ApiKey) -> None: ...
 
@@ -663,6 +685,29 @@ class ApiKeyRepository(Protocol):
     async def touch(self, key_id: UUID, at: datetime) -> None:
         """Set ``last_used_at`` to ``at`` unless it is less than ``LAST_USED_RESOLUTION``
         before ``at`` (so concurrent uses write it once)."""
+        ...
+
+    async def run_checked(
+        self,
+        key_id: UUID,
+        user_id: UUID,
+        secret_hash: str,
+        scope: ApiKeyScope,
+        at: datetime,
+        work: Callable[[], Awaitable[_Work]],
+        *,
+        count: RateCount | None = None,
+    ) -> tuple[ApiKey, _Work] | KeyRefused:
+        """Run ``work`` with the check that ``key_id`` is ``user_id``'s, stored with
+        ``secret_hash``, neither revoked nor expired at ``at`` (``ApiKey.is_usable``) and holds
+        ``scope``; with ``count``, the use is then counted in the limits this
+        store's ``RateLimiter`` keeps (the same keys), and only then: a key refused
+        for any other reason is not counted. The key as stored (before this use)
+        and the work's result, or why not (``KeyRefused``). As with
+        ``SessionRepository.run_checked``, the check may travel with the work's
+        statements: when it refuses, nothing the work read is returned, nothing it
+        wrote is kept, and whatever it raised is dropped; when the key passes,
+        whatever the work raises is raised (and the use counted all the same)."""
         ...
 
 

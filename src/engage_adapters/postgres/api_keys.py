@@ -2,21 +2,27 @@
 
 Each operation is one statement (autocommit outside a unit of work). Revoking
 a key, or deleting it with its user, notifies the live streams it authorised
-(a trigger, migration 0006).
+(a trigger, migration 0006). The check behind a request (``run_checked``) is
+``engage_key_check`` (migration 0008), which counts the use in ``rate_limits``
+too and is sent in one pipeline with the request's own first statement: one
+round trip for all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, TypeVar
 from uuid import UUID
 
 from psycopg_pool import AsyncConnectionPool
 
-from engage_adapters.postgres.transaction import connection
+from engage_adapters.postgres.rate_limits import PostgresRateLimiter
+from engage_adapters.postgres.transaction import SessionGate, connection
 from engage_core.model import ApiKey, ApiKeyScope, OwnedApiKey
-from engage_core.ports import LAST_USED_RESOLUTION
+from engage_core.ports import LAST_USED_RESOLUTION, KeyRefused, RateCount
+
+T = TypeVar("T")
 
 _COLUMNS = (
     "id, user_id, name, secret_hash, scopes, created_at, expires_at, last_used_at, revoked_at"
@@ -37,9 +43,23 @@ def _key(row: Sequence[Any]) -> ApiKey:
     )
 
 
+# The key when it passes, else an error with one of these SQLSTATEs.
+_CHECK = f"SELECT {_COLUMNS} FROM engage_key_check(%s, %s, %s, %s, %s, %s, %s, %s)"
+_REFUSALS: dict[str, Literal["unknown", "revoked", "expired", "scope", "rate"]] = {
+    "EGK01": "unknown",
+    "EGK02": "revoked",
+    "EGK03": "expired",
+    "EGK04": "scope",
+    "EGK05": "rate",
+}
+
+
 class PostgresApiKeyRepository:
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: AsyncConnectionPool, *, limit_prefix: str = "") -> None:
         self._pool = pool
+        # The prefix of the PostgresRateLimiter whose limits ``run_checked`` counts in.
+        self._limits = PostgresRateLimiter(pool, prefix=limit_prefix)
+        self._limit_prefix = limit_prefix
 
     async def add(self, key: ApiKey) -> None:
         async with connection(self._pool) as conn:
@@ -110,3 +130,42 @@ class PostgresApiKeyRepository:
                 " AND (last_used_at IS NULL OR last_used_at <= %s)",
                 [at, key_id, at - LAST_USED_RESOLUTION],
             )
+
+    async def run_checked(
+        self,
+        key_id: UUID,
+        user_id: UUID,
+        secret_hash: str,
+        scope: ApiKeyScope,
+        at: datetime,
+        work: Callable[[], Awaitable[T]],
+        *,
+        count: RateCount | None = None,
+    ) -> tuple[ApiKey, T] | KeyRefused:
+        rate = (
+            (self._limit_prefix + count.key, count.limit, count.window)
+            if count is not None
+            else (None, None, None)
+        )
+        params = (key_id, user_id, secret_hash, scope.value, at, *rate)
+        gate = SessionGate(self._pool, _CHECK, params, frozenset(_REFUSALS))
+        try:
+            with gate.bound():
+                result = await work()
+        except Exception:
+            await gate.settle()
+            if gate.refused is None:
+                await self._count_again(gate, count)
+                raise
+        else:
+            await gate.settle()
+        if gate.refused is not None:
+            return KeyRefused(_REFUSALS[gate.refused], gate.refused_detail)
+        assert gate.passed is not None
+        return _key(gate.passed), result
+
+    async def _count_again(self, gate: SessionGate, count: RateCount | None) -> None:
+        """The use counted once more when the work's statement, failing, rolled back
+        the count the check made with it: a key passed is counted, whatever the work did."""
+        if count is not None and gate.rolled_back:
+            await self._limits.hit(count.key, limit=count.limit, window=count.window)

@@ -8,8 +8,8 @@ autocommit, as before, with no BEGIN or COMMIT round trips. A block inside
 another is a savepoint on the same connection, so nothing commits before the
 outermost block does.
 
-``SessionGate`` runs work behind a check that must pass for it (the session
-behind an authenticated request): ``rows(pool, ...)`` sends the work's first
+``SessionGate`` runs work behind a check that must pass for it (the session or
+the API key behind an authenticated request): ``rows(pool, ...)`` sends the work's first
 statement in one pipeline with the check, ended by one Sync, so both are one
 round trip; as the two form one implicit transaction, a failing check makes
 PostgreSQL skip the statement and keep nothing of it. Any other statement the
@@ -93,7 +93,9 @@ class SessionGate:
     The check goes out with the work's first statement through ``rows``, or on its
     own before any other statement (``connection``, ``atomic``) or, the work having
     made none, at ``settle``. ``passed`` is its row once it passed; ``refused`` the
-    SQLSTATE it failed with."""
+    SQLSTATE it failed with, ``refused_detail`` its DETAIL as a number (0 without
+    one). ``rolled_back``: the check passed but the work's statement sent with it
+    failed, which rolled back whatever the check wrote."""
 
     pool: AsyncConnectionPool
     check: Statement
@@ -101,6 +103,8 @@ class SessionGate:
     refusals: frozenset[str]
     passed: tuple[Any, ...] | None = None
     refused: str | None = None
+    refused_detail: float = 0.0
+    rolled_back: bool = False
     # Why the check could not be answered (the database unreachable): raised by
     # ``settle`` too, rather than waiting for the database a second time.
     failure: psycopg.Error | None = None
@@ -155,6 +159,7 @@ class SessionGate:
         except psycopg.Error as exc:
             if check is not None and check.pgresult is not None:
                 self._passed(await check.fetchone())  # the check passed, the statement failed
+                self.rolled_back = True
             elif not self._refused_by(exc):
                 self.failure = exc
             raise
@@ -168,9 +173,17 @@ class SessionGate:
     def _refused_by(self, exc: psycopg.Error) -> bool:
         if exc.sqlstate in self.refusals:
             self.refused = exc.sqlstate
+            self.refused_detail = _number(exc.diag.message_detail)
             self.passed = None
             return True
         return False
+
+
+def _number(text: str | None) -> float:
+    try:
+        return float(text) if text else 0.0
+    except ValueError:
+        return 0.0
 
 
 _gate: ContextVar[SessionGate | None] = ContextVar("engage_postgres_gate", default=None)

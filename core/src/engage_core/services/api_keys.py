@@ -15,9 +15,9 @@ import hmac
 import math
 import re
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import Generic, TypeVar
 from uuid import UUID, uuid4
 
 from attrs import define, field, frozen
@@ -46,6 +46,8 @@ from engage_core.ports import (
     LAST_USED_RESOLUTION,
     ApiKeyRepository,
     Clock,
+    KeyRefused,
+    RateCount,
     RateLimiter,
     UnitOfWork,
     UserRepository,
@@ -67,6 +69,7 @@ __all__ = [
     "ApiKeyScope",
     "ApiKeyService",
     "IssuedApiKey",
+    "KeyAdmission",
     "KeyPrincipal",
     "OwnedApiKey",
     "check_scopes",
@@ -103,6 +106,62 @@ class KeyPrincipal:
 @frozen(kw_only=True)
 class ApiKeyPolicy:
     rate_per_minute: int = 600
+    # True when the keys' store keeps the per-key limit too (PostgreSQL without
+    # Redis): ``KeyAdmission.run`` then checks the key, counts its use and does the
+    # work in one call to ``ApiKeyRepository.run_checked`` (one round trip).
+    counted_with_check: bool = False
+
+
+# How many keys' owners a process remembers (``ApiKeyService.admit``).
+MAX_KNOWN_KEYS = 4096
+
+
+@frozen
+class _KnownKey:
+    """What never changes about a key once created: its owner, its secret's hash
+    and its expiry. Whether it may still be used is never remembered."""
+
+    user_id: UUID
+    secret_hash: str = field(repr=False)
+    expires_at: datetime | None
+
+
+@frozen
+class _Outcome(Generic[T]):
+    """What a piece of work returned or raised, kept until its key is checked."""
+
+    value: T | None = None
+    error: Exception | None = None
+
+    def unwrap(self) -> T:
+        if self.error is not None:
+            raise self.error
+        return self.value  # type: ignore[return-value]  # None only with an error
+
+
+@frozen
+class KeyAdmission:
+    """A request bearing an API key for ``scope``, whose key ``run`` checks (and
+    counts) with the work it is for. Every answer to the caller must come from
+    ``run``."""
+
+    _token: str = field(repr=False)
+    _scope: ApiKeyScope
+    _service: ApiKeyService = field(repr=False)
+
+    async def run(self, work: Callable[[KeyPrincipal], Awaitable[T]]) -> T:
+        """``work``'s result (or error) for a usable key holding the scope, within its
+        rate; what ``ApiKeyService.authenticate`` raises otherwise, whatever the work
+        did (what it wrote is then not kept)."""
+        return await self._service._run_checked(self._token, self._scope, work)
+
+
+def _unknown() -> Unauthorized:
+    return Unauthorized("invalid API key", reason="unknown api key")
+
+
+def _rate_key(key_id: UUID) -> str:
+    return f"api-key:{key_id}"
 
 
 def hash_api_key(hash_key: bytes, token: str) -> str:
@@ -164,6 +223,8 @@ class ApiKeyService:
     # Creations and revocations are recorded here, in the unit of work of the change.
     activity: ActivityLog | None = None
     users: UserRepository | None = None
+    # The owners of keys this process has seen (``_KnownKey``), oldest first.
+    _known: dict[UUID, _KnownKey] = field(factory=dict, init=False, repr=False)
 
     async def create(
         self,
@@ -233,6 +294,11 @@ class ApiKeyService:
             raise NotFound(f"no API key with id {key_id}")
         return await self._revoke(key, client)
 
+    def admit(self, token: str, scope: ApiKeyScope) -> KeyAdmission:
+        """The request of ``token`` for ``scope``, whose key ``KeyAdmission.run``
+        checks with the work it runs."""
+        return KeyAdmission(token, scope, self)
+
     async def authenticate(self, token: str, scope: ApiKeyScope) -> KeyPrincipal:
         """The principal of a usable key that holds ``scope``: 401 for a key that is
         unknown, revoked or expired, 403 for one without the scope, 429 past its rate."""
@@ -241,7 +307,7 @@ class ApiKeyService:
         if key is None or not hmac.compare_digest(
             key.secret_hash, hash_api_key(self.hash_key, token)
         ):
-            raise Unauthorized("invalid API key", reason="unknown api key")
+            raise _unknown()
         now = self.clock.now()
         if key.revoked_at is not None:
             raise Unauthorized("this API key has been revoked", reason="api key revoked")
@@ -250,16 +316,90 @@ class ApiKeyService:
         if scope not in key.scopes:
             raise Forbidden(f"this API key does not have the {scope.value} scope")
         decision = await self.limiter.hit(
-            f"api-key:{key.id}", limit=self.policy.rate_per_minute, window=RATE_WINDOW
+            _rate_key(key.id), limit=self.policy.rate_per_minute, window=RATE_WINDOW
         )
         if not decision.allowed:
-            raise RateLimited(
-                f"this API key is limited to {self.policy.rate_per_minute} requests a minute",
-                retry_after=math.ceil(decision.retry_after),
-            )
+            raise self._rate_limited(decision.retry_after)
+        await self._note_used(key, now)
+        return KeyPrincipal(key.user_id, key.id, key.expires_at)
+
+    async def _run_checked(
+        self, token: str, scope: ApiKeyScope, work: Callable[[KeyPrincipal], Awaitable[T]]
+    ) -> T:
+        """``work``'s outcome for the key of ``token``, checked and counted with it
+        when the keys' store counts uses too; else ``authenticate``, then the work."""
+        if not self.policy.counted_with_check:
+            return await work(await self.authenticate(token, scope))
+        match = _TOKEN.fullmatch(token)
+        if match is None:
+            raise _unknown()
+        key_id = UUID(match[1])
+        secret_hash = hash_api_key(self.hash_key, token)
+        known = self._known.get(key_id)
+        if known is None:
+            # The key's owner is needed before its work can run: read once per process.
+            key = await self.keys.get(key_id)
+            if key is None or not hmac.compare_digest(key.secret_hash, secret_hash):
+                raise _unknown()
+            known = self._remember(key)
+        elif not hmac.compare_digest(known.secret_hash, secret_hash):
+            raise _unknown()
+        principal = KeyPrincipal(known.user_id, key_id, known.expires_at)
+
+        async def kept() -> _Outcome[T]:
+            try:
+                return _Outcome(value=await work(principal))
+            except Exception as exc:  # raised below, once the key is known to pass
+                return _Outcome(error=exc)
+
+        now = self.clock.now()
+        checked = await self.keys.run_checked(
+            key_id,
+            known.user_id,
+            secret_hash,
+            scope,
+            now,
+            kept,
+            count=RateCount(_rate_key(key_id), self.policy.rate_per_minute, RATE_WINDOW),
+        )
+        if isinstance(checked, KeyRefused):
+            if checked.reason == "unknown":  # deleted (with its user) since it was read
+                self._known.pop(key_id, None)
+            raise self._refusal(checked, scope)
+        key, outcome = checked
+        await self._note_used(key, now)
+        return outcome.unwrap()
+
+    def _remember(self, key: ApiKey) -> _KnownKey:
+        known = _KnownKey(key.user_id, key.secret_hash, key.expires_at)
+        if len(self._known) >= MAX_KNOWN_KEYS:
+            del self._known[next(iter(self._known))]  # the longest known
+        self._known[key.id] = known
+        return known
+
+    def _refusal(self, refused: KeyRefused, scope: ApiKeyScope) -> Exception:
+        match refused.reason:
+            case "unknown":
+                return _unknown()
+            case "revoked":
+                return Unauthorized("this API key has been revoked", reason="api key revoked")
+            case "expired":
+                return Unauthorized("this API key has expired", reason="api key expired")
+            case "scope":
+                return Forbidden(f"this API key does not have the {scope.value} scope")
+            case "rate":
+                return self._rate_limited(refused.retry_after)
+
+    def _rate_limited(self, retry_after: float) -> RateLimited:
+        return RateLimited(
+            f"this API key is limited to {self.policy.rate_per_minute} requests a minute",
+            retry_after=math.ceil(retry_after),
+        )
+
+    async def _note_used(self, key: ApiKey, now: datetime) -> None:
+        """Write ``last_used_at`` at most once per ``LAST_USED_RESOLUTION``."""
         if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
             await self.keys.touch(key.id, now)
-        return KeyPrincipal(key.user_id, key.id, key.expires_at)
 
     async def _find(self, key_id: object) -> ApiKey | None:
         try:

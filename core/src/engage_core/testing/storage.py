@@ -23,10 +23,11 @@ from uuid import UUID
 import attrs
 
 from engage_core.errors import Conflict
-from engage_core.inprocess import _seconds_from
+from engage_core.inprocess import InMemoryRateLimiter, _seconds_from
 from engage_core.model import (
     ActivityEntry,
     ApiKey,
+    ApiKeyScope,
     DeviceSession,
     Email,
     EngagementMetric,
@@ -48,7 +49,10 @@ from engage_core.ports import (
     ActivityQuery,
     Clock,
     ExportedMetric,
+    KeyRefused,
     LoadOutcome,
+    RateCount,
+    RateLimiter,
     Reservation,
     RowFault,
     SessionRefused,
@@ -599,9 +603,13 @@ class InMemoryActivityRepository:
 
 
 class InMemoryApiKeyRepository:
-    def __init__(self, users: InMemoryUserRepository | None = None) -> None:
+    def __init__(
+        self, users: InMemoryUserRepository | None = None, limits: RateLimiter | None = None
+    ) -> None:
         self._by_id: dict[UUID, ApiKey] = {}
         self._users = users
+        # Where ``run_checked`` counts uses: this store's rate limits.
+        self.limits: RateLimiter = limits if limits is not None else InMemoryRateLimiter()
         # Told of each key revoked or deleted with its user.
         self.on_revoked: list[Callable[[ApiKey], None]] = []
 
@@ -659,3 +667,34 @@ class InMemoryApiKeyRepository:
             key.last_used_at is None or at - key.last_used_at >= LAST_USED_RESOLUTION
         ):
             self._by_id[key_id] = attrs.evolve(key, last_used_at=at)
+
+    async def run_checked(
+        self,
+        key_id: UUID,
+        user_id: UUID,
+        secret_hash: str,
+        scope: ApiKeyScope,
+        at: datetime,
+        work: Callable[[], Awaitable[_Work]],
+        *,
+        count: RateCount | None = None,
+    ) -> tuple[ApiKey, _Work] | KeyRefused:
+        # Eagerly: the check, the count, then the work only for a key that passed.
+        key = self._by_id.get(key_id)
+        if (
+            key is None
+            or key.user_id != user_id
+            or not hmac.compare_digest(key.secret_hash, secret_hash)
+        ):
+            return KeyRefused("unknown")
+        if key.revoked_at is not None:
+            return KeyRefused("revoked")
+        if not key.is_usable(at):
+            return KeyRefused("expired")
+        if scope not in key.scopes:
+            return KeyRefused("scope")
+        if count is not None:
+            decision = await self.limits.hit(count.key, limit=count.limit, window=count.window)
+            if not decision.allowed:
+                return KeyRefused("rate", decision.retry_after)
+        return key, await work()
