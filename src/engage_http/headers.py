@@ -17,10 +17,11 @@ Litestar answers before any route or middleware runs.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from http.cookies import CookieError, SimpleCookie
-from typing import Any
+from typing import Any, cast
 
-from litestar.datastructures import Headers, MutableScopeHeaders
+from litestar.datastructures import Headers
 from litestar.enums import ScopeType
 from litestar.types import BeforeMessageSendHookHandler, Message, Scope
 
@@ -29,6 +30,8 @@ from engage_http.cookies import ACCESS_COOKIE, REFRESH_COOKIE
 from engage_http.problems import MEDIA_TYPE, TYPE_PREFIX
 
 HSTS = "max-age=63072000; includeSubDomains"
+_HSTS = HSTS.encode("latin-1")
+_PROBLEM_MEDIA_TYPE = MEDIA_TYPE.encode("latin-1")
 _REFUSED_PREFLIGHT = "engage.refused_preflight"  # the problem body to send instead
 _SESSION_COOKIES = frozenset({ACCESS_COOKIE, REFRESH_COOKIE})
 
@@ -48,32 +51,72 @@ def security_headers(policy: HttpPolicy) -> BeforeMessageSendHookHandler:
 
 
 def _on_start(message: Any, scope: dict[str, Any], policy: HttpPolicy) -> None:
-    headers = MutableScopeHeaders.from_message(message)
-    request_headers = Headers(scope["headers"])
-    if (detail := _preflight_refusal(scope, message["status"], request_headers)) is not None:
-        body = _problem(403, "forbidden", "Forbidden", detail)
-        scope[_REFUSED_PREFLIGHT] = body
-        message["status"] = 403
-        headers["Content-Type"] = MEDIA_TYPE
-        headers["Content-Length"] = str(len(body))
-    headers["X-Content-Type-Options"] = "nosniff"
+    headers = raw_headers(message)
+    # Only a preflight can be refused: the request's headers are parsed for OPTIONS alone.
+    if scope["method"] == "OPTIONS":
+        request_headers = Headers(scope["headers"])
+        detail = _preflight_refusal(scope, message["status"], request_headers)
+        if detail is not None:
+            body = _problem(403, "forbidden", "Forbidden", detail)
+            scope[_REFUSED_PREFLIGHT] = body
+            message["status"] = 403
+            set_header(headers, b"content-type", _PROBLEM_MEDIA_TYPE)
+            set_header(headers, b"content-length", str(len(body)).encode("latin-1"))
+    set_header(headers, b"x-content-type-options", b"nosniff")
     if policy.cookie_secure:
-        headers["Strict-Transport-Security"] = HSTS
-    if "set-cookie" in headers or (
-        "cache-control" not in headers and _has_credentials(request_headers)
+        set_header(headers, b"strict-transport-security", _HSTS)
+    if _has_header(headers, b"set-cookie") or (
+        not _has_header(headers, b"cache-control") and _has_credentials(scope["headers"])
     ):
-        headers["Cache-Control"] = "no-store"
+        set_header(headers, b"cache-control", b"no-store")
     if message["status"] == 413:
-        headers["Connection"] = "close"
+        set_header(headers, b"connection", b"close")
 
 
-def _has_credentials(headers: Headers) -> bool:
-    if "authorization" in headers:
-        return True
+RawHeaders = list[tuple[bytes, bytes]]
+
+
+def raw_headers(message: Any) -> RawHeaders:
+    """A start message's header list, to change in place (as ``MutableScopeHeaders``
+    holds it, without building one per response)."""
+    if "headers" not in message:
+        raise ValueError(f"Invalid message type: {message['type']!r}")
+    headers = message["headers"]
+    if not isinstance(headers, list):
+        headers = message["headers"] = list(headers)
+    return cast("RawHeaders", headers)
+
+
+def set_header(headers: RawHeaders, name: bytes, value: bytes) -> None:
+    """``MutableScopeHeaders``' ``headers[name] = value``: the first header of that
+    name (in any case) takes the value, later ones go; none, and it is appended.
+    ``name`` in lower case."""
+    for index, (key, _) in enumerate(headers):
+        if key.lower() == name:
+            headers[index] = (name, value)
+            later = index + 1
+            if any(other.lower() == name for other, _ in headers[later:]):
+                headers[later:] = [pair for pair in headers[later:] if pair[0].lower() != name]
+            return
+    headers.append((name, value))
+
+
+def _has_header(headers: RawHeaders, name: bytes) -> bool:
+    return any(key.lower() == name for key, _ in headers)
+
+
+def _has_credentials(request_headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    cookie_values: list[str] = []
+    for name, value in request_headers:
+        key = name.lower()
+        if key == b"authorization":
+            return True
+        if key == b"cookie":
+            cookie_values.append(value.decode("latin-1"))
     cookies = SimpleCookie()
-    for value in headers.getall("cookie", []):
+    for text in cookie_values:
         try:
-            cookies.load(value)
+            cookies.load(text)
         except CookieError:
             continue  # a malformed cookie header authenticates nobody
     return not _SESSION_COOKIES.isdisjoint(cookies)

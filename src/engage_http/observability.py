@@ -13,16 +13,16 @@ import re
 import sys
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, BinaryIO
 
 import msgspec
 import structlog
-from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.middleware.base import MiddlewareProtocol
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
 from engage_http.detached import defer
+from engage_http.headers import raw_headers, set_header
 
 REQUEST_ID_HEADER = "x-request-id"
 _REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.encode()
@@ -38,6 +38,8 @@ def configure_logging(level: str = "INFO") -> None:
     formatters cost more per line (bench/README.md). Standard-library records
     get the same fields through the formatter below.
     """
+    global _access
+    numeric_level = logging.getLevelName(level)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -47,7 +49,7 @@ def configure_logging(level: str = "INFO") -> None:
     structlog.configure(
         processors=[*shared, structlog.processors.JSONRenderer(serializer=_json_line)],
         logger_factory=structlog.BytesLoggerFactory(sys.stderr.buffer),
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)
@@ -64,6 +66,56 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    _access = _AccessLog(sys.stderr.buffer) if numeric_level <= logging.INFO else _NoAccessLog()
+
+
+def reset_logging() -> None:
+    """Forget what ``configure_logging`` set up for the access log (for tests)."""
+    global _access
+    _access = None
+
+
+class _AccessLog:
+    """The access log's line exactly as the pipeline of ``configure_logging``
+    renders it (fields in the same order, the same timestamp, the same bytes to
+    the same stream), without structlog's per-call machinery, which cost about
+    as much again as the line itself (bench/README.md). The request id is the
+    only context the app binds, so it is the only one the line needs."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._logger = structlog.BytesLogger(out)
+        self._stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
+
+    def write(
+        self, method: str, path: str, status: int, duration_ms: float, request_id: str
+    ) -> None:
+        line = {
+            "method": method,
+            "path": path,
+            "status": status,
+            "duration_ms": duration_ms,
+            "event": "http.request",
+            "request_id": request_id,
+            "level": "info",
+            "logger": "engage.access",
+        }
+        self._logger.msg(_log_encoder.encode(self._stamp(None, "info", line)))
+
+
+class _NoAccessLog(_AccessLog):
+    """The access log at a level above INFO."""
+
+    def __init__(self) -> None:
+        pass
+
+    def write(
+        self, method: str, path: str, status: int, duration_ms: float, request_id: str
+    ) -> None:
+        pass
+
+
+# Set by configure_logging; until then the line goes through structlog as configured.
+_access: _AccessLog | None = None
 
 
 # Whatever msgspec cannot encode is logged as its repr, never an error.
@@ -95,6 +147,7 @@ class RequestIdMiddleware(MiddlewareProtocol):
             await self.app(scope, receive, send)
             return
         request_id = _request_id(scope)
+        request_id_bytes = request_id.encode("latin-1")
         started = time.perf_counter()
         status = 500
 
@@ -102,28 +155,35 @@ class RequestIdMiddleware(MiddlewareProtocol):
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableScopeHeaders.from_message(message)[REQUEST_ID_HEADER] = request_id
+                set_header(raw_headers(message), _REQUEST_ID_HEADER_BYTES, request_id_bytes)
             await send(message)
 
+        # Bound for whatever else logs during the request; reset, not left behind.
         bound = structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
             await self.app(scope, receive, send_with_id)
         finally:
             # A live stream goes on outside the chain (detached.py): its line when it ends.
-            if not defer(scope, _log_request, scope, status, started, bound):
-                _log_request(scope, status, started, bound)
+            if not defer(scope, _log_request, scope, status, started, request_id, bound):
+                _log_request(scope, status, started, request_id, bound)
 
 
-def _log_request(scope: HTTPScope, status: int, started: float, bound: Mapping[str, Any]) -> None:
+def _log_request(
+    scope: HTTPScope, status: int, started: float, request_id: str, bound: Mapping[str, Any]
+) -> None:
     """The access log line, with the request id still bound; then unbind it."""
     try:
-        access_log.info(
-            "http.request",
-            method=scope["method"],
-            path=scope["path"],
-            status=status,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
-        )
+        duration_ms = round((time.perf_counter() - started) * 1000, 2)
+        if _access is not None:
+            _access.write(scope["method"], scope["path"], status, duration_ms, request_id)
+        else:
+            access_log.info(
+                "http.request",
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                duration_ms=duration_ms,
+            )
     finally:
         structlog.contextvars.reset_contextvars(**bound)
 

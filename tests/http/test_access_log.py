@@ -1,0 +1,134 @@
+"""The access log: one JSON line per request, with its fields in a fixed order, the
+request id the response echoes, and nothing from headers, query or body."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from engage_http import observability
+
+pytestmark = pytest.mark.parametrize("storage", ["memory"])
+
+FIELDS = [
+    "method",
+    "path",
+    "status",
+    "duration_ms",
+    "event",
+    "request_id",
+    "level",
+    "logger",
+    "timestamp",
+]
+TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z")
+
+
+class Captured(io.BytesIO):
+    """What configure_logging writes to stderr."""
+
+    def configure(self, level: str) -> None:
+        """configure_logging(level), writing here instead of to stderr."""
+        self.text = io.TextIOWrapper(self, write_through=True)
+        real, sys.stderr = sys.stderr, self.text
+        try:
+            observability.configure_logging(level)
+        finally:
+            sys.stderr = real
+
+
+@pytest.fixture
+def stderr() -> Iterator[Captured]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield Captured()
+    structlog.reset_defaults()
+    observability.reset_logging()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def _lines(raw: Captured) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in raw.getvalue().splitlines() if line.strip()]
+
+
+async def test_a_request_logs_one_line_with_the_same_fields_in_order(
+    client: AsyncTestClient[Litestar], stderr: Captured
+) -> None:
+    stderr.configure("INFO")
+    response = await client.get(
+        "/api/auth/me?secret=1",
+        headers={"authorization": "Bearer not-a-token", "x-request-id": "req-42.a_b"},
+    )
+    assert response.status_code == 401
+    [line] = [entry for entry in _lines(stderr) if entry.get("event") == "http.request"]
+    assert list(line) == FIELDS
+    assert line["method"] == "GET"
+    assert line["path"] == "/api/auth/me"  # the path, never the query
+    assert line["status"] == 401
+    assert isinstance(line["duration_ms"], float | int)
+    assert line["duration_ms"] >= 0
+    assert line["request_id"] == "req-42.a_b" == response.headers["x-request-id"]
+    assert line["level"] == "info"
+    assert line["logger"] == "engage.access"
+    assert TIMESTAMP.fullmatch(line["timestamp"])
+    assert "not-a-token" not in stderr.getvalue().decode()
+
+
+async def test_a_generated_request_id_is_the_one_logged_and_echoed(
+    client: AsyncTestClient[Litestar], stderr: Captured
+) -> None:
+    stderr.configure("INFO")
+    response = await client.get("/healthz", headers={"x-request-id": "bad id!"})
+    [line] = [entry for entry in _lines(stderr) if entry.get("event") == "http.request"]
+    assert re.fullmatch(r"[0-9a-f]{32}", line["request_id"])
+    assert line["request_id"] == response.headers["x-request-id"]
+    assert line["path"] == "/healthz"
+    assert line["status"] == response.status_code
+
+
+async def test_logs_written_during_a_request_carry_its_id(
+    client: AsyncTestClient[Litestar], stderr: Captured, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stderr.configure("INFO")
+    inner = observability.RequestIdMiddleware.__call__
+
+    async def logging_inside(self: Any, scope: Any, receive: Any, send: Any) -> None:
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            structlog.get_logger("engage.test").info("inside")
+            logging.getLogger("engage.test.stdlib").warning("inside too")
+            await original(scope, receive, send)
+
+        original, self.app = self.app, app
+        try:
+            await inner(self, scope, receive, send)
+        finally:
+            self.app = original
+
+    monkeypatch.setattr(observability.RequestIdMiddleware, "__call__", logging_inside)
+    await client.get("/healthz", headers={"x-request-id": "abc"})
+    lines = _lines(stderr)
+    inside = [entry for entry in lines if entry["event"] in ("inside", "inside too")]
+    assert [entry["request_id"] for entry in inside] == ["abc", "abc"]
+    await client.get("/healthz", headers={"x-request-id": "def"})
+    structlog.get_logger("engage.test").info("outside")
+    [outside] = [entry for entry in _lines(stderr) if entry["event"] == "outside"]
+    assert "request_id" not in outside
+
+
+async def test_above_info_no_access_line_is_written(
+    client: AsyncTestClient[Litestar], stderr: Captured
+) -> None:
+    stderr.configure("WARNING")
+    assert (await client.get("/healthz")).status_code == 200
+    assert [entry for entry in _lines(stderr) if entry.get("event") == "http.request"] == []
