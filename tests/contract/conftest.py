@@ -341,6 +341,9 @@ class FeedStorage:
     metrics: MetricRepository
     sessions: SessionRepository
     keys: ApiKeyRepository
+    # A feed of another process on the same storage; None when the storage is
+    # only this process's (in memory).
+    sibling: Callable[[], MetricFeed] | None = None
 
 
 def memory_feed(env: Env) -> Subject[FeedStorage]:
@@ -361,6 +364,7 @@ def postgres_feed(env: Env) -> Subject[FeedStorage]:
         PostgresMetricRepository(pool),
         PostgresSessionRepository(pool),
         PostgresApiKeyRepository(pool),
+        sibling=lambda: PostgresMetricFeed(pool),
     )
     return Subject(storage, sleeping, adding_users(users, env.clock))
 

@@ -4,12 +4,15 @@ access, and what it reads back, over the fake and PostgreSQL (LISTEN/NOTIFY)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from uuid import UUID, uuid4
+
+import pytest
 
 from engage_core.model import (
     ApiKey,
@@ -299,3 +302,81 @@ async def test_deleting_a_user_ends_the_access_of_their_devices_and_keys(
         AccessEnded(GrantId("key", key.id)),
     }
     assert told[2] == AccessEnded(GrantId("key", bobs_key.id))
+
+
+# --- counting a user's streams ------------------------------------------------------
+
+
+async def test_a_follow_answers_the_users_open_streams_this_one_included(
+    metric_feed: Subject[FeedStorage],
+) -> None:
+    storage = metric_feed.impl
+    ada, bob = await metric_feed.new_user(), await metric_feed.new_user()
+    async with _listening(storage.feed) as notices:
+        assert await _next(notices) == Listening(resumed=False)
+
+        assert [await storage.feed.follow(ada) for _ in range(3)] == [1, 2, 3]
+        assert await storage.feed.follow(bob) == 1  # each user's own count
+        await storage.feed.unfollow(ada)
+        assert await storage.feed.follow(ada) == 3  # the one that closed no longer counts
+        for _ in range(3):
+            await storage.feed.unfollow(ada)
+        assert await storage.feed.follow(ada) == 1
+
+
+async def test_the_streams_of_another_process_on_the_same_storage_count_too(
+    metric_feed: Subject[FeedStorage],
+) -> None:
+    storage, ada = metric_feed.impl, await metric_feed.new_user()
+    if storage.sibling is None:
+        pytest.skip("the storage is only this process's: no other process shares it")
+    other = storage.sibling()
+    async with _listening(storage.feed) as here, _listening(other) as there:
+        assert await _next(here) == Listening(resumed=False)
+        assert await _next(there) == Listening(resumed=False)
+
+        assert await storage.feed.follow(ada) == 1
+        assert await other.follow(ada) == 2
+        assert await other.follow(ada) == 3
+        await other.unfollow(ada)
+        assert await storage.feed.follow(ada) == 3
+
+
+async def test_simultaneous_follows_of_one_user_answer_different_totals(
+    metric_feed: Subject[FeedStorage],
+) -> None:
+    """Exact under concurrency, across processes: no two follows see the same total."""
+    storage, ada = metric_feed.impl, await metric_feed.new_user()
+    feeds = [storage.feed] if storage.sibling is None else [storage.feed, storage.sibling()]
+    async with contextlib.AsyncExitStack() as stack:
+        for feed in feeds:
+            notices = await stack.enter_async_context(_listening(feed))
+            assert await _next(notices) == Listening(resumed=False)
+
+        totals = await asyncio.gather(*(feeds[n % len(feeds)].follow(ada) for n in range(12)))
+
+    assert sorted(totals) == list(range(1, 13))
+
+
+async def test_the_streams_of_a_process_whose_listener_is_gone_stop_counting(
+    metric_feed: Subject[FeedStorage],
+) -> None:
+    storage, ada = metric_feed.impl, await metric_feed.new_user()
+    if storage.sibling is None:
+        pytest.skip("the storage is only this process's: no other process shares it")
+    crashed = storage.sibling()
+    async with _listening(storage.feed) as here:
+        assert await _next(here) == Listening(resumed=False)
+        async with _listening(crashed) as there:
+            assert await _next(there) == Listening(resumed=False)
+            await crashed.follow(ada)
+            await crashed.follow(ada)
+            assert await storage.feed.follow(ada) == 3
+            await storage.feed.unfollow(ada)
+        # Its listening connection is closed (the process died, not having unfollowed):
+        # once the server has let the connection go, its two streams no longer count.
+        async with asyncio.timeout(WAIT):
+            while (total := await storage.feed.follow(ada)) != 1:
+                assert total == 3
+                await storage.feed.unfollow(ada)
+                await asyncio.sleep(0.05)

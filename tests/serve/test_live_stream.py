@@ -457,3 +457,80 @@ async def test_a_bad_stream_request_is_a_400_problem(
 
     assert response.status_code == 400
     assert response.headers["content-type"].startswith("application/problem+json")
+
+
+# --- one user's streams, counted for the deployment ----------------------------------------
+
+LIMIT = 3
+
+
+@pytest.fixture(scope="module")
+def limited(env: dict[str, str]) -> Iterator[str]:
+    """Two workers, 3 streams a user (in all, not per worker)."""
+    with running_server({**env, "ENGAGE_STREAMS_PER_USER": str(LIMIT)}, workers=2) as (_, url):
+        yield url
+
+
+def held_by_listener(env: dict[str, str], email: str) -> dict[int, int]:
+    """The user's open streams in each worker, by its listening connection."""
+    with psycopg.connect(env["ENGAGE_DATABASE_URL"]) as conn:
+        rows = conn.execute(
+            "SELECT f.listener, f.streams FROM live_followers f JOIN users u ON u.id = f.user_id"
+            " WHERE u.email = %s",
+            [email],
+        ).fetchall()
+    return {int(listener): int(streams) for listener, streams in rows}
+
+
+async def until_held(env: dict[str, str], email: str, total: int) -> dict[int, int]:
+    async with asyncio.timeout(WAIT):
+        while True:
+            held = held_by_listener(env, email)
+            if sum(held.values()) == total:
+                return held
+            await asyncio.sleep(0.05)
+
+
+async def test_one_users_streams_are_bounded_across_the_workers(
+    env: dict[str, str], limited: str
+) -> None:
+    """With the user's 3 streams spread over both workers, a 4th is refused whichever
+    worker takes it; closing one frees a place, in either."""
+    async with httpx.AsyncClient(base_url=limited, timeout=WAIT) as client:
+        email, auth = await new_user(client)
+    # Each stream on its own connection: the kernel spreads them over the workers.
+    for _ in range(20):
+        held = [await Listener.open(limited, auth) for _ in range(LIMIT)]
+        if len(await until_held(env, email, LIMIT)) == 2:
+            break
+        for listener in held:  # all on one worker: again, until both hold some
+            await listener.stop()
+        await until_held(env, email, 0)
+    else:
+        pytest.fail("the streams never landed on both workers")
+
+    async def refused() -> None:
+        for _ in range(12):  # each on a new connection, so both workers answer some
+            async with httpx.AsyncClient(base_url=limited, timeout=WAIT) as client:
+                response = await client.get(STREAM, headers=auth)
+            assert response.status_code == 429
+            assert response.headers["content-type"].startswith("application/problem+json")
+            assert response.headers["retry-after"] == "15"
+
+    await refused()
+    assert sum(held_by_listener(env, email).values()) == LIMIT  # the refused were undone
+
+    await held.pop().stop()
+    async with asyncio.timeout(WAIT):
+        while True:
+            again = await Listener.try_open(limited, auth)
+            if again is not None:
+                break
+            await asyncio.sleep(0.05)  # the worker has not yet seen it go
+    held.append(again)
+    await refused()
+    async with httpx.AsyncClient(base_url=limited, timeout=WAIT) as client:
+        metric_id = await record(client, auth)
+    for listener in held:
+        await listener.has_ids([metric_id])
+        await listener.stop()

@@ -752,14 +752,18 @@ class MetricFeed(Protocol):
         first, and again after a lost connection is back."""
         ...
 
-    async def follow(self, user_id: UUID) -> None:
+    async def follow(self, user_id: UUID) -> int:
         """Say that this process has one more stream of the user: the feed tells of
         every new metric of the users followed (and may leave out the others':
-        a notification costs their writer)."""
+        a notification costs their writer). Answers how many streams of the user
+        are open now, this one included: in every process that follows the same
+        storage (those whose listening connection is gone no longer count), or
+        this process's own when the storage is only this process's. Two follows
+        of one user answer different totals, whichever processes make them."""
         ...
 
     async def unfollow(self, user_id: UUID) -> None:
-        """One stream of the user fewer."""
+        """One stream of the user fewer (it no longer counts in ``follow``'s total)."""
         ...
 
     async def position(self, user_id: UUID) -> int:

@@ -8,7 +8,10 @@ in commit order. The rows themselves are read through the pool.
 
 Metric notifications cost their writers a WAL flush under a server-wide lock,
 so the trigger sends them only for users in ``live_followers``: each process
-lists there (by its listening connection's pid) the users it has streams of.
+lists there (by its listening connection's pid) the users it has streams of,
+with how many (migration 0009). A follow answers the user's streams over every
+listener still connected, which is how one user's streams are bounded for the
+whole deployment rather than per process.
 
 The new rows of a notification are read through the pool, and the reads asked
 for while one is under way (a burst of writes, one read per user) are made
@@ -96,9 +99,18 @@ class _Read:
 
 
 _SWEEP = "DELETE FROM live_followers WHERE listener NOT IN (SELECT pid FROM pg_stat_activity)"
-_FOLLOW = (
-    "INSERT INTO live_followers (user_id, listener) SELECT unnest(%s::uuid[]), %s"
-    " ON CONFLICT DO NOTHING"
+# Every followed user of this process, with its count of streams, under a new listener.
+_FOLLOW_ALL = (
+    "INSERT INTO live_followers (user_id, listener, streams)"
+    " SELECT unnest(%s::uuid[]), %s, unnest(%s::int[])"
+    " ON CONFLICT (user_id, listener) DO UPDATE SET streams = EXCLUDED.streams"
+)
+# One stream fewer: the row goes with the last.
+_UNFOLLOW = (
+    "WITH gone AS (DELETE FROM live_followers"
+    " WHERE user_id = %(user)s AND listener = %(listener)s AND streams <= 1)"
+    " UPDATE live_followers SET streams = streams - 1"
+    " WHERE user_id = %(user)s AND listener = %(listener)s AND streams > 1"
 )
 
 
@@ -114,26 +126,28 @@ class PostgresMetricFeed:
         self._reads: list[_Read] = []
         self._reading: asyncio.Task[None] | None = None
 
-    async def follow(self, user_id: UUID) -> None:
+    async def follow(self, user_id: UUID) -> int:
         async with self._following:
-            self._followed[user_id] = self._followed.get(user_id, 0) + 1
-            if self._followed[user_id] == 1 and self._listener is not None:
-                async with connection(self._pool) as conn:
-                    await conn.execute(_FOLLOW, [[user_id], self._listener])
+            here = self._followed[user_id] = self._followed.get(user_id, 0) + 1
+            if self._listener is None:  # counted once it listens (_listen_as)
+                return here
+            async with connection(self._pool) as conn:
+                cur = await conn.execute(
+                    "SELECT engage_live_follow(%s, %s)", [user_id, self._listener]
+                )
+                row = await cur.fetchone()
+            return int(row[0]) if row else here
 
     async def unfollow(self, user_id: UUID) -> None:
         async with self._following:
             left = self._followed.get(user_id, 0) - 1
             if left > 0:
                 self._followed[user_id] = left
-                return
-            self._followed.pop(user_id, None)
+            else:
+                self._followed.pop(user_id, None)
             if self._listener is not None:
                 async with connection(self._pool) as conn:
-                    await conn.execute(
-                        "DELETE FROM live_followers WHERE user_id = %s AND listener = %s",
-                        [user_id, self._listener],
-                    )
+                    await conn.execute(_UNFOLLOW, {"user": user_id, "listener": self._listener})
 
     async def _listen_as(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Follow this process's users under the new connection's pid (the old rows
@@ -142,7 +156,10 @@ class PostgresMetricFeed:
             self._listener = conn.info.backend_pid
             await conn.execute(_SWEEP)
             if self._followed:
-                await conn.execute(_FOLLOW, [list(self._followed), self._listener])
+                await conn.execute(
+                    _FOLLOW_ALL,
+                    [list(self._followed), self._listener, list(self._followed.values())],
+                )
 
     async def notices(self) -> AsyncIterator[Notice]:
         listened = False

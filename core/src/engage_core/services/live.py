@@ -12,6 +12,11 @@ the order they commit (the feed's ``position`` and the repositories see to
 it), so "every metric of the user after id N" is a complete answer at any
 moment, and a stream's position is just the last id it has handled. When the
 feed's connection was lost, what it would have said is read from the table.
+
+At most ``streams_per_user`` streams of one user are open at once: the feed's
+``follow`` counts each new one among the user's streams in every process on the
+same storage (the deployment's, with PostgreSQL), and a stream past the limit
+is refused and its follow undone.
 """
 
 from __future__ import annotations
@@ -193,13 +198,16 @@ class LiveMetrics:
         just after ``after`` when given (a resume), else from now."""
         kind = None if metric_type is None else MetricType(metric_type)
         start = check_after(after)
-        self._refuse_over_limit(grant.user_id)
+        here = self._followers.get(grant.user_id)
+        self._refuse_over_limit(0 if here is None else len(here.streams))  # before any I/O
         await self._await_listening()
         # Followed first, then the position: a write the position does not cover is notified.
-        await self.feed.follow(grant.user_id)
+        # The follow counts the stream, in every process on the same storage: past the
+        # limit, it is undone and the stream refused.
+        open_now = await self.feed.follow(grant.user_id)
         try:
+            self._refuse_over_limit(open_now - 1)
             position = await self.feed.position(grant.user_id)
-            self._refuse_over_limit(grant.user_id)  # again: another may have opened meanwhile
         except BaseException:
             await self.feed.unfollow(grant.user_id)
             raise
@@ -217,9 +225,9 @@ class LiveMetrics:
         self._by_grant.setdefault(grant.id, set()).add(stream)
         return stream
 
-    def _refuse_over_limit(self, user_id: UUID) -> None:
-        follower = self._followers.get(user_id)
-        if follower is not None and len(follower.streams) >= self.streams_per_user:
+    def _refuse_over_limit(self, open_before: int) -> None:
+        """Refuse a stream when ``open_before`` of the user's are open already."""
+        if open_before >= self.streams_per_user:
             raise RateLimited(
                 f"at most {self.streams_per_user} streams may be open for one user",
                 retry_after=int(self.heartbeat),

@@ -32,6 +32,7 @@ class InMemoryMetricFeed:
         self._sessions = sessions
         self._keys = keys
         self._listeners: list[asyncio.Queue[Notice]] = []
+        self._streams: dict[UUID, int] = {}  # followed users: how many streams each
         metrics.on_added.append(lambda m: self._tell(MetricsAdded(m.user_id, m.id, m.id, 1)))
         sessions.on_ended.append(
             lambda s: (
@@ -67,11 +68,18 @@ class InMemoryMetricFeed:
     def _rows(self, user_id: UUID) -> list[EngagementMetric]:
         return sorted(self._metrics.stored().get(user_id, []), key=lambda m: m.id)
 
-    async def follow(self, user_id: UUID) -> None:
-        return None  # told of every write anyway: telling costs nothing here
+    async def follow(self, user_id: UUID) -> int:
+        # Told of every write anyway (telling costs nothing here); the storage is
+        # this process's, so its streams are all there are.
+        self._streams[user_id] = self._streams.get(user_id, 0) + 1
+        return self._streams[user_id]
 
     async def unfollow(self, user_id: UUID) -> None:
-        return None
+        left = self._streams.get(user_id, 0) - 1
+        if left > 0:
+            self._streams[user_id] = left
+        else:
+            self._streams.pop(user_id, None)
 
     async def position(self, user_id: UUID) -> int:
         return max((m.id for rows in self._metrics.stored().values() for m in rows), default=0)
