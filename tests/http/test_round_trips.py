@@ -180,6 +180,43 @@ async def test_a_single_write_is_one_round_trip(api, client, traces, db) -> None
     assert db("SELECT count(*) FROM engagement_metrics") == [(7,)]
 
 
+async def test_a_batch_write_is_one_round_trip(api, client, traces, db) -> None:
+    auth = await api.new_user("ada@example.com")
+    batch = {"items": [{"metric_type": "page_view", "metric_value": v} for v in range(3)]}
+
+    for _ in range(7):
+        traces.mark()
+        response = await client.post("/api/dashboard/metrics/batch", json=batch, headers=auth)
+        assert response.status_code == 201, response.text
+        assert response.json() == {"inserted": 3}
+        assert "INSERT INTO engagement_metrics" in _one_trip(traces).statements[1]
+
+    assert db("SELECT count(*) FROM engagement_metrics") == [(21,)]
+
+
+async def test_an_idempotent_write_claims_its_key_in_the_session_check_s_round_trip(
+    api, client, traces, db
+) -> None:
+    auth = await api.new_user("ada@example.com")
+    metric = {"metric_type": "page_view", "metric_value": 1}
+
+    traces.mark()
+    response = await client.post(
+        "/api/dashboard/metrics", json=metric, headers={**auth, "Idempotency-Key": "k-1"}
+    )
+
+    assert response.status_code == 201, response.text
+    trips = traces.since_mark("sessions", "engagement_metrics", "idempotency_keys")
+    (claim,) = [e for e in trips if any("INTO idempotency_keys" in t for t in e.statements)]
+    assert len(claim.statements) == 2, claim
+    assert "engage_session_check" in claim.statements[0]
+    # Then the insert and the recorded answer, committed together, the session
+    # not checked again.
+    assert not any("engage_session_check" in t for e in trips if e != claim for t in e.statements)
+    assert any("INSERT INTO engagement_metrics" in t for e in trips for t in e.statements)
+    assert db("SELECT count(*) FROM engagement_metrics") == [(1,)]
+
+
 async def test_a_session_ended_elsewhere_is_refused_in_the_write_s_one_round_trip(
     api, client, traces, db, expect_problem
 ) -> None:
@@ -263,6 +300,22 @@ async def test_a_single_write_with_an_api_key_is_one_round_trip(api, client, tra
     assert db("SELECT count(*) FROM engagement_metrics") == [(8,)]
     [(events,)] = db("SELECT cardinality(events) FROM rate_limits WHERE key LIKE 'api-key:%%'")
     assert events == 8
+
+
+async def test_a_batch_write_with_an_api_key_is_one_round_trip(api, client, traces, db) -> None:
+    auth = await api.new_user("ada@example.com")
+    key = await _key(client, auth, "metrics:write")
+    batch = {"items": [{"metric_type": "page_view", "metric_value": v} for v in range(3)]}
+    assert (
+        await client.post("/api/dashboard/metrics/batch", json=batch, headers=key)
+    ).status_code == 201
+
+    traces.mark()
+    response = await client.post("/api/dashboard/metrics/batch", json=batch, headers=key)
+
+    assert response.status_code == 201, response.text
+    assert "INSERT INTO engagement_metrics" in _one_key_trip(traces).statements[1]
+    assert db("SELECT count(*) FROM engagement_metrics") == [(6,)]
 
 
 async def test_a_key_revoked_elsewhere_is_refused_in_the_write_s_one_round_trip(

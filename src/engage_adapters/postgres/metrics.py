@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from engage_adapters.postgres.transaction import connection, rows
+from engage_adapters.postgres.transaction import rowcount, rows
 from engage_core.errors import ValidationFailed
 from engage_core.model import EngagementMetric, MetricDraft, MetricType, MetricValue
 from engage_core.queries import Bucket, MetricPageQuery, Point, Series, SummaryQuery
@@ -116,20 +116,20 @@ class PostgresMetricRepository:
     async def add_many(self, user_id: UUID, drafts: Sequence[MetricDraft]) -> int:
         if not drafts:
             return 0
-        # One statement, one round trip, one rollup upsert: all rows or none.
-        async with connection(self._pool) as conn:
-            cur = await conn.execute(
-                "INSERT INTO engagement_metrics (user_id, metric_type, metric_value, recorded_at)"
-                " SELECT owner, t, v, r FROM engage_lock_metric_writes(%s) AS owner,"
-                " unnest(%s::varchar[], %s::numeric[], %s::timestamptz[]) AS u(t, v, r)",
-                [
-                    user_id,
-                    [d.metric_type.value for d in drafts],
-                    [d.metric_value.value for d in drafts],
-                    [d.recorded_at.value for d in drafts],
-                ],
-            )
-            return cur.rowcount
+        # One statement, one rollup upsert: all rows or none; ``rowcount``: with an
+        # authenticated request's session check, one round trip.
+        return await rowcount(
+            self._pool,
+            "INSERT INTO engagement_metrics (user_id, metric_type, metric_value, recorded_at)"
+            " SELECT owner, t, v, r FROM engage_lock_metric_writes(%s) AS owner,"
+            " unnest(%s::varchar[], %s::numeric[], %s::timestamptz[]) AS u(t, v, r)",
+            [
+                user_id,
+                [d.metric_type.value for d in drafts],
+                [d.metric_value.value for d in drafts],
+                [d.recorded_at.value for d in drafts],
+            ],
+        )
 
     async def page(self, user_id: UUID, query: MetricPageQuery) -> Sequence[EngagementMetric]:
         conditions = [sql.SQL("user_id = %(user)s")]

@@ -9,11 +9,12 @@ another is a savepoint on the same connection, so nothing commits before the
 outermost block does.
 
 ``SessionGate`` runs work behind a check that must pass for it (the session or
-the API key behind an authenticated request): ``rows(pool, ...)`` sends the work's first
-statement in one pipeline with the check, ended by one Sync, so both are one
-round trip; as the two form one implicit transaction, a failing check makes
-PostgreSQL skip the statement and keep nothing of it. Any other statement the
-work makes waits for the check's answer first.
+the API key behind an authenticated request): ``rows(pool, ...)`` (or
+``rowcount``) sends the work's first statement in one pipeline with the check,
+ended by one Sync, so both are one round trip; as the two form one implicit
+transaction, a failing check makes PostgreSQL skip the statement and keep
+nothing of it. Any other statement the work makes waits for the check's answer
+first.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from contextlib import (
     nullcontext,
 )
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from attrs import define, field
@@ -34,6 +35,15 @@ from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
 Action = Callable[[], Awaitable[object]]
+_T = TypeVar("_T")
+# The statements ``rows`` and ``rowcount`` run are prepared on their first
+# execution on a connection, not on their sixth (psycopg's default). A statement
+# psycopg has counted and then prepares inside a pipeline is remembered as
+# prepared even when the pipeline was aborted before its Parse (psycopg 3.3:
+# that path is never validated), so the next use fails with "prepared statement
+# does not exist"; and a gate's refused check aborts exactly such a pipeline.
+# Prepared from the start, a statement skipped with its Parse is forgotten too.
+_PREPARE_AT_ONCE = True
 # A statement's text, as repositories write them.
 Statement = str | sql.SQL | sql.Composed
 
@@ -73,12 +83,34 @@ def connection(pool: AsyncConnectionPool) -> AbstractAsyncContextManager[AsyncCo
 async def rows(pool: AsyncConnectionPool, query: Statement, params: Any) -> list[tuple[Any, ...]]:
     """The rows of one statement, run as ``connection`` would; with the task's
     pending ``SessionGate`` check when there is one, in the same round trip."""
+    return await _run(pool, query, params, _fetchall)
+
+
+async def rowcount(pool: AsyncConnectionPool, query: Statement, params: Any) -> int:
+    """How many rows one statement wrote, run as ``rows`` runs it: with the task's
+    pending ``SessionGate`` check in the same round trip."""
+    return await _run(pool, query, params, _rowcount)
+
+
+async def _fetchall(cur: psycopg.AsyncCursor[Any]) -> list[tuple[Any, ...]]:
+    return await cur.fetchall()
+
+
+async def _rowcount(cur: psycopg.AsyncCursor[Any]) -> int:
+    return cur.rowcount
+
+
+async def _run(
+    pool: AsyncConnectionPool,
+    query: Statement,
+    params: Any,
+    answer: Callable[[psycopg.AsyncCursor[Any]], Awaitable[_T]],
+) -> _T:
     gate = _pending_gate(pool)
     if gate is not None and not gate.decided and _bound(pool) is None:
-        return await gate.rows_with(query, params)
+        return await gate.run_with(query, params, answer)
     async with connection(pool) as conn:
-        cur = await conn.execute(query, params)
-        return await cur.fetchall()
+        return await answer(await conn.execute(query, params, prepare=_PREPARE_AT_ONCE))
 
 
 class GateClosed(Exception):
@@ -90,7 +122,7 @@ class SessionGate:
     """A check (one statement that fails with one of ``refusals`` when the work may
     not run) and the work behind it, bound to the task for ``with gate.bound()``.
 
-    The check goes out with the work's first statement through ``rows``, or on its
+    The check goes out with the work's first statement through ``rows`` (or ``rowcount``), or on its
     own before any other statement (``connection``, ``atomic``) or, the work having
     made none, at ``settle``. ``passed`` is its row once it passed; ``refused`` the
     SQLSTATE it failed with, ``refused_detail`` its DETAIL as a number (0 without
@@ -145,17 +177,23 @@ class SessionGate:
         if self.refused is not None:
             raise GateClosed(self.refused)
 
-    async def rows_with(self, query: Statement, params: Any) -> list[tuple[Any, ...]]:
-        """The check, then ``query``, in one pipeline ended by one Sync: one round trip."""
+    async def run_with(
+        self,
+        query: Statement,
+        params: Any,
+        answer: Callable[[psycopg.AsyncCursor[Any]], Awaitable[_T]],
+    ) -> _T:
+        """The check, then ``query``, in one pipeline ended by one Sync (one round
+        trip); ``answer`` of the query's cursor."""
         check = None
         try:
             async with self.pool.connection() as conn:
                 check, work = conn.cursor(), conn.cursor()
                 async with conn.pipeline():
                     await check.execute(self.check, self.params)
-                    await work.execute(query, params)
+                    await work.execute(query, params, prepare=_PREPARE_AT_ONCE)
                 self._passed(await check.fetchone())
-                return await work.fetchall()
+                return await answer(work)
         except psycopg.Error as exc:
             if check is not None and check.pgresult is not None:
                 self._passed(await check.fetchone())  # the check passed, the statement failed
