@@ -326,15 +326,23 @@ def _stream_rows(stream: dict[str, Any]) -> list[Row]:
         figures = stream.get(kind)
         if not figures:
             continue
-        rows.append(
+        # The goal counts from the write's commit (its 2xx): the delivery's own
+        # time. From before the POST it also holds the write path's queueing.
+        rows += [
             Row(
-                name=f"live streams: fan-out p99, {kind} writes ({figures['missing']} missing)",
-                value=figures["p99_ms"],
+                name=f"live streams: fan-out p99 from the commit, {kind} writes"
+                f" ({figures['missing']} missing)",
+                value=figures["from_commit_p99_ms"],
                 unit="ms",
                 goal=f"< {GOAL_STREAM_P99_MS:g} ms",
-                met=figures["missing"] == 0 and figures["p99_ms"] < GOAL_STREAM_P99_MS,
-            )
-        )
+                met=figures["missing"] == 0 and figures["from_commit_p99_ms"] < GOAL_STREAM_P99_MS,
+            ),
+            Row(
+                name="  the same from before the POST (its queueing included)",
+                value=figures["p99_ms"],
+                unit="ms",
+            ),
+        ]
     return rows
 
 
