@@ -66,7 +66,8 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    _access = _AccessLog(sys.stderr.buffer) if numeric_level <= logging.INFO else _NoAccessLog()
+    # Above INFO, the line goes to structlog's filtering logger, which drops it.
+    _access = _AccessLog(sys.stderr.buffer) if numeric_level <= logging.INFO else None
 
 
 def reset_logging() -> None:
@@ -102,19 +103,7 @@ class _AccessLog:
         self._logger.msg(_log_encoder.encode(self._stamp(None, "info", line)))
 
 
-class _NoAccessLog(_AccessLog):
-    """The access log at a level above INFO."""
-
-    def __init__(self) -> None:
-        pass
-
-    def write(
-        self, method: str, path: str, status: int, duration_ms: float, request_id: str
-    ) -> None:
-        pass
-
-
-# Set by configure_logging; until then the line goes through structlog as configured.
+# Set by configure_logging (at INFO or below); else the line goes through structlog.
 _access: _AccessLog | None = None
 
 
