@@ -66,8 +66,7 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Above INFO, the line goes to structlog's filtering logger, which drops it.
-    _access = _AccessLog(sys.stderr.buffer) if numeric_level <= logging.INFO else None
+    _access = _AccessLog(sys.stderr.buffer) if numeric_level <= logging.INFO else _NoAccessLog()
 
 
 def reset_logging() -> None:
@@ -103,7 +102,19 @@ class _AccessLog:
         self._logger.msg(_log_encoder.encode(self._stamp(None, "info", line)))
 
 
-# Set by configure_logging (at INFO or below); else the line goes through structlog.
+class _NoAccessLog(_AccessLog):
+    """The access log at a level above INFO."""
+
+    def __init__(self) -> None:
+        pass
+
+    def write(
+        self, method: str, path: str, status: int, duration_ms: float, request_id: str
+    ) -> None:
+        pass
+
+
+# Set by configure_logging; until then the line goes through structlog as configured.
 _access: _AccessLog | None = None
 
 
