@@ -21,14 +21,10 @@ _WORK = "SELECT %s::int + 1"
 
 async def _gated(pool: AsyncConnectionPool, allowed: bool, value: int) -> list[tuple[int, ...]]:
     gate = SessionGate(pool, _CHECK, (1 if allowed else 0,), frozenset({_REFUSED}))
-    with gate.bound():
-        try:
-            return await rows(pool, _WORK, [value])
-        except Exception:
-            await gate.settle()
-            if gate.refused is None:
-                raise
-            raise GateClosed(gate.refused) from None
+    checked = await gate.run(lambda: rows(pool, _WORK, [value]))
+    if isinstance(checked, str):
+        raise GateClosed(checked)
+    return checked[1]
 
 
 @pytest.mark.parametrize("refused_at", range(9))

@@ -150,19 +150,14 @@ class PostgresApiKeyRepository:
         params = (key_id, user_id, secret_hash, scope.value, at, *rate)
         gate = SessionGate(self._pool, _CHECK, params, frozenset(_REFUSALS))
         try:
-            with gate.bound():
-                result = await work()
+            checked = await gate.run(work)
         except Exception:
-            await gate.settle()
-            if gate.refused is None:
-                await self._count_again(gate, count)
-                raise
-        else:
-            await gate.settle()
-        if gate.refused is not None:
-            return KeyRefused(_REFUSALS[gate.refused], gate.refused_detail)
-        assert gate.passed is not None
-        return _key(gate.passed), result
+            await self._count_again(gate, count)
+            raise
+        if isinstance(checked, str):
+            return KeyRefused(_REFUSALS[checked], gate.refused_detail)
+        row, result = checked
+        return _key(row), result
 
     async def _count_again(self, gate: SessionGate, count: RateCount | None) -> None:
         """The use counted once more when the work's statement, failing, rolled back

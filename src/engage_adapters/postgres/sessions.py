@@ -89,19 +89,11 @@ class PostgresSessionRepository:
         work: Callable[[], Awaitable[T]],
     ) -> tuple[Session, T] | SessionRefused:
         gate = SessionGate(self._pool, _CHECK, (session_id, user_id, at), _REFUSALS)
-        try:
-            with gate.bound():
-                result = await work()
-        except Exception:
-            await gate.settle()
-            if gate.refused is None:
-                raise
-        else:
-            await gate.settle()
-        if gate.refused is not None:
-            return SessionRefused(ended=gate.refused == SESSION_ENDED)
-        assert gate.passed is not None
-        return _session(gate.passed), result
+        checked = await gate.run(work)
+        if isinstance(checked, str):
+            return SessionRefused(ended=checked == SESSION_ENDED)
+        row, result = checked
+        return _session(row), result
 
     async def find_by_token_hash(self, token_hash: str) -> Session | None:
         async with connection(self._pool) as conn:

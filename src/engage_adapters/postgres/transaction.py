@@ -120,7 +120,7 @@ class GateClosed(Exception):
 @define
 class SessionGate:
     """A check (one statement that fails with one of ``refusals`` when the work may
-    not run) and the work behind it, bound to the task for ``with gate.bound()``.
+    not run) and the work behind it, bound to the task by ``run`` (or ``with gate.bound()``).
 
     The check goes out with the work's first statement through ``rows`` (or ``rowcount``), or on its
     own before any other statement (``connection``, ``atomic``) or, the work having
@@ -154,6 +154,25 @@ class SessionGate:
         finally:
             self.open = False
             _gate.reset(token)
+
+    async def run(self, work: Callable[[], Awaitable[_T]]) -> tuple[tuple[Any, ...], _T] | str:
+        """``work`` behind the check, bound to the task: the check's row and the work's
+        result once the check passed; the SQLSTATE it refused with otherwise (what the
+        work returned or raised is then dropped, and nothing it wrote behind the check
+        is kept). What the work raised, once the check passed (or could not be made)."""
+        try:
+            with self.bound():
+                result = await work()
+        except Exception:
+            await self.settle()
+            if self.refused is None:
+                raise
+        else:
+            await self.settle()
+        if self.refused is not None:
+            return self.refused
+        assert self.passed is not None
+        return self.passed, result
 
     async def settle(self) -> None:
         """Run the check on its own unless it has been answered already."""

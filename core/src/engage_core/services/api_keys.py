@@ -17,7 +17,7 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import TypeVar
 from uuid import UUID, uuid4
 
 from attrs import define, field, frozen
@@ -52,6 +52,7 @@ from engage_core.ports import (
     UnitOfWork,
     UserRepository,
 )
+from engage_core.services._outcome import kept
 from engage_core.services.activity import ActivityLog
 
 # The key and its scopes (model) and the repository's port (ports) are re-exported
@@ -124,19 +125,6 @@ class _KnownKey:
     user_id: UUID
     secret_hash: str = field(repr=False)
     expires_at: datetime | None
-
-
-@frozen
-class _Outcome(Generic[T]):
-    """What a piece of work returned or raised, kept until its key is checked."""
-
-    value: T | None = None
-    error: Exception | None = None
-
-    def unwrap(self) -> T:
-        if self.error is not None:
-            raise self.error
-        return self.value  # type: ignore[return-value]  # None only with an error
 
 
 @frozen
@@ -346,12 +334,6 @@ class ApiKeyService:
             raise _unknown()
         principal = KeyPrincipal(known.user_id, key_id, known.expires_at)
 
-        async def kept() -> _Outcome[T]:
-            try:
-                return _Outcome(value=await work(principal))
-            except Exception as exc:  # raised below, once the key is known to pass
-                return _Outcome(error=exc)
-
         now = self.clock.now()
         checked = await self.keys.run_checked(
             key_id,
@@ -359,7 +341,7 @@ class ApiKeyService:
             secret_hash,
             scope,
             now,
-            kept,
+            kept(lambda: work(principal)),
             count=RateCount(_rate_key(key_id), self.policy.rate_per_minute, RATE_WINDOW),
         )
         if isinstance(checked, KeyRefused):

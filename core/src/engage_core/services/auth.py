@@ -11,7 +11,7 @@ import math
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Generic, TypeVar
+from typing import TypeVar
 from uuid import UUID, uuid4
 
 import attrs
@@ -49,6 +49,7 @@ from engage_core.ports import (
     UnitOfWork,
     UserRepository,
 )
+from engage_core.services._outcome import kept
 from engage_core.services.account_mail import AccountMail
 from engage_core.services.activity import ActivityLog
 from engage_core.services.mfa import MfaRequired, TotpVerifier
@@ -114,19 +115,6 @@ class Admission:
         if self._known_live:
             return await work(self.principal)
         return await self._auth._run_checked(self.principal, work)
-
-
-@frozen
-class _Outcome(Generic[T]):
-    """What a piece of work returned or raised, kept until its session is checked."""
-
-    value: T | None = None
-    error: Exception | None = None
-
-    def unwrap(self) -> T:
-        if self.error is not None:
-            raise self.error
-        return self.value  # type: ignore[return-value]  # None only with an error
 
 
 @frozen(kw_only=True)
@@ -563,17 +551,10 @@ class AuthService:
         self, principal: Principal, work: Callable[[Principal], Awaitable[T]]
     ) -> T:
         """``work``'s outcome once the session is found live, checked with it."""
-
-        async def kept() -> _Outcome[T]:
-            try:
-                return _Outcome(value=await work(principal))
-            except Exception as exc:  # raised below, once the session is known live
-                return _Outcome(error=exc)
-
         now = self.clock.now()
         key = _liveness_key(principal.session_id)
         checked = await self.sessions.run_checked(
-            principal.session_id, principal.user_id, now, kept
+            principal.session_id, principal.user_id, now, kept(lambda: work(principal))
         )
         if isinstance(checked, SessionRefused):
             if checked.ended:
