@@ -108,12 +108,18 @@ async def requests(app: Any) -> dict[str, tuple[Any, ...]]:
     key = [("authorization", "Bearer " + json.loads(r["body"])["key"])]
     for _ in range(60):
         await call(app, "POST", "/api/dashboard/metrics", auth + js, one)
+    hundred = [
+        {"metric_type": "page_view", "metric_value": i / 4, "recorded_at": "2026-01-02T03:04:05Z"}
+        for i in range(100)
+    ]
+    batch = json.dumps({"items": hundred}).encode()
     return {
         "read": ("GET", "/api/dashboard/metrics", auth),
         "write": ("POST", "/api/dashboard/metrics", auth + js, one),
         "me": ("GET", "/api/auth/me", auth),
         "kread": ("GET", "/api/dashboard/metrics", key),
         "kwrite": ("POST", "/api/dashboard/metrics", key + js, one),
+        "batch": ("POST", "/api/dashboard/metrics/batch", auth + js, batch),
     }
 
 
@@ -156,7 +162,7 @@ async def main(n: int, rounds: int, profile: str | None, kinds: list[str]) -> No
         return
     figures: dict[str, list[float]] = {kind: [] for kind in kinds}
     # Reads first, all their rounds: every write adds a row the in-memory reads sort.
-    for kind in sorted(kinds, key=lambda k: "write" in k):
+    for kind in sorted(kinds, key=lambda k: "write" in k or k == "batch"):
         await warm(app, kind, measured[kind])
         for _ in range(rounds):
             started = time.process_time()
@@ -172,9 +178,9 @@ def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=3000, help="requests of each kind per round")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--profile", choices=["read", "write", "me", "kread", "kwrite"])
+    parser.add_argument("--profile", choices=["read", "write", "me", "kread", "kwrite", "batch"])
     parser.add_argument(
-        "--kinds", default="read,me,kread,write,kwrite", help="comma-separated request kinds"
+        "--kinds", default="read,me,kread,write,kwrite,batch", help="comma-separated request kinds"
     )
     args = parser.parse_args()
     # The production JSON access log, written where it costs what it costs but is not seen.

@@ -240,10 +240,13 @@ def measure_profiled(
     connections: int,
     label: str,
     profile_name: str,
+    database: bool = True,
 ) -> Measurement:
     """``measure`` with py-spy recording every worker meanwhile (``--profile DIR``)."""
     spies = profile_workers(ctx, server, profile_name)
-    measured = measure(ctx, server, traffic, connections=connections, label=label)
+    measured = measure(
+        ctx, server, traffic, connections=connections, label=label, database=database
+    )
     for spy in spies:
         spy.wait(timeout=60)
     return measured
@@ -451,7 +454,7 @@ def measure_read_floor(
     module = "one_round_trip_app" if one_trip else "two_queries_app"
     server = ctx.bare_server(module.replace("_app", "").replace("_", "-"), module=module)
     with running(server, "/") as floor:
-        return measure(
+        return measure_profiled(
             ctx,
             floor,
             traffic.bare,
@@ -459,6 +462,7 @@ def measure_read_floor(
             label="the read's two queries in one round trip"
             if one_trip
             else "the read's two queries alone",
+            profile_name="floor-one-trip" if one_trip else "floor-two-trips",
         )
 
 
@@ -510,8 +514,14 @@ def measure_engage(ctx: Context, now: datetime) -> EngageFigures:
             connections=ctx.args.summary_connections,
             label="summaries",
         )
-        bare_before = measure(
-            ctx, bare, traffic.bare, connections=connections, label="bare handler", database=False
+        bare_before = measure_profiled(
+            ctx,
+            bare,
+            traffic.bare,
+            connections=connections,
+            label="bare handler",
+            profile_name="bare",
+            database=False,
         )
         counts_before = TableCounts.read(ctx.url)
         reads = measure_profiled(
@@ -550,12 +560,13 @@ def measure_engage(ctx: Context, now: datetime) -> EngageFigures:
             label="bare handler again",
             database=False,
         )
-        batch_writes = measure(
+        batch_writes = measure_profiled(
             ctx,
             engage,
             traffic.batch_writes,
             connections=ctx.args.batch_connections,
             label="batch writes",
+            profile_name="batch-writes",
         )
         static = measure(
             ctx,

@@ -18,6 +18,7 @@ from common import environment, table
 from .data import BCRYPT_ROUNDS, LoadedData
 from .load import Load
 from .measures import BATCH, Cpu, EngageFigures
+from .profile import PROFILED, profile_parts, profile_table
 
 # The goals (issue 17's, which keep issue 7's for logins, the storm, summaries and
 # memory): each figure's threshold, most as a share of its ceiling.
@@ -402,6 +403,8 @@ def print_report(results: Results, rows: Sequence[Row], *, started: float) -> No
     _print_memory_and_ceilings(results.engage)
     if results.servers:
         _print_servers(results.servers, args.workers)
+    if args.profile and args.profile_format == "raw":
+        _print_profile_parts(results.engage, args.profile)
     for note in results.notes:
         print(f"note: {note}")
     missed = [r.name for r in rows if r.met is False]
@@ -425,6 +428,26 @@ def _print_memory_and_ceilings(engage: EngageFigures) -> None:
         + " and ".join(f"{r:.2f}" for r in engage.logins.bcrypt_runs)
         + f"/s; logins while the reads ran: {engage.storm.logins_per_second:.2f}/s"
     )
+
+
+def _print_profile_parts(engage: EngageFigures, directory: Path) -> None:
+    """The workers' CPU per request of each profiled run, by part (``profile.py``)."""
+    runs = {
+        "bare": engage.bare_runs[0],
+        "floor, 1 trip": engage.read_floor_one_trip,
+        "reads": engage.reads,
+        "writes": engage.single_writes,
+        "key writes": engage.key_writes,
+        "batch of 100": engage.batch_writes,
+    }
+    columns = {
+        name: (profile_parts(directory, label), run.cpu.app_us)
+        for (name, run), label in zip(runs.items(), PROFILED, strict=True)
+    }
+    print()
+    print("where the workers' CPU went: us per request of each run, by py-spy's samples")
+    print("\n".join(profile_table(columns)))
+    print()
 
 
 def _print_servers(servers: dict[str, dict[str, float]], workers: int) -> None:
