@@ -42,7 +42,7 @@ OTHER = "other"
 
 
 def part_of(frames: list[str]) -> str:
-    if not frames or frames == [""]:
+    if not any(frames):
         return NATIVE
     for frame in reversed(frames):
         for part, marks in _PARTS:
@@ -86,7 +86,7 @@ def profile_table(columns: dict[str, tuple[Counter[str], float | None]]) -> list
             cells.append(
                 f"{share * cpu_us:>13,.0f} us  " if cpu_us is not None else f"{share:>16.1%}  "
             )
-        if any(cell.strip() not in ("0 us", "0.0%") for cell in cells):
+        if any(counts[name] for counts, _ in columns.values()):
             rows.append(f"{name:<{width}}" + "".join(cells))
     return rows
 
