@@ -357,6 +357,19 @@ class MetricDraft:
         ``recorded_at`` may be ``None`` (meaning ``now``) and may not lie more
         than five minutes after ``now``.
         """
+        # The common case first: a good draft costs three checks, not the loop below
+        # (a batch parses up to 1,000 of them per request). Any fault takes the loop,
+        # which words every fault at once.
+        try:
+            when = Timestamp(now if recorded_at is None else recorded_at)
+            if when.value <= now + MAX_FUTURE_SKEW:
+                return cls(
+                    metric_type=MetricType(metric_type),
+                    metric_value=MetricValue(metric_value),
+                    recorded_at=when,
+                )
+        except ValidationFailed:
+            pass
         errors: list[FieldError] = []
         parsed: dict[str, Any] = {}
         for name, factory, raw in (
@@ -375,7 +388,7 @@ class MetricDraft:
             )
         if errors:
             raise ValidationFailed(errors)
-        return cls(**parsed)
+        return cls(**parsed)  # pragma: no cover - the fast path returns every good draft
 
 
 @frozen(kw_only=True)
