@@ -110,11 +110,17 @@ _BY_USER_ID = (
 )
 
 
+def settle_tables(url: str) -> None:
+    """``VACUUM (ANALYZE)`` of the metrics tables, as the writes before left them."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE) engagement_metrics, metric_rollups")
+
+
 def copy_into_table(url: str, csv: Path, scratch: Path) -> float:
     """``\\copy`` of the CSV's rows into ``engagement_metrics`` itself, rollup trigger
     and all, with each email's user id and sorted by user, type and time as the
-    backfill inserts them: rows/s. Rolled back (and vacuumed away), so the reads
-    and the backfill after it see the table as loaded."""
+    backfill inserts them: rows/s. Rolled back (and vacuumed away), so the backfill
+    after it sees the same table."""
     by_id = scratch / "backfill-by-user-id.csv"
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"DROP TABLE IF EXISTS {_BY_USER}")
@@ -140,8 +146,7 @@ def copy_into_table(url: str, csv: Path, scratch: Path) -> float:
     )
     seconds = time.perf_counter() - began
     by_id.unlink()
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("VACUUM (ANALYZE) engagement_metrics, metric_rollups")
+    settle_tables(url)
     copied = [line for line in output.splitlines() if line.startswith("COPY ")]
     if not copied:
         raise SystemExit(f"bench: \\copy into engagement_metrics said {output!r}")
