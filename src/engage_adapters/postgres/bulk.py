@@ -76,12 +76,6 @@ SELECT u.id, s.metric_type, s.metric_value, s.recorded_at
 """
 
 
-# The INSERT's sort of the load and the rollup trigger's aggregate of it spill to
-# disk at PostgreSQL's default work_mem (4 MB); a million rows sort in about 90 MB.
-# For this transaction only: a fifth less time for the INSERT, trigger and all.
-_LOAD_WORK_MEM = "SET LOCAL work_mem = '128MB'"
-
-
 class PostgresBulkMetricStore:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
@@ -108,7 +102,6 @@ class PostgresBulkMetricStore:
                 )
                 raise psycopg.Rollback  # nothing of this load is kept
             staged = await (await conn.execute("SELECT count(*) FROM engage_backfill")).fetchone()
-            await conn.execute(_LOAD_WORK_MEM)
             await conn.execute(_LOCK_USERS)
             inserted = (await conn.execute(INSERT_STAGED)).rowcount
             total = staged[0] if staged else 0
