@@ -281,6 +281,7 @@ def test_numerically_equal_metric_values_are_equal_and_print_alike(
 @given(st.integers(min_value=-(VALUE_BOUND - 1), max_value=VALUE_BOUND - 1))
 def test_metric_value_of_any_integer_in_bounds_equals_it(number: int) -> None:
     assert MetricValue(number).value == number
+    assert str(MetricValue(number)) == str(number)  # 0 never as -0, no exponent
 
 
 @given(
@@ -300,6 +301,9 @@ def test_metric_value_of_any_finite_float_in_bounds_equals_its_shortest_repr(
     number: float,
 ) -> None:
     assert MetricValue(number).value == Decimal(repr(number))
+    # The same spelling as the number given as a Decimal or as text: no trailing zero.
+    assert str(MetricValue(number)) == str(MetricValue(Decimal(repr(number))))
+    assert str(MetricValue(number)) == str(MetricValue(repr(number)))
 
 
 @given(decimals_in_bounds(), st.sampled_from(["plain", "scientific"]))

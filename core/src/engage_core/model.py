@@ -81,6 +81,7 @@ _NUMERIC_STRING = re.compile(NUMERIC_STRING_PATTERN, re.ASCII)
 # and at most 64 characters, so within the limits checked for the general case.
 _PLAIN_DECIMAL = re.compile(r"-?\d{1,15}(\.\d{0,47})?", re.ASCII)
 _ZERO = Decimal(0)
+_INT_BOUND = 10**15
 
 
 def _encodable(text: str) -> bool:
@@ -187,13 +188,19 @@ def parse_metric_value(raw: object) -> Decimal:
     ``ValidationFailed`` on ``metric_value``: for callers that check many values
     at once (a backfill checks millions) without building a ``MetricValue`` each."""
     # Fast paths with the general case's result for the common spellings ("42",
-    # "-3.25"): trailing fraction zeros dropped (exactly), and every zero the plain 0.
+    # "-3.25", 42, 0.25): trailing fraction zeros dropped (exactly), and every zero
+    # the plain 0.
     if type(raw) is str:
-        plain = _PLAIN_DECIMAL.fullmatch(raw)
-        if plain is not None:
-            text = raw.rstrip("0").rstrip(".") if plain.group(1) else raw
-            number = Decimal(text)
-            return number if number else _ZERO
+        number = _plain_decimal(raw)
+        if number is not None:
+            return number
+    elif type(raw) is float:
+        number = _plain_decimal(repr(raw))  # the general case's spelling, below
+        if number is not None:
+            return number
+    elif type(raw) is int:
+        if -_INT_BOUND < raw < _INT_BOUND:
+            return Decimal(raw) if raw else _ZERO
     elif type(raw) is Decimal:
         # Spelled so with no trailing fraction zero, it is in that form already.
         text = str(raw)
@@ -224,6 +231,15 @@ def parse_metric_value(raw: object) -> Decimal:
     if number.copy_abs() >= METRIC_VALUE_BOUND:
         raise ValidationFailed.single("metric_value", "must be less than 10^15 in magnitude")
     return _strip_trailing_zeros(number)
+
+
+def _plain_decimal(text: str) -> Decimal | None:
+    """The value of a plain spelling (``-3.250``), or ``None`` for any other."""
+    plain = _PLAIN_DECIMAL.fullmatch(text)
+    if plain is None:
+        return None
+    number = Decimal(text.rstrip("0").rstrip(".") if plain.group(1) else text)
+    return number if number else _ZERO
 
 
 def _strip_trailing_zeros(number: Decimal) -> Decimal:
