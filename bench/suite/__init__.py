@@ -28,7 +28,8 @@ other work on the machine hits both alike:
   a minute per session, no activity entries), and the live stream's memory
   and fan-out (``bench/stream.py`` on its own server, ``--streams 0`` skips it);
 * a ``\\copy`` of the backfill CSV into ``engagement_metrics`` itself (rolled
-  back), the ceiling of the backfill's goal;
+  back), the ceiling of the backfill's goal, right before the backfill and on
+  the same table (both after the writes, each after a ``VACUUM (ANALYZE)``);
 * the server's CPU time per request (its workers, and PostgreSQL's backends),
   which other load on the machine disturbs much less than requests per second;
 * each worker's resident memory after the load.
