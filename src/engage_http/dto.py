@@ -13,7 +13,6 @@ from uuid import UUID
 
 import msgspec
 from litestar import Request
-from litestar.exceptions import SerializationException
 from litestar.types import Empty
 from msgspec import Meta
 
@@ -24,6 +23,7 @@ from engage_core.services.activity import ActivityPage
 from engage_core.services.api_keys import IssuedApiKey
 from engage_core.services.metrics import MAX_BATCH
 from engage_core.services.mfa import MAX_CODE_LENGTH, MfaRequired, TotpEnrolment
+from engage_http import exact_json
 from engage_http.openapi import (
     EMAIL_SCHEMA,
     METRIC_TYPE_SCHEMA,
@@ -46,8 +46,9 @@ Password = Annotated[
 MetricValueIn = Annotated[
     Any,
     Meta(
-        description="A JSON number (or numeric string), finite, |v| < 10^15; a string may "
-        "also use an exponent (1.5e3) while the value stays in bounds",
+        description="A JSON number (or numeric string), finite, |v| < 10^15. The string "
+        "pattern is the plain form; a string may also use an exponent (1.5e3), which a "
+        "pattern cannot bound, while the value stays below 10^15",
         examples=[12.5],
         extra_json_schema=documented(one_of=METRIC_VALUE_SCHEMAS),
     ),
@@ -73,10 +74,6 @@ class _In(msgspec.Struct, forbid_unknown_fields=True):
     pass
 
 
-# JSON numbers with a fraction or an exponent decode as Decimal: every digit kept.
-_exact_json = msgspec.json.Decoder(float_hook=Decimal)
-
-
 class JsonBodyRequest(Request[Any, Any, Any]):
     """A request whose JSON body keeps its numbers exact and, however malformed, is a 400.
 
@@ -88,14 +85,7 @@ class JsonBodyRequest(Request[Any, Any, Any]):
     async def json(self) -> Any:
         state = self._connection_state
         if state.json is Empty:
-            try:
-                state.json = _exact_json.decode(await self.body() or b"null")
-            except msgspec.DecodeError as exc:
-                raise SerializationException(str(exc)) from None
-            except UnicodeDecodeError:
-                raise SerializationException("JSON is malformed: not UTF-8") from None
-            except RecursionError:
-                raise SerializationException("JSON is malformed: nested too deeply") from None
+            state.json = exact_json.decode(await self.body())
         return state.json
 
 

@@ -136,6 +136,7 @@ async def test_a_signup_body_of_the_wrong_shape_is_422_naming_the_field(
         b"1e400",
         b"-1e400",
         b"1" + b"0" * 400,
+        b"-" + b"9" * 5000,  # more digits than Python's int() reads
         b"1e15",
         b"1000000000000000.0",
         b'"NaN"',
@@ -165,6 +166,31 @@ async def test_non_finite_huge_and_non_numeric_values_are_422(
     expect_problem(response, 422, fields=["metric_value"])
 
 
+async def test_a_whole_number_longer_than_python_reads_is_its_fields_422_in_a_batch_too(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    stored_nothing: None,
+    expect_problem: Problem,
+) -> None:
+    huge = b"9" * 4301
+    body = b'{"items": [{"metric_type": "views", "metric_value": 1}, {"metric_type": "views",'
+    body += b' "metric_value": ' + huge + b"}]}"
+
+    response = await client.post(METRICS + "/batch", content=body, headers={**auth, **JSON})
+
+    expect_problem(response, 422, fields=["items.1.metric_value"])
+
+
+async def test_a_constant_beside_a_whole_number_longer_than_python_reads_is_still_400(
+    client: httpx.AsyncClient, auth: dict[str, str], expect_problem: Problem
+) -> None:
+    body = b'{"metric_type": "views", "metric_value": ' + b"9" * 4301 + b', "x": NaN}'
+
+    response = await client.post(METRICS, content=body, headers={**auth, **JSON})
+
+    expect_problem(response, 400)
+
+
 async def test_a_json_number_keeps_digits_a_float_would_lose(
     client: httpx.AsyncClient,
     auth: dict[str, str],
@@ -190,6 +216,9 @@ async def test_a_json_number_keeps_digits_a_float_would_lose(
         "1969-12-31T23:59:59Z",  # before the epoch
         "2026-02-30T00:00:00Z",  # no such day
         "2026-01-01T25:00:00Z",
+        "2026-01-01X00:00:00Z",  # fromisoformat takes any separator; ISO 8601 does not
+        "2026-01-01T00:00:00xZ",  # a stray character before the offset
+        "2026-01-01T00:00:00+00:00.5",  # an offset with a fraction
         "yesterday",
         "",
         "2026-01-01T00:00:00Z" + " " * 100,  # over the length limit

@@ -8,6 +8,7 @@ naming the field at fault.
 from __future__ import annotations
 
 import math
+import re
 import string
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 
 from engage_core.errors import ValidationFailed
 from engage_core.model import Email, MetricType, MetricValue, Password, Timestamp
+from engage_core.queries import check_bound
 
 VALUE_BOUND = 10**15
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -459,6 +461,46 @@ def test_timestamp_of_an_iso_string_with_offset_is_that_instant(moment: datetime
 def test_timestamp_refuses_naive_times(moment: datetime, form: str) -> None:
     raw = {"datetime": moment, "iso": moment.isoformat(), "date": moment.date().isoformat()}
     assert refused_field(Timestamp, raw[form]) == "recorded_at"
+
+
+# What may stand between the date and the time (RFC 3339: "T", "t" or a space).
+_SEPARATORS = frozenset("Tt ")
+
+
+@given(aware_since_1970, st.characters().filter(lambda c: c not in _SEPARATORS))
+@example(datetime(2024, 1, 1, tzinfo=UTC), "X")
+def test_timestamp_refuses_another_character_between_date_and_time(
+    moment: datetime, separator: str
+) -> None:
+    text = moment.isoformat()
+    assert refused_field(Timestamp, text[:10] + separator + text[11:]) == "recorded_at"
+    assert refused_field(check_bound, text[:10] + separator + text[11:]) == "since"
+
+
+@given(aware_since_1970, st.text(min_size=1, max_size=3).filter(lambda t: not t.isspace()))
+@example(datetime(2024, 1, 1, tzinfo=UTC), "x")
+@example(datetime(2024, 1, 1, tzinfo=UTC), ".")
+@example(datetime(2024, 1, 1, tzinfo=UTC), "\x00")
+def test_timestamp_refuses_stray_characters_before_the_offset(moment: datetime, stray: str) -> None:
+    text = moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    assume(not re.fullmatch(r"[.,]?[0-9]+", stray))  # digits there are (more of) a fraction
+    spoilt = text[:-1] + stray + "Z"
+    assert refused_field(Timestamp, spoilt) == "recorded_at"
+
+
+@given(aware_since_1970)
+def test_timestamp_reads_lower_case_t_and_z_as_rfc_3339_allows(moment: datetime) -> None:
+    text = moment.astimezone(UTC).isoformat().replace("+00:00", "z").replace("T", "t")
+    assert Timestamp(text).value.replace(tzinfo=None) == instant_in_utc(moment)
+
+
+@pytest.mark.parametrize(
+    "text", ["2024-12-31T23:59:60Z", "2023-02-29T00:00:00Z", "2024-01-01T24:00:00Z"]
+)
+def test_timestamp_says_when_a_well_formed_date_time_does_not_exist(text: str) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        Timestamp(text)
+    assert caught.value.errors[0].message.startswith("must be a date and time that exists")
 
 
 @given(

@@ -178,10 +178,33 @@ async def test_the_same_metrics_bucket_differently_in_utc(metrics, stranger_id, 
 def test_a_points_average_has_20_decimal_places_at_most_and_no_trailing_zeros(
     total, count, average
 ):
+    wide = Decimal(10) ** 30  # min and max far apart: only the rounding is under test
+    point = Point(start=utc(2026, 1, 1), count=count, sum=Decimal(total), min=-wide, max=wide)
+
+    assert str(point.avg) == average
+
+
+@pytest.mark.parametrize(
+    ("values", "average"),
+    [
+        # Finer than 20 places: the rounded mean (0) would lie below min.
+        (["1E-24", "1E-24"], "1E-24"),
+        (["-1E-24", "-1E-24"], "-1E-24"),
+        (["1E-24", "3E-24"], "1E-24"),
+        (["0.1", "0.2"], "0.15"),
+    ],
+)
+def test_a_points_average_never_lies_outside_its_min_and_max(values, average):
+    numbers = [Decimal(v) for v in values]
     point = Point(
-        start=utc(2026, 1, 1), count=count, sum=Decimal(total), min=Decimal(0), max=Decimal(0)
+        start=utc(2026, 1, 1),
+        count=len(numbers),
+        sum=sum(numbers, Decimal(0)),
+        min=min(numbers),
+        max=max(numbers),
     )
 
+    assert point.min <= point.avg <= point.max
     assert str(point.avg) == average
 
 

@@ -58,6 +58,7 @@ __all__ = [
     "TokenPurpose",
     "TotpFactor",
     "User",
+    "parse_iso_date_time",
     "parse_metric_value",
     "parse_timestamp",
 ]
@@ -82,6 +83,18 @@ _NUMERIC_STRING = re.compile(NUMERIC_STRING_PATTERN, re.ASCII)
 _PLAIN_DECIMAL = re.compile(r"-?\d{1,15}(\.\d{0,47})?", re.ASCII)
 _ZERO = Decimal(0)
 _INT_BOUND = 10**15
+# An ISO 8601 date-time as ``datetime.fromisoformat`` reads it: a calendar or week
+# date (extended or basic), "T" (or a space, as RFC 3339 allows) and a time whose
+# seconds may carry a fraction, then "Z" or an offset of hours and minutes (and
+# whole seconds, as Python's isoformat writes a zone's old local mean time); any
+# letter in either case. Nothing else: that parser takes any character between the
+# date and the time, and stray characters before the offset ("00:00:00xZ").
+_ISO_DATE_TIME = re.compile(
+    r"\d{4}(?:-\d{2}-\d{2}|\d{4}|-?[Ww]\d{2}(?:-?[1-7])?)"
+    r"(?:[Tt ]\d{2}(?::?\d{2}(?::?\d{2}(?:[.,]\d+)?)?)?)?"
+    r"(?:[Zz]|[+-]\d{2}(?::?\d{2}(?::?\d{2})?)?)?",
+    re.ASCII,
+)
 
 
 def _encodable(text: str) -> bool:
@@ -272,17 +285,24 @@ class MetricValue:
         return str(self.value)
 
 
+def parse_iso_date_time(text: str, name: str) -> datetime:
+    """The date-time ISO 8601 ``text`` spells (naive when it has no offset), or
+    ``ValidationFailed`` on ``name``."""
+    if _ISO_DATE_TIME.fullmatch(text) is None:
+        raise ValidationFailed.single(name, "must be an ISO 8601 date-time with a UTC offset")
+    try:
+        return datetime.fromisoformat(text.upper())
+    except ValueError:  # a 13th month, a 25th hour, a leap second
+        raise ValidationFailed.single(
+            name, "must be a date and time that exists (no 30 February, hour 24 or leap second)"
+        ) from None
+
+
 def parse_timestamp(raw: object) -> datetime:
     """The UTC moment ``raw`` names (what ``Timestamp`` keeps), or ``ValidationFailed``
     on ``recorded_at``; for callers that check many values at once."""
     if isinstance(raw, str):
-        text = raw.strip()
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
-            raise ValidationFailed.single(
-                "recorded_at", "must be an ISO 8601 date-time with a UTC offset"
-            ) from None
+        moment = parse_iso_date_time(raw.strip(), "recorded_at")
     elif isinstance(raw, datetime):
         moment = raw
     else:

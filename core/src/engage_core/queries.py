@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from attrs import field, frozen
 
 from engage_core.errors import ValidationFailed
-from engage_core.model import EngagementMetric, MetricType
+from engage_core.model import EngagementMetric, MetricType, parse_iso_date_time
 
 __all__ = [
     "DEFAULT_PAGE_LIMIT",
@@ -72,13 +72,7 @@ def check_bound(raw: object) -> datetime:
     if isinstance(raw, datetime):
         moment = raw
     elif isinstance(raw, str):
-        try:
-            # RFC 3339 allows a lower-case "t" and "z"; fromisoformat only the capitals.
-            moment = datetime.fromisoformat(raw.upper())
-        except ValueError:
-            raise ValidationFailed.single(
-                "since", "must be an ISO 8601 date-time with a UTC offset"
-            ) from None
+        moment = parse_iso_date_time(raw, "since")
     else:
         raise ValidationFailed.single("since", "must be an ISO 8601 date-time string")
     offset = moment.utcoffset()
@@ -217,9 +211,14 @@ class Point:
 
     @property
     def avg(self) -> Decimal:
-        """``sum / count`` to 20 decimal places, trailing zeros dropped, in plain notation."""
+        """``sum / count`` to 20 decimal places, trailing zeros dropped, in plain notation;
+        never outside ``min`` and ``max`` (values finer than 20 places round past them)."""
         with localcontext(prec=60):
             value = (self.sum / self.count).quantize(Decimal("1e-20"))
+            if value < self.min:
+                return self.min
+            if value > self.max:
+                return self.max
             if value == value.to_integral_value():
                 return value.quantize(Decimal(1))
             return value.normalize()
