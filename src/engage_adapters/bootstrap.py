@@ -316,7 +316,9 @@ async def build_services(
     With ``ENGAGE_REDIS_URL``, the cache and the rate limits are Redis's, shared
     by every process, behind a circuit breaker that falls back to PostgreSQL
     and in-process limits while Redis is unusable; "live" session answers and
-    dashboards are then cached too. Without it, both stay in this process.
+    dashboards are then cached too. Without it, the cache stays in this process
+    and every rate limit is counted in PostgreSQL (in this process with
+    ``storage="memory"``).
     """
     clock = clock or SystemClock()
     secret = resolve_jwt_secret(settings)
@@ -555,12 +557,13 @@ class _Caching:
 
 def _caching(stored: _Storage, shared: _SharedState | None) -> _Caching:
     if shared is None:
-        limiter = inprocess.InMemoryRateLimiter()
+        # Every limit in PostgreSQL when there is one: a limit per address or per
+        # email is one for the deployment, not one per worker.
+        limiter = stored.shared_limits or inprocess.InMemoryRateLimiter()
         return _Caching(
             cache=inprocess.InMemoryCache(),
             limiter=limiter,
-            # In PostgreSQL when there is one (the per-address limits may stay in each process).
-            shared_limiter=stored.shared_limits if stored.shared_limits is not None else limiter,
+            shared_limiter=limiter,
             metrics=stored.metrics,
             bulk=stored.bulk,
             dashboards=None,

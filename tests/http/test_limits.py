@@ -13,7 +13,11 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from litestar.testing.transport import TestClientTransport as Transport
 
+from engage_adapters.bootstrap import HttpPolicy, build_services
+from engage_adapters.settings import Settings
+from engage_core.ports import PasswordHasher
 from engage_core.testing import FakePasswordHasher
+from engage_http.app import create_app
 
 PASSWORD = "correct horse battery staple"
 Problem = Callable[..., dict[str, Any]]
@@ -120,6 +124,26 @@ async def test_the_address_limit_follows_its_setting(
         assert response.status_code == 401
 
     response = await client.post("/api/auth/token", json=credentials("nobody@example.com"))
+
+    expect_retry_after(response, expect_problem, most=60)
+
+
+@pytest.mark.parametrize("environ", [{"ENGAGE_AUTH_RATE_PER_MINUTE": "3"}], indirect=True)
+async def test_the_address_limit_is_one_for_every_worker_of_the_deployment(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    hasher: PasswordHasher,
+    policy: HttpPolicy,
+    expect_problem: Problem,
+) -> None:
+    # Another worker: an app of its own (its own process state) over the same database.
+    other = create_app(lambda: build_services(settings, hasher=hasher), policy)
+    async with AsyncTestClient(other) as second:
+        for worker in (client, second, client):
+            response = await worker.post("/api/auth/token", json=credentials("nobody@example.com"))
+            assert response.status_code == 401
+
+        response = await second.post("/api/auth/token", json=credentials("nobody@example.com"))
 
     expect_retry_after(response, expect_problem, most=60)
 
