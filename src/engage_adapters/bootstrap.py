@@ -64,6 +64,7 @@ from engage_adapters.postgres.metrics import PostgresMetricRepository
 from engage_adapters.postgres.migrate import Migration, MigrationError, MigrationStatus
 from engage_adapters.postgres.outage import UNAVAILABLE_ERRORS, unavailable_from
 from engage_adapters.postgres.pool import (
+    ANSWER_WITHIN,
     DEFAULT_POOL_SIZE,
     HEADROOM,
     connection_budget,
@@ -141,6 +142,7 @@ from engage_core.services.metrics import MetricsService
 from engage_core.services.mfa import MfaService, TotpVerifier
 
 __all__ = [
+    "ANSWER_WITHIN",
     "HEADROOM",
     "OPERATOR_ERRORS",
     "UNAVAILABLE_ERRORS",
@@ -303,13 +305,17 @@ async def build_services(
     tokens: TokenIssuer | None = None,
     mailer: Mailer | None = None,
     upgrade: bool = False,
+    answer_within: float | None = None,
 ) -> AsyncIterator[Services]:
     """Build the services for ``settings`` and close what they opened on exit.
 
     ``storage="postgres"`` uses ``ENGAGE_DATABASE_URL``, or the embedded
     server under the data directory when it is unset; the schema must be
     current (``engage db upgrade``), unless ``upgrade`` applies pending
-    migrations first (as ``engage serve`` and the CLI do). ``storage="memory"`` keeps everything in
+    migrations first (as ``engage serve`` and the CLI do); with ``answer_within``
+    (what ``engage serve``'s workers pass), a statement the database leaves
+    unanswered that long fails as an unreachable database does, where the CLI's
+    long loads wait. ``storage="memory"`` keeps everything in
     this process (tests, demos). ``clock``, ``hasher`` and ``tokens`` may be
     swapped for tests.
 
@@ -334,7 +340,9 @@ async def build_services(
     async with AsyncExitStack() as stack:
         shared = _shared_state(settings, stack)
         if storage == "postgres":
-            stored = await _postgres_storage(settings, stack, upgrade=upgrade)
+            stored = await _postgres_storage(
+                settings, stack, upgrade=upgrade, answer_within=answer_within
+            )
         else:
             stored = _memory_storage()
         kept = _caching(stored, shared)
@@ -471,14 +479,18 @@ class _Storage:
 
 
 async def _postgres_storage(
-    settings: Settings, stack: AsyncExitStack, *, upgrade: bool
+    settings: Settings, stack: AsyncExitStack, *, upgrade: bool, answer_within: float | None
 ) -> _Storage:
     """Every repository over one pool, closed with ``stack``."""
     conninfo = await asyncio.to_thread(database_url, settings)
     if upgrade:
         await migrate.upgrade(conninfo)
     await migrate.require_current(conninfo)
-    pool = await open_pool(conninfo, max_size=settings.db_pool_size or DEFAULT_POOL_SIZE)
+    pool = await open_pool(
+        conninfo,
+        max_size=settings.db_pool_size or DEFAULT_POOL_SIZE,
+        answer_within=answer_within,
+    )
     stack.push_async_callback(close_within, "database pool", pool.close)
     limits = PostgresRateLimiter(pool)
     # Even with Redis: written in the database that holds the rows they guard.

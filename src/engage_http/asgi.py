@@ -6,7 +6,7 @@ import os
 
 from litestar import Litestar
 
-from engage_adapters.bootstrap import build_services, http_policy
+from engage_adapters.bootstrap import ANSWER_WITHIN, build_services, http_policy
 from engage_adapters.settings import load_settings
 from engage_http import BIND_HOST_VARIABLE
 from engage_http.app import create_app
@@ -21,4 +21,8 @@ def app_from_environment() -> Litestar:
     configure_logging(settings.log_level)
     init_sentry(settings.sentry_dsn)
     bind_host = os.environ.get(BIND_HOST_VARIABLE, "0.0.0.0")  # noqa: S104
-    return create_app(lambda: build_services(settings), http_policy(settings, bind_host=bind_host))
+    # A request never waits on a database that holds its connection and answers nothing.
+    return create_app(
+        lambda: build_services(settings, answer_within=ANSWER_WITHIN),
+        http_policy(settings, bind_host=bind_host),
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import httpx
 import psycopg
 import pytest
 
+from engage_adapters.postgres.pool import ANSWER_WITHIN
 from support.postgres_server import DisposablePostgres, disposable_postgres
 from support.serve import running_server
 
@@ -101,3 +103,40 @@ async def test_a_database_crash_under_load_answers_201_or_503_and_heals(
     with psycopg.connect(server.url) as conn:
         stored = {row[0] for row in conn.execute("SELECT id FROM engagement_metrics")}
     assert acknowledged <= stored, f"{len(acknowledged - stored)} acknowledged writes lost"
+
+
+async def test_a_frozen_database_answers_503_in_bounded_time_and_heals(
+    server: DisposablePostgres, engage: tuple[subprocess.Popen[str], str]
+) -> None:
+    _, base = engage
+    # Past the pool's 2 s and the statements' ANSWER_WITHIN (10 s): a slower answer is a hang.
+    bound = ANSWER_WITHIN + 5.0
+    async with httpx.AsyncClient(base_url=base, timeout=bound + 10) as client:
+        credentials = {"email": "frozen@example.com", "password": PASSWORD}
+        assert (await client.post("/api/auth/signup", json=credentials)).status_code == 201
+        token = (await client.post("/api/auth/token", json=credentials)).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+
+        async def me() -> tuple[httpx.Response, float]:
+            # A connection of its own each: both workers, several pooled connections.
+            async with httpx.AsyncClient(base_url=base, headers=auth, timeout=bound + 10) as own:
+                started = time.monotonic()
+                answer = await own.get("/api/auth/me")
+                return answer, time.monotonic() - started
+
+        # Open several pooled connections in each worker, then freeze the server.
+        for answer, _ in await asyncio.gather(*(me() for _ in range(12))):
+            assert answer.status_code == 200
+        with server.frozen():
+            answers = await asyncio.gather(*(me() for _ in range(12)))
+        async with asyncio.timeout(HEAL_LIMIT):
+            while True:
+                if (await client.get("/api/auth/me", headers=auth)).status_code == 200:
+                    break
+                await asyncio.sleep(0.2)
+
+    for answer, took in answers:
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["content-type"].startswith("application/problem+json")
+        assert int(answer.headers["Retry-After"]) >= 1
+        assert took < bound, f"answered after {took:.1f} s"

@@ -39,6 +39,8 @@ def env(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]
         "ENGAGE_DATA_DIR": str(tmp_path_factory.mktemp("data")),
         "ENGAGE_BCRYPT_ROUNDS": "4",
         "ENGAGE_COOKIE_SECURE": "false",
+        # Every test signs users up from one address, against one limit for both workers.
+        "ENGAGE_AUTH_RATE_PER_MINUTE": "100000",
     }
 
 

@@ -9,6 +9,7 @@ database looks like), and ``pg_ctl stop -m immediate`` for a crash.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -75,6 +76,34 @@ class DisposablePostgres:
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.data_dir / "pgdata"), "-m", "fast", "-w", "stop")
         self.running = False
+
+    @contextmanager
+    def frozen(self) -> Iterator[None]:
+        """The server and its backends stopped (SIGSTOP) for the block, then resumed:
+        connections stay open and the kernel still takes what clients send, but
+        nothing answers (a hung server, or a network that drops packets)."""
+        processes = self._processes()
+        for pid in processes:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for pid in processes:
+                os.kill(pid, signal.SIGCONT)
+
+    def _processes(self) -> list[int]:
+        postmaster = int((self.data_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
+        children = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text()
+                except OSError:
+                    continue
+                # "pid (name) state ppid ...": the name may hold spaces, not ")".
+                if int(stat.rsplit(")", 1)[1].split()[1]) == postmaster:
+                    children.append(int(entry.name))
+        return [postmaster, *children]
 
     def create_database(self) -> None:
         admin = self.url.replace(f"/{DATABASE}?", "/postgres?")

@@ -4,21 +4,38 @@ It rides out a database outage by itself: a request waits at most
 ``CONNECTION_WAIT`` for a connection (then ``PoolTimeout``, which the entry
 points answer as "database unreachable"), a connection the server has cut is
 dropped at checkout, and lost connections are reconnected every second or two
-until the database is back.
+until the database is back. A pool opened with ``answer_within`` (the HTTP
+app's) also gives up on a server that holds a connection open but answers
+nothing (frozen, or cut off by a network that drops packets): the statement
+fails after that long, as an unreachable database does, and its connection is
+closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import select
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, TypeVar
 
 import psycopg
+from psycopg.abc import PQGen
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-# Every session speaks UTC, so timestamptz values come back in UTC.
-_OPTIONS = "-c TimeZone=UTC -c application_name=engage"
+_RV = TypeVar("_RV")
+# Every session speaks UTC, so timestamptz values come back in UTC. The server
+# checks every second whether the client of a running statement is still there,
+# so that a statement its client gave up on (``answer_within``) stops at once,
+# whatever it waits for, instead of committing later unseen.
+_OPTIONS = "-c TimeZone=UTC -c application_name=engage -c client_connection_check_interval=1000"
+# How long the HTTP app's statements may go unanswered (``open_pool``): far longer
+# than any of its statements takes, well under what a client waits for an answer.
+ANSWER_WITHIN = 10.0
+# What psycopg raises when a wait's timeout expires (an OperationalError).
+_WAIT_TIMEOUT: type[Exception] = psycopg.errors._WaitTimeout
 # A worker is one event loop on one core: a handful of connections keep it busy
 # (each request holds one for a single statement), more only queue in PostgreSQL.
 DEFAULT_POOL_SIZE = 10
@@ -33,8 +50,9 @@ CONNECTION_WAIT = 2.0
 # up to minutes after a long outage.
 RECONNECT_FOR = 4.0
 # How long /readyz waits for a pooled connection before it asks the server
-# directly (the pool may merely be busy).
+# directly (the pool may merely be busy), and for the server's answer.
 PING_WAIT = 0.25
+PING_ANSWER_WITHIN = 2.0
 # A TCP connection to a server that vanished without a word (a partition)
 # fails within seconds, not at the kernel's retransmission timeout (minutes).
 # libpq ignores these on Unix sockets; a setting in the URL wins.
@@ -68,8 +86,52 @@ def pool_size_per_worker(workers: int, budget: int) -> int:
     return max(1, min(DEFAULT_POOL_SIZE, (budget - HEADROOM) // workers))
 
 
+class AnsweringConnection(psycopg.AsyncConnection[Any]):
+    """A connection that gives up on a statement the server leaves unanswered for
+    ``answer_within`` seconds (None: waits as long as it takes): it closes itself,
+    since what the server does with the statement is unknown from then on, and
+    raises ``OperationalError``, what an unreachable database raises."""
+
+    answer_within: float | None = None
+
+    async def wait(  # the same call as psycopg's, with our default timeout
+        self,
+        gen: PQGen[_RV],
+        interval: float = 0.1,
+        timeout: float | None = None,  # noqa: ASYNC109 - psycopg's own signature
+    ) -> _RV:
+        limit = (_answer_within.get() or self.answer_within) if timeout is None else timeout
+        try:
+            return await super().wait(gen, interval=interval, timeout=limit)
+        except _WAIT_TIMEOUT:
+            if timeout is not None:  # psycopg's own timeout, its own answer
+                raise
+            self.pgconn.finish()
+            raise psycopg.OperationalError(
+                f"the database did not answer within {limit:g} s"
+            ) from None
+
+
+_answer_within: ContextVar[float | None] = ContextVar("engage_answer_within", default=None)
+
+
+@contextmanager
+def answering_within(seconds: float) -> Iterator[None]:
+    """Statements of this task on an ``AnsweringConnection`` fail if unanswered for
+    ``seconds``, whatever the pool's ``answer_within``."""
+    token = _answer_within.set(seconds)
+    try:
+        yield
+    finally:
+        _answer_within.reset(token)
+
+
 async def open_pool(
-    conninfo: str, *, min_size: int = 1, max_size: int = DEFAULT_POOL_SIZE
+    conninfo: str,
+    *,
+    min_size: int = 1,
+    max_size: int = DEFAULT_POOL_SIZE,
+    answer_within: float | None = None,
 ) -> AsyncConnectionPool:
     """Open a pool and wait until its first connection works (a clear error if not).
 
@@ -81,7 +143,8 @@ async def open_pool(
     Connections go back to the pool as they are, with no reset step, which
     psycopg_pool would run in a background task per return; and the check at
     checkout costs a round trip only for a connection the server has written
-    to while it sat idle (see ``_drop_if_cut``).
+    to while it sat idle (see ``_drop_if_cut``). With ``answer_within``, a
+    statement unanswered for that long fails (``AnsweringConnection``).
     """
     pool: AsyncConnectionPool
     sweeps: set[asyncio.Task[None]] = set()  # held until done: the loop keeps weak references
@@ -98,10 +161,16 @@ async def open_pool(
                 sweep.add_done_callback(sweeps.discard)
             raise
 
+    async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
+        if isinstance(conn, AnsweringConnection):
+            conn.answer_within = answer_within
+
     pool = AsyncConnectionPool(
         conninfo,
         min_size=min_size,
         max_size=max_size,
+        connection_class=AnsweringConnection,
+        configure=configure,
         kwargs=_connection_kwargs(conninfo),
         open=False,
         timeout=CONNECTION_WAIT,
@@ -150,7 +219,8 @@ async def ping(pool: AsyncConnectionPool) -> None:
     """
     try:
         async with pool.connection(timeout=PING_WAIT) as conn:
-            await conn.execute("SELECT 1")
+            with answering_within(PING_ANSWER_WITHIN):
+                await conn.execute("SELECT 1")
             return
     except (PoolTimeout, psycopg.OperationalError):
         if pool.closed or not isinstance(pool.conninfo, str):
