@@ -12,7 +12,7 @@ from litestar.di import NamedDependency
 from litestar.params import SkipValidation
 
 from engage_core.errors import Unauthorized
-from engage_core.model import ApiKeyScope
+from engage_core.model import ApiKeyScope, Client
 from engage_core.services.api_keys import (
     ApiKeyService,
     KeyAdmission,
@@ -20,7 +20,7 @@ from engage_core.services.api_keys import (
     looks_like_api_key,
 )
 from engage_core.services.auth import Admission, AuthService, Principal
-from engage_http.cookies import ACCESS_COOKIE
+from engage_http.cookies import ACCESS_COOKIE, REFRESH_COOKIE
 from engage_http.dependencies import Injected
 
 # A handler parameter for the caller, injected by name from ``provide_principal``.
@@ -87,6 +87,21 @@ async def provide_principal(
 ) -> Principal:
     """The caller, a signed-in user: their session is checked before the handler runs."""
     return await auth.authenticate(_access_token(request))
+
+
+async def provide_logout_principal(
+    request: Request[Any, Any, Any], auth: Injected[AuthService], client: Injected[Client]
+) -> Principal:
+    """The caller of a logout: as ``provide_principal`` finds them, or else, for a
+    browser whose access cookie has expired (or gone), the session of its refresh
+    cookie, so that logging out ends that session rather than answering 401."""
+    try:
+        return await provide_principal(request, auth)
+    except Unauthorized:
+        refresh = request.cookies.get(REFRESH_COOKIE)
+        if not refresh or request.headers.get("authorization") is not None:
+            raise
+    return await auth.refresh_principal(refresh, client)
 
 
 async def provide_caller(

@@ -79,6 +79,26 @@ async def test_a_returned_user_is_a_copy(user_repository: UserRepository, clock:
     assert stored.password_hash == "hash-of-alice@example.com"
 
 
+async def test_set_password_hash_replacing_stores_only_over_that_hash(
+    user_repository: UserRepository, clock: FakeClock
+) -> None:
+    user = _user(clock, "alice@example.com")
+    await user_repository.add(user)
+
+    assert await user_repository.set_password_hash(
+        user.id, "first", clock.now(), replacing=user.password_hash
+    )
+    # A second change from the same old hash: the hash is no longer that one.
+    assert not await user_repository.set_password_hash(
+        user.id, "second", clock.now(), replacing=user.password_hash
+    )
+    assert not await user_repository.set_password_hash(uuid4(), "x", clock.now())
+
+    stored = await user_repository.get(user.id)
+    assert stored is not None
+    assert stored.password_hash == "first"
+
+
 async def test_set_password_hash_updates_the_hash_and_updated_at(
     user_repository: UserRepository, clock: FakeClock
 ) -> None:

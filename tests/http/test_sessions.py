@@ -35,11 +35,19 @@ def cleared(response: httpx.Response) -> set[str]:
     return names
 
 
-async def present_refresh_cookie(browser: httpx.AsyncClient, refresh: str) -> httpx.Response:
-    """POST /api/auth/refresh from a browser holding only this refresh cookie."""
+async def refresh_cookie_only(browser: httpx.AsyncClient, refresh: str) -> dict[str, str]:
+    """Give ``browser`` this refresh cookie and no access cookie (expired, as a browser
+    drops it after 15 minutes); the CSRF header its state-changing requests need."""
     token = (await browser.get("/healthz")).cookies["csrftoken"]
     browser.cookies.set("engage_refresh", refresh, domain="testserver.local", path="/api/auth")
-    return await browser.post("/api/auth/refresh", headers={"X-CSRFToken": token})
+    return {"X-CSRFToken": token}
+
+
+async def present_refresh_cookie(browser: httpx.AsyncClient, refresh: str) -> httpx.Response:
+    """POST /api/auth/refresh from a browser holding only this refresh cookie."""
+    return await browser.post(
+        "/api/auth/refresh", headers=await refresh_cookie_only(browser, refresh)
+    )
 
 
 @pytest.fixture
@@ -150,6 +158,61 @@ async def test_logout_ends_this_session_at_once(
     assert {"engage_access", "engage_refresh"} <= cleared(response)
     expect_problem(await client.get("/api/auth/me", headers=bearer(access)), 401)
     expect_problem(await present_refresh_cookie(new_browser(), refresh), 401)
+
+
+async def test_logout_by_the_refresh_cookie_alone_ends_that_session(
+    client: httpx.AsyncClient,
+    api: Any,
+    ada: dict[str, Any],
+    new_browser: Browser,
+    expect_problem: Problem,
+) -> None:
+    await api.log_in("ada@example.com")
+    access, refresh = cookie(client, "engage_access"), cookie(client, "engage_refresh")
+    other = await api.bearer("ada@example.com")
+    browser = new_browser()
+    csrf = await refresh_cookie_only(browser, refresh)
+
+    response = await browser.post("/api/auth/logout", headers=csrf)
+
+    assert response.status_code == 204
+    assert {"engage_access", "engage_refresh"} <= cleared(response)
+    expect_problem(await client.get("/api/auth/me", headers=bearer(access)), 401)
+    expect_problem(await present_refresh_cookie(new_browser(), refresh), 401)
+    assert (await client.get("/api/auth/me", headers=other)).status_code == 200
+
+
+async def test_logout_by_the_refresh_cookie_needs_the_csrf_header(
+    client: httpx.AsyncClient,
+    api: Any,
+    ada: dict[str, Any],
+    new_browser: Browser,
+    expect_problem: Problem,
+) -> None:
+    await api.log_in("ada@example.com")
+    refresh = cookie(client, "engage_refresh")
+    browser = new_browser()
+    await refresh_cookie_only(browser, refresh)
+
+    expect_problem(await browser.post("/api/auth/logout"), 403)
+    assert (await present_refresh_cookie(new_browser(), refresh)).status_code == 200
+
+
+async def test_logout_by_a_spent_refresh_cookie_is_401_and_ends_its_family(
+    client: httpx.AsyncClient,
+    api: Any,
+    ada: dict[str, Any],
+    new_browser: Browser,
+    expect_problem: Problem,
+) -> None:
+    await api.log_in("ada@example.com")
+    spent = cookie(client, "engage_refresh")
+    assert (await client.post("/api/auth/refresh", headers=api.csrf(client))).status_code == 200
+    browser = new_browser()
+    csrf = await refresh_cookie_only(browser, spent)
+
+    expect_problem(await browser.post("/api/auth/logout", headers=csrf), 401)
+    expect_problem(await client.get("/api/auth/me"), 401)  # a replay: the family is over
 
 
 async def test_logout_with_scope_current_keeps_the_users_other_sessions(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from uuid import uuid4
 
 import pytest
 
-from engage_core import Forbidden, Principal, RateLimited, Unauthorized, ValidationFailed
+from engage_core import Forbidden, Principal, RateLimited, Unauthorized, ValidationFailed, testing
+from engage_core.model import Password
 
 NEW_PASSWORD = "a-brand-new-password"
 
@@ -45,6 +47,46 @@ async def test_change_password_with_a_wrong_current_password_is_forbidden(
     stored = await users.get(alice.id)
     assert stored is not None
     assert stored.password_hash == alice.user.password_hash
+
+
+class _MeetingHasher(testing.FakePasswordHasher):
+    """Hashes only once ``parties`` callers are hashing: they all checked the old
+    password before any of them stores a new one."""
+
+    def __init__(self, parties: int) -> None:
+        super().__init__()
+        self._waiting = parties
+        self._met = asyncio.Event()
+
+    async def hash(self, password: Password) -> str:
+        self._waiting -= 1
+        if self._waiting <= 0:
+            self._met.set()
+        await self._met.wait()
+        return await super().hash(password)
+
+
+async def test_of_two_changes_from_the_same_password_at_once_one_wins(
+    make_auth, alice, log_in, principal_of, users, hasher
+):
+    principal = principal_of(await log_in(alice))
+    racing = make_auth(_MeetingHasher(parties=2))
+
+    outcomes = await asyncio.gather(
+        racing.change_password(
+            principal, current_password=alice.password, new_password="first one"
+        ),
+        racing.change_password(
+            principal, current_password=alice.password, new_password="second one"
+        ),
+        return_exceptions=True,
+    )
+
+    assert sorted(type(o).__name__ for o in outcomes) == ["Forbidden", "NoneType"]
+    winner = "first one" if outcomes[0] is None else "second one"
+    stored = await users.get(alice.id)
+    assert stored is not None
+    assert await hasher.verify(Password(winner), stored.password_hash)
 
 
 @pytest.mark.parametrize("new_password", ["short", "", None, 12345678, "x" * 257])

@@ -137,7 +137,13 @@ class UserRepository(Protocol):
         """Look up by ``Email.canonical`` (case-insensitive)."""
         ...
 
-    async def set_password_hash(self, user_id: UUID, password_hash: str, at: datetime) -> None: ...
+    async def set_password_hash(
+        self, user_id: UUID, password_hash: str, at: datetime, *, replacing: str | None = None
+    ) -> bool:
+        """Store the new hash; True when stored. With ``replacing``, only while the stored
+        hash is still that one (in one step: of two changes from the same password, one
+        wins, also when they run at once)."""
+        ...
 
     async def delete(self, user_id: UUID) -> bool:
         """Delete the user and, by cascade, their sessions and metrics."""

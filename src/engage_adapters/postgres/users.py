@@ -67,12 +67,18 @@ class PostgresUserRepository:
             row = await cur.fetchone()
         return _user(row) if row else None
 
-    async def set_password_hash(self, user_id: UUID, password_hash: str, at: datetime) -> None:
+    async def set_password_hash(
+        self, user_id: UUID, password_hash: str, at: datetime, *, replacing: str | None = None
+    ) -> bool:
+        # A concurrent change commits first and this UPDATE, having waited for its
+        # row lock, checks ``replacing`` against the hash that change stored.
         async with connection(self._pool) as conn:
-            await conn.execute(
-                "UPDATE users SET password_hash = %s, updated_at = %s WHERE id = %s",
-                [password_hash, at, user_id],
+            cur = await conn.execute(
+                "UPDATE users SET password_hash = %s, updated_at = %s"
+                " WHERE id = %s AND (%s::text IS NULL OR password_hash = %s::text)",
+                [password_hash, at, user_id, replacing, replacing],
             )
+            return cur.rowcount == 1
 
     async def delete(self, user_id: UUID) -> bool:
         async with connection(self._pool) as conn:

@@ -42,7 +42,7 @@ from engage_http.openapi import (
     no_content,
     problems,
 )
-from engage_http.principal import CurrentPrincipal, provide_principal
+from engage_http.principal import CurrentPrincipal, provide_logout_principal, provide_principal
 from engage_http.problems import BadQuery
 from engage_http.prometheus import login_attempt
 from engage_http.responses import empty, json
@@ -174,6 +174,8 @@ class AuthController(Controller):
 
     @post(
         "/logout",
+        # Also by the refresh cookie alone: a browser's access cookie lives 15 minutes.
+        dependencies={"principal": Provide(provide_logout_principal)},
         status_code=204,
         summary="End this session, or all of them",
         security=CHANGE_SECURITY,

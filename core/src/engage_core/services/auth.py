@@ -238,7 +238,11 @@ class AuthService:
         current = await self.sessions.get(principal.session_id)
         now = self.clock.now()
         async with self.uow.atomic():
-            await self.users.set_password_hash(user.id, new_hash, now)
+            changed = await self.users.set_password_hash(
+                user.id, new_hash, now, replacing=user.password_hash
+            )
+            if not changed:  # changed meanwhile: the password given is no longer it
+                raise Forbidden("the password is not correct")
             ended = await self.sessions.end_all_for_user(
                 user.id,
                 now,
@@ -320,20 +324,8 @@ class AuthService:
     async def refresh(self, refresh_token: object, client: Client = UNKNOWN_CLIENT) -> BrowserLogin:
         """Trade a refresh token for new tokens. The old one is spent: presenting
         it again ends its whole session family."""
-        if not isinstance(refresh_token, str) or not refresh_token or len(refresh_token) > 256:
-            raise Unauthorized("refresh token required", reason="no refresh token")
         now = self.clock.now()
-        old = await self.sessions.find_by_token_hash(hash_refresh_token(refresh_token))
-        if old is None:
-            raise Unauthorized("invalid refresh token", reason="unknown refresh token")
-        if old.end_reason == "rotated":
-            await self._end_reused_family(old, client)
-            raise Unauthorized("invalid refresh token", reason="refresh token reused")
-        if not old.is_live(now):
-            raise Unauthorized("invalid refresh token", reason="session ended")
-        user = await self.users.get(old.user_id)
-        if user is None:
-            raise Unauthorized("invalid refresh token", reason="user gone")
+        old, user = await self._refreshable(refresh_token, client, now)
         login, new = self._new_session(
             user,
             family_id=old.family_id,
@@ -346,6 +338,34 @@ class AuthService:
             raise Unauthorized("invalid refresh token", reason="refresh token raced")
         await self._forget([old.id])
         return await self._with_access_token(login, new)
+
+    async def refresh_principal(
+        self, refresh_token: object, client: Client = UNKNOWN_CLIENT
+    ) -> Principal:
+        """Who a refresh token acts for, without spending it: for a browser whose
+        access cookie has expired to log out (``log_out``). A spent one ends its
+        session family, as ``refresh`` does."""
+        session, user = await self._refreshable(refresh_token, client, self.clock.now())
+        return Principal(user.id, session.id)
+
+    async def _refreshable(
+        self, refresh_token: object, client: Client, now: datetime
+    ) -> tuple[Session, User]:
+        """The live session a refresh token is the current one of, and its user."""
+        if not isinstance(refresh_token, str) or not refresh_token or len(refresh_token) > 256:
+            raise Unauthorized("refresh token required", reason="no refresh token")
+        old = await self.sessions.find_by_token_hash(hash_refresh_token(refresh_token))
+        if old is None:
+            raise Unauthorized("invalid refresh token", reason="unknown refresh token")
+        if old.end_reason == "rotated":
+            await self._end_reused_family(old, client)
+            raise Unauthorized("invalid refresh token", reason="refresh token reused")
+        if not old.is_live(now):
+            raise Unauthorized("invalid refresh token", reason="session ended")
+        user = await self.users.get(old.user_id)
+        if user is None:
+            raise Unauthorized("invalid refresh token", reason="user gone")
+        return old, user
 
     async def log_out(
         self,
@@ -452,8 +472,12 @@ class AuthService:
                 await self._record(ActivityKind.LOGIN_FAILED, client, user=user, email=parsed_email)
             raise Unauthorized("invalid email or password", reason="bad credentials")
         if self.hasher.needs_rehash(user.password_hash):
-            user.password_hash = await self.hasher.hash(parsed_password)
-            await self.users.set_password_hash(user.id, user.password_hash, self.clock.now())
+            # Never over a password changed since it was read.
+            rehashed = await self.hasher.hash(parsed_password)
+            if await self.users.set_password_hash(
+                user.id, rehashed, self.clock.now(), replacing=user.password_hash
+            ):
+                user.password_hash = rehashed
         if self.policy.require_verified_email and not user.email_verified:
             raise EmailNotVerified(
                 "verify your email address first: follow the link in the mail we sent"

@@ -107,11 +107,15 @@ class InMemoryUserRepository:
         user_id = self._by_email.get(canonical_email.lower())
         return await self.get(user_id) if user_id else None
 
-    async def set_password_hash(self, user_id: UUID, password_hash: str, at: datetime) -> None:
+    async def set_password_hash(
+        self, user_id: UUID, password_hash: str, at: datetime, *, replacing: str | None = None
+    ) -> bool:
         user = self._by_id.get(user_id)
-        if user is not None:
-            user.password_hash = password_hash
-            user.updated_at = at
+        if user is None or (replacing is not None and user.password_hash != replacing):
+            return False
+        user.password_hash = password_hash
+        user.updated_at = at
+        return True
 
     async def delete(self, user_id: UUID) -> bool:
         user = self._by_id.pop(user_id, None)
