@@ -39,6 +39,7 @@ def backup(
         Path | None,
         typer.Argument(
             metavar="DIR",
+            readable=False,
             show_default=False,
             help="Where to write the archive (default: ENGAGE_DATA_DIR/backups).",
         ),
@@ -68,7 +69,9 @@ def backup(
 
 def restore(
     file: Annotated[
-        Path, typer.Argument(metavar="FILE", help="An archive from `engage db backup`.")
+        # readable=False: an unreadable FILE is an error of ours (exit 1), not a usage one.
+        Path,
+        typer.Argument(metavar="FILE", readable=False, help="An archive from `engage db backup`."),
     ],
     yes: bool = typer.Option(False, "--yes", "-y", help="Restore without asking."),
 ) -> None:
@@ -104,6 +107,7 @@ def verify(
         Path | None,
         typer.Argument(
             metavar="BACKUP",
+            readable=False,
             show_default=False,
             help="An archive, or a folder whose newest engage-*.dump is checked "
             "(default: the newest in ENGAGE_DATA_DIR/backups).",

@@ -52,7 +52,18 @@ def format_of(path: str, explicit: str | None) -> str:
 
 
 def read_rows(text: IO[str], fmt: str) -> Iterator[RawRow]:
+    """The rows of ``text``; ``FileError`` for a file unusable as a whole, such as one
+    that is not UTF-8 (read with ``errors="surrogateescape"`` to have its line named)."""
     return _read_csv(text) if fmt == "csv" else _read_jsonl(text)
+
+
+def _require_utf8(text: str, line: int) -> None:
+    """``FileError`` naming ``line`` if ``text`` holds bytes that were not UTF-8."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise FileError(f"line {line}: the file is not valid UTF-8") from None
 
 
 def _read_csv(text: IO[str]) -> Iterator[RawRow]:
@@ -63,15 +74,20 @@ def _read_csv(text: IO[str]) -> Iterator[RawRow]:
         raise FileError("the file is empty: expected a header line") from None
     except (csv.Error, UnicodeDecodeError) as exc:
         raise FileError(f"line 1: {_reason(exc)}") from None
+    _require_utf8("".join(header), reader.line_num)
     names = [name.strip().lower() for name in header]
     unknown = [n for n in names if n not in COLUMNS]
     missing = sorted(REQUIRED - set(names))
-    if unknown or missing or len(set(names)) != len(names):
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if unknown or missing or repeated:
+        faults = [
+            f"{what}: {', '.join(which)}"
+            for what, which in (("unknown", unknown), ("missing", missing), ("twice", repeated))
+            if which
+        ]
         raise FileError(
             "line 1: the header must name the columns "
-            f"{', '.join(COLUMNS)} (email optional with --user); "
-            + (f"unknown: {', '.join(unknown)}; " if unknown else "")
-            + (f"missing: {', '.join(missing)}" if missing else "duplicated columns")
+            f"{', '.join(COLUMNS)} (email optional with --user); " + "; ".join(faults)
         )
     position = {name: names.index(name) for name in names}
     email_at = position.get("email")
@@ -84,6 +100,7 @@ def _read_csv(text: IO[str]) -> Iterator[RawRow]:
             raise FileError(f"line {reader.line_num}: {_reason(exc)}") from None
         if not fields:
             continue  # a blank line
+        _require_utf8("".join(fields), reader.line_num)
         if len(fields) != len(names):
             fault = f"has {len(fields)} fields; the header names {len(names)}"
             yield RawRow(reader.line_num, fault=fault)
@@ -107,6 +124,7 @@ def _read_jsonl(text: IO[str]) -> Iterator[RawRow]:
         if not raw:
             return
         line += 1
+        _require_utf8(raw, line)
         if not raw.strip():
             continue
         try:

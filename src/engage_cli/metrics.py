@@ -62,7 +62,14 @@ def backfill(
         chosen = _checked_format(file, fmt)
         with _opened(file) as raw:
             counter = CountingReader(raw)
-            text = io.TextIOWrapper(io.BufferedReader(counter), encoding="utf-8-sig", newline="")
+            # Bytes that are not UTF-8 pass as lone surrogates: read_rows names their line
+            # (a strict decoder fails on the block it reads ahead, lines later).
+            text = io.TextIOWrapper(
+                io.BufferedReader(counter),
+                encoding="utf-8-sig",
+                errors="surrogateescape",
+                newline="",
+            )
             total = _size_of(file, raw)
             with _progress(total, lambda: counter.count) as tick:
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import shutil
 import stat
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -200,6 +204,30 @@ def test_restore_refuses_a_file_that_is_not_an_archive(
 def test_restore_refuses_a_missing_file(env: dict[str, str], tmp_path: Path) -> None:
     completed = engage(env, "db", "restore", str(tmp_path / "nothing.dump"), "--yes")
     assert_one_error_line(completed, "no such file")
+
+
+def test_restore_and_verify_of_an_unreadable_file_are_one_error_line(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    unreadable = tmp_path / "locked.dump"
+    unreadable.write_bytes(b"PGDMP")
+    unreadable.chmod(0)
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # root reads anything: run without that power
+        if shutil.which("setpriv") is None:
+            pytest.skip("needs setpriv to run as a root without CAP_DAC_OVERRIDE")
+        prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"]
+    for args in (["restore", str(unreadable), "--yes"], ["verify", str(unreadable)]):
+        completed = subprocess.run(
+            [*prefix, sys.executable, "-m", "engage_cli", "db", *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        assert_one_error_line(completed, "Permission denied")
 
 
 def test_restore_refuses_an_archive_of_another_database(

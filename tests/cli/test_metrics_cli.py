@@ -129,7 +129,9 @@ def test_a_file_repeating_itself_loads_every_row_and_loading_it_again_nothing(
     [
         ("", "the file is empty"),
         ("email,metric_type,metric_value\n", "missing: recorded_at"),
-        ("email,metric_type,metric_value,recorded_at,extra\n", "unknown: extra"),
+        ("email,metric_type,metric_value,recorded_at,extra\n", "; unknown: extra\n"),
+        ("email,metric_type,metric_value,recorded_at,Email\n", "; twice: email\n"),
+        ("metric_type,metric_value,x,x\n", "unknown: x, x; missing: recorded_at; twice: x\n"),
     ],
 )
 def test_a_bad_header_is_one_line_and_exit_1(
@@ -141,6 +143,30 @@ def test_a_bad_header_is_one_line_and_exit_1(
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1
     assert message in result.stderr
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+@pytest.mark.parametrize("bad_line", [2, 3, 500])
+def test_bytes_that_are_not_utf8_are_reported_on_their_own_line(
+    env: dict[str, str], pg_url: str, tmp_path: Path, fmt: str, bad_line: int
+) -> None:
+    lines = [HEADER.encode()] if fmt == "csv" else []
+    for i in range(600):
+        moment = (T0 + timedelta(minutes=i)).isoformat()
+        if fmt == "csv":
+            lines.append(f"ada@example.com,views,1,{moment}\n".encode())
+        else:
+            row = {"email": "ada@example.com", "metric_type": "views", "metric_value": 1}
+            lines.append((json.dumps({**row, "recorded_at": moment}) + "\n").encode())
+    lines[bad_line - 1] = lines[bad_line - 1].replace(b"views", b"vi\xe9ws")  # Latin-1 "é"
+    file = tmp_path / f"m.{fmt}"
+    file.write_bytes(b"".join(lines))
+
+    result = engage(env, "metrics", "backfill", str(file))
+
+    assert result.returncode == 1
+    assert result.stderr == f"engage: error: line {bad_line}: the file is not valid UTF-8\n"
+    assert counts(pg_url)[0] == 0
 
 
 def test_user_option_loads_a_file_without_an_email_column_from_stdin(
