@@ -33,8 +33,10 @@ def activity(
     ),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
 ) -> None:
-    """Show the activity log (sign-ups, logins and failures, logouts, second factor,
-    sessions ended...), newest first: time (UTC), kind, email, address, user agent."""
+    """Show the activity log, newest first.
+
+    Sign-ups, logins and failures, logouts, second factor, sessions ended and the
+    rest; columns: time (UTC), kind, email, address, user agent."""
     email = guarded(lambda: Email(user)) if user is not None else None
     chosen = guarded(lambda: check_kind(kind)) if kind is not None else None
     start = guarded(lambda: check_bound(since)) if since is not None else None

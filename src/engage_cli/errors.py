@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +20,18 @@ T = TypeVar("T")
 USER_ERROR = 1
 # Failures whose message is the whole story for the operator.
 _TOLD_AS_THEY_ARE: tuple[type[Exception], ...] = (*OPERATOR_ERRORS, FileError)
+
+
+@contextmanager
+def until_the_reader_leaves() -> Iterator[None]:
+    """Output to stdout that ends quietly, in success, when its reader goes away
+    (`| head` has all it wants), as Unix tools that print do."""
+    try:
+        yield
+    except BrokenPipeError:
+        # As the Python docs advise: no second error when the interpreter flushes stdout.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
 
 
 def fail(message: str) -> NoReturn:

@@ -71,7 +71,8 @@ def outbox(
 
 @app.command()
 def retry() -> None:
-    """Queue every failed message again, with a fresh set of attempts; a running
-    `engage serve` sends them within seconds."""
+    """Queue every failed message again, with a fresh set of attempts.
+
+    A running `engage serve` sends them within seconds."""
     count = with_services(lambda services: services.mail.retry_failed())
     typer.echo(f"{count} failed message{'s' if count != 1 else ''} queued again")

@@ -18,7 +18,7 @@ import typer
 
 from engage_adapters.bootstrap import Services
 from engage_cli.context import with_services
-from engage_cli.errors import fail, reported_errors
+from engage_cli.errors import fail, reported_errors, until_the_reader_leaves
 from engage_cli.files import (
     COLUMNS,
     CountingReader,
@@ -124,12 +124,8 @@ def export(
                             count += 1
                 return count
 
-            try:
+            with until_the_reader_leaves():
                 count = with_services(write)
-            except BrokenPipeError:
-                # The reader went away (| head): stop quietly, as other tools do.
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-                raise typer.Exit(0) from None
     typer.echo(f"exported {count} metrics", err=True)
 
 
@@ -259,6 +255,8 @@ def _destination(output: Path | None) -> Iterator[IO[str]]:
         yield sys.stdout
         sys.stdout.flush()
         return
+    if output.is_dir():
+        fail(f"cannot write to {output}: it is a directory")
     directory = output.parent if str(output.parent) else Path(".")
     try:
         handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - renamed or removed below

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC
@@ -20,7 +19,7 @@ import typer
 from engage_adapters.bootstrap import Services
 from engage_cli import terminal
 from engage_cli.context import with_services
-from engage_cli.errors import fail, guarded
+from engage_cli.errors import fail, guarded, until_the_reader_leaves
 from engage_core.errors import Conflict, NotFound
 from engage_core.model import Email, User
 
@@ -66,12 +65,8 @@ def list_users(
             created = user.created_at.astimezone(UTC).isoformat(timespec="seconds")
             typer.echo(f"{user.id}  {created:<25}  {user.email}")
 
-    try:
+    with until_the_reader_leaves():
         with_services(work)
-    except BrokenPipeError:  # `engage user list | head`: the reader has all it wants
-        # As the Python docs advise: no second error when the interpreter flushes stdout.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(1)
 
 
 @app.command()
@@ -116,9 +111,10 @@ def mfa_reset(
     email: str = EMAIL,
     yes: bool = typer.Option(False, "--yes", "-y", help="Reset without asking."),
 ) -> None:
-    """Turn a user's second factor off, once their identity is checked some other way
-    (recorded in their activity); they sign in with the password alone until they
-    set it up again."""
+    """Turn a user's second factor off (recorded in their activity).
+
+    Do it once their identity is checked some other way: they sign in with the
+    password alone until they set it up again."""
     guarded(lambda: Email(email))
     if not yes:
         _require_terminal("refusing to reset the second factor without confirmation: pass --yes")
@@ -133,8 +129,9 @@ def mfa_reset(
 
 @app.command()
 def sessions(email: str = EMAIL) -> None:
-    """List a user's live sessions, one per signed-in device: id, signed in, last seen
-    (UTC), address, user agent."""
+    """List a user's live sessions, one per signed-in device.
+
+    Columns: id, signed in, last seen (UTC), address, user agent."""
     guarded(lambda: Email(email))
     _, devices = with_services(lambda s: s.admin.sessions_of(email))
     typer.echo(f"{'id':<36}  {'signed_in':<25}  {'last_seen':<25}  {'ip':<20}  user agent")

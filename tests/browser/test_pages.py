@@ -7,6 +7,7 @@ import re
 
 from playwright.sync_api import expect
 
+from engage_http.openapi import DOCS_CSP
 from support.browser import PASSWORD, Accounts, Browsers, sign_in
 
 CSP = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
@@ -212,3 +213,18 @@ def test_an_unknown_page_path_is_not_the_app(browsers: Browsers) -> None:
     assert response.status == 404
     assert response.headers["content-type"].startswith("application/problem+json")
     watch.failed_loads.clear()
+
+
+def test_the_api_docs_page_runs_under_its_csp(browsers: Browsers) -> None:
+    page, watch = browsers.open()
+
+    response = page.goto("/schema")
+
+    assert response is not None
+    assert response.headers["content-security-policy"] == DOCS_CSP
+    operations = page.locator(".opblock")
+    expect(operations.first).to_be_visible()
+    operations.first.click()  # its parameters and answers open
+    expect(page.locator(".opblock-body").first).to_be_visible()
+    assert watch.errors == []
+    assert watch.failed_loads == []

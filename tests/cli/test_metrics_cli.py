@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -281,3 +283,49 @@ def test_operator_mistakes_are_one_line_and_exit_1(env: dict[str, str], args: li
     assert result.returncode == 1
     assert result.stderr.startswith("engage: error: ")
     assert result.stderr.count("\n") == 1
+
+
+def test_export_to_a_directory_names_it_and_leaves_nothing(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    target = tmp_path / "out.csv"
+    target.mkdir()
+
+    result = engage(env, "metrics", "export", "-o", str(target))
+
+    assert result.returncode == 1
+    assert result.stderr == f"engage: error: cannot write to {target}: it is a directory\n"
+    assert list(tmp_path.glob(".out.csv.*")) == []
+
+
+@pytest.mark.parametrize("command", [["user", "list"], ["metrics", "export"]])
+def test_output_cut_short_by_its_reader_ends_quietly_in_success(
+    env: dict[str, str], pg_url: str, command: list[str]
+) -> None:
+    # Far more than a pipe holds (64 KiB), so the command writes into a closed pipe.
+    with psycopg.connect(pg_url) as conn:
+        conn.execute(
+            "INSERT INTO users (id, email, email_key, password_hash)"
+            " SELECT gen_random_uuid(), 'u' || n || '@example.com', 'u' || n || '@example.com',"
+            " 'x' FROM generate_series(1, 3000) AS n"
+        )
+        conn.execute(
+            "INSERT INTO engagement_metrics (user_id, metric_type, metric_value, recorded_at)"
+            " SELECT id, 'views', 1, now() FROM users"
+        )
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "engage_cli", *command],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert reader.stdout is not None
+    assert reader.stderr is not None
+    reader.stdout.readline()
+    reader.stdout.close()  # as `| head -1` does
+
+    with reader.stderr:
+        errors = reader.stderr.read()
+    assert reader.wait(timeout=120) == 0, errors
+    assert b"Traceback" not in errors
