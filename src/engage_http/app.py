@@ -17,6 +17,7 @@ from litestar.status_codes import HTTP_415_UNSUPPORTED_MEDIA_TYPE
 from litestar.types import Receive, Scope, Send
 
 from engage_adapters.bootstrap import HttpPolicy, Services
+from engage_http import head
 from engage_http.controllers.activity import ActivityController
 from engage_http.controllers.auth import AuthController
 from engage_http.controllers.email import EmailController
@@ -118,11 +119,14 @@ def create_app(services: ServicesFactory, policy: HttpPolicy) -> Litestar:
 
 class _App(Litestar):
     """Litestar, with a live stream's events sent from outside all of it once its head
-    is sent (``detached.py``): no layer stays suspended while a stream is open."""
+    is sent (``detached.py``): no layer stays suspended while a stream is open; and
+    HEAD answered for every GET (``head.py``)."""
 
     def __call__(  # type: ignore[override]  # the same call, as a coroutine it returns
         self, scope: Scope, receive: Receive, send: Send
     ) -> Coroutine[Any, Any, None]:
+        if (get := head.as_get(scope)) is not None:
+            return run_detached(super().__call__, get, receive, head.without_body(send))
         return run_detached(super().__call__, scope, receive, send)
 
 
@@ -166,6 +170,8 @@ def _options(request: Request[Any, Any, Any]) -> Response[Any]:
         if isinstance(route, HTTPRoute) and route.path == template
         for method in route.methods
     }
+    if "GET" in methods and head.as_get({**request.scope, "method": "HEAD"}) is not None:
+        methods.add("HEAD")
     return Response(content=None, status_code=204, headers={"Allow": ", ".join(sorted(methods))})
 
 

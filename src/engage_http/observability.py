@@ -22,6 +22,7 @@ from litestar.middleware.base import MiddlewareProtocol
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
 from engage_http.detached import defer
+from engage_http.head import HEAD
 from engage_http.headers import raw_headers, set_header
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -175,17 +176,21 @@ def _log_request(
     try:
         duration_ms = round((time.perf_counter() - started) * 1000, 2)
         if _access is not None:
-            _access.write(scope["method"], scope["path"], status, duration_ms, request_id)
+            _access.write(_method(scope), scope["path"], status, duration_ms, request_id)
         else:
             access_log.info(
                 "http.request",
-                method=scope["method"],
+                method=_method(scope),
                 path=scope["path"],
                 status=status,
                 duration_ms=duration_ms,
             )
     finally:
         structlog.contextvars.reset_contextvars(**bound)
+
+
+def _method(scope: HTTPScope) -> str:
+    return "HEAD" if HEAD in scope else scope["method"]
 
 
 def _request_id(scope: Scope) -> str:
