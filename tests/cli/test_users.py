@@ -212,6 +212,15 @@ def test_delete_with_yes_removes_the_user_and_their_data(env: dict[str, str], pg
         assert conn.execute("SELECT email FROM users").fetchall() == [("bob@example.com",)]
         assert conn.execute("SELECT count(*) FROM engagement_metrics").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM metric_rollups").fetchone() == (0,)
+        # Their verification mail, not sent yet, goes too (its link would lead nowhere).
+        unsent = dict(
+            conn.execute(
+                "SELECT recipient, count(*) FROM mail_outbox WHERE status <> 'sent'"
+                " GROUP BY recipient"
+            ).fetchall()
+        )
+        assert "ada@example.com" not in unsent
+        assert unsent["bob@example.com"] >= 1
 
 
 def test_delete_of_an_unknown_user_fails(env: dict[str, str]) -> None:

@@ -201,6 +201,26 @@ async def test_a_failed_attempt_is_due_again_at_its_retry_or_failed_for_good(
     assert {q.message.id: q.attempts for q in claimed}[given_up.id] == 1  # a fresh start
 
 
+async def test_dropping_a_recipients_unsent_mail_keeps_what_was_sent_and_others_mail(
+    stores: tuple[UserRepository, OneTimeTokenRepository, MailQueue],
+) -> None:
+    _, _, queue = stores
+    sent, queued, failed = (_mail("gone@example.com") for _ in range(3))
+    other = _mail("kept@example.com")
+    for message in (sent, queued, failed, other):
+        await queue.enqueue(message, T0)
+    await queue.claim(T0, limit=10, lease=LEASE)
+    await queue.mark_sent(sent.id, T0, "250 OK")
+    await queue.mark_failed(failed.id, T0, "550 no such user", retry_at=None)
+    await queue.mark_failed(queued.id, T0, "421 busy", retry_at=T0)
+
+    assert await queue.drop_unsent("gone@example.com") == 2
+
+    left = {q.message.id for q in await queue.recent(limit=10)}
+    assert left == {sent.id, other.id}
+    assert await queue.requeue_failed(T0) == 0
+
+
 async def test_recent_lists_newest_first(
     stores: tuple[UserRepository, OneTimeTokenRepository, MailQueue],
 ) -> None:

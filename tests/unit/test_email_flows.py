@@ -125,6 +125,19 @@ async def test_signing_up_queues_a_verification_link_and_wakes_the_sender(world:
     assert world.woken == [1]
 
 
+async def test_deleting_an_account_drops_its_mail_not_sent_yet(world: World) -> None:
+    await world.auth.sign_up(email="ada@example.com", password=PASSWORD)
+    await world.auth.sign_up(email="bob@example.com", password=PASSWORD)
+    ada = await world.principal("ada@example.com")
+
+    await world.auth.delete_account(ada, password=PASSWORD)
+
+    assert await world.mail_to("ada@example.com") == []
+    assert len(await world.mail_to("bob@example.com")) == 1
+    delivered = await world.delivery.deliver_due()
+    assert len(delivered.attempts) == 1  # bob's verification, no one else's
+
+
 async def test_a_link_token_has_256_random_bits_and_only_its_hash_is_kept(world: World) -> None:
     await world.auth.sign_up(email="ada@example.com", password=PASSWORD)
     token = await world.last_token("ada@example.com")

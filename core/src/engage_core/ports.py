@@ -554,6 +554,10 @@ class MailQueue(Protocol):
         """Make every failed message due again at ``at`` with its attempts reset; how many."""
         ...
 
+    async def drop_unsent(self, recipient: str) -> int:
+        """Delete the messages to ``recipient`` not sent (queued or failed); how many."""
+        ...
+
 
 class OneTimeTokenRepository(Protocol):
     async def add(self, token: OneTimeToken) -> None: ...

@@ -103,6 +103,13 @@ class PostgresMailQueue:
             )
             return [_queued(r) for r in await cur.fetchall()]
 
+    async def drop_unsent(self, recipient: str) -> int:
+        async with connection(self._pool) as conn:
+            cur = await conn.execute(
+                "DELETE FROM mail_outbox WHERE recipient = %s AND status <> 'sent'", [recipient]
+            )
+            return cur.rowcount
+
     async def requeue_failed(self, at: datetime) -> int:
         async with connection(self._pool) as conn:
             cur = await conn.execute(

@@ -94,6 +94,11 @@ class AccountMail:
         )
         return token
 
+    async def drop_unsent_to(self, email: Email) -> None:
+        """Drop the messages to ``email`` not sent yet (an account deleted), with the
+        unit of work in progress."""
+        await self.outbox.drop_unsent(email.value)
+
     async def queue(self, message: MailMessage) -> None:
         """Queue ``message`` with the unit of work in progress."""
         await self.outbox.enqueue(message, self.clock.now())

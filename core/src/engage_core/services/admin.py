@@ -53,8 +53,7 @@ class AccountAdmin:
         """Delete the user and all their data; their sessions end at once."""
         user = await self.find(email)
         async with self.auth.uow.atomic():
-            await self.auth.end_sessions_of(user.id, reason="deleted by an operator")
-            await self.users.delete(user.id)
+            await self.auth.remove(user, reason="deleted by an operator")
         return user
 
     async def set_password(self, email: object, password: object) -> User:

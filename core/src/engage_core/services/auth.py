@@ -258,11 +258,7 @@ class AuthService:
         """Delete the user and, with them, all their sessions and metrics."""
         user = await self._confirm(principal, password)
         async with self.uow.atomic():
-            ended = await self.sessions.end_all_for_user(
-                user.id, self.clock.now(), "account deleted"
-            )
-            await self.users.delete(user.id)
-            await self._forget(ended)
+            await self.remove(user, reason="account deleted")
 
     # --- logging in and out ----------------------------------------------------
 
@@ -446,6 +442,15 @@ class AuthService:
         """End every session of a user, at once in every process (inside a unit of
         work: as it commits)."""
         await self._forget(await self.sessions.end_all_for_user(user_id, self.clock.now(), reason))
+
+    async def remove(self, user: User, *, reason: str) -> None:
+        """Delete the user and, with them, all their data (inside a unit of work): their
+        sessions end at once in every process, and mail to them not sent yet is dropped
+        (its links would lead nowhere)."""
+        await self.end_sessions_of(user.id, reason=reason)
+        await self.users.delete(user.id)
+        if self.mail is not None:
+            await self.mail.drop_unsent_to(user.email)
 
     # --- internals -------------------------------------------------------------
 

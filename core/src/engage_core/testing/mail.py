@@ -83,6 +83,16 @@ class InMemoryMailQueue:
         newest = sorted(self._items.values(), key=lambda q: q.created_at, reverse=True)
         return newest[:limit]
 
+    async def drop_unsent(self, recipient: str) -> int:
+        unsent = [
+            q.message.id
+            for q in self._items.values()
+            if q.message.to.value == recipient and q.status is not MailStatus.SENT
+        ]
+        for message_id in unsent:
+            del self._items[message_id]
+        return len(unsent)
+
     async def requeue_failed(self, at: datetime) -> int:
         failed = [q for q in self._items.values() if q.status is MailStatus.FAILED]
         for item in failed:
