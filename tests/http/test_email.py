@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import httpx
 import pytest
 
 from engage_core.testing import FakeClock
+from engage_http.controllers.email import FORGOT_TAKES_AT_LEAST
 from support.mail import mail_to, read_outbox, text_of, token_in
 
 PASSWORD = "correct horse battery staple"
@@ -221,6 +223,19 @@ async def test_forgot_password_answers_the_same_whatever_the_email(
     [nobody] = await mail_to(outbox, "bob@example.com")
     assert "no engage-suite account uses this address" in " ".join(text_of(nobody).split())
     assert "#token=" not in text_of(nobody)
+
+
+async def test_forgot_password_takes_its_fixed_time_whatever_the_email(
+    client: httpx.AsyncClient, api: Any, outbox: Path
+) -> None:
+    await signed_up(api, outbox, "ada@example.com")
+    for email in ("ada@example.com", "bob@example.com"):
+        started = time.monotonic()
+        answer = await client.post("/api/auth/password/forgot", json={"email": email})
+        took = time.monotonic() - started
+        assert answer.status_code == 202
+        # At least the fixed time, far above what either costs: the same for both.
+        assert took >= FORGOT_TAKES_AT_LEAST, email
 
 
 async def test_forgot_password_refuses_a_malformed_email(

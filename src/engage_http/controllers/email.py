@@ -6,6 +6,8 @@ a server log); the web app's pages post it back here.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 from litestar import Controller, Request, Response, post
@@ -54,6 +56,10 @@ _BAD_LINK = {
     )
 }
 _JSON_BODY_BUT_400 = tuple(s for s in JSON_BODY if s != 400)
+
+# Every answer to forgot-password takes at least this long (seconds): far above what
+# either a known or an unknown address costs, so both take the same time.
+FORGOT_TAKES_AT_LEAST = 0.2
 
 
 class EmailController(Controller):
@@ -107,9 +113,13 @@ class EmailController(Controller):
         email_flows: Injected[EmailFlows],
         policy: Injected[HttpPolicy],
     ) -> Response[AcceptedOut]:
+        started = time.monotonic()
         await email_flows.forgot_password(
             email=data.email, client_address=client_address(request, policy.trusted_proxies)
         )
+        # What a known address costs more than an unknown one (its link's token) must
+        # not show in the time the answer takes.
+        await asyncio.sleep(max(0.0, started + FORGOT_TAKES_AT_LEAST - time.monotonic()))
         return json(
             AcceptedOut("if an account has this address, a reset link is on its way"), status=202
         )
