@@ -170,9 +170,8 @@ def _options(request: Request[Any, Any, Any]) -> Response[Any]:
         if isinstance(route, HTTPRoute) and route.path == template
         for method in route.methods
     }
-    if "GET" in methods and head.as_get({**request.scope, "method": "HEAD"}) is not None:
-        methods.add("HEAD")
-    return Response(content=None, status_code=204, headers={"Allow": ", ".join(sorted(methods))})
+    allow = ", ".join(head.with_head(methods, request.url.path))
+    return Response(content=None, status_code=204, headers={"Allow": allow})
 
 
 async def _require_json_bodies(request: Request[Any, Any, Any]) -> None:

@@ -3,6 +3,7 @@ included, without the body. Not for the live stream, whose GET never ends."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, cast
 
 from litestar.types import Message, Scope, Send
@@ -19,6 +20,14 @@ def as_get(scope: Scope) -> Scope | None:
     if fields["type"] != "http" or fields["method"] != "HEAD" or fields["path"] in _NO_HEAD:
         return None
     return cast("Scope", {**fields, "method": "GET", HEAD: True})
+
+
+def with_head(methods: Iterable[str], path: str) -> list[str]:
+    """``methods`` (an Allow header's) of ``path``, with HEAD wherever GET is answered."""
+    named = {method.strip() for method in methods}
+    if "GET" in named and path not in _NO_HEAD:
+        named.add("HEAD")
+    return sorted(named)
 
 
 def without_body(send: Send) -> Send:

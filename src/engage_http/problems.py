@@ -36,6 +36,7 @@ from engage_core.errors import (
     Unavailable,
     ValidationFailed,
 )
+from engage_http import head
 
 log = logging.getLogger("engage.http")
 TYPE_PREFIX = "urn:engage-suite:problem:"
@@ -191,7 +192,10 @@ def render(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
             "Internal server error",
             "something went wrong on our side",
         )
-    return details.to_response(request)
+    response = details.to_response(request)
+    if response.status_code == 405 and (allow := response.headers.get("allow")):
+        response.headers["Allow"] = ", ".join(head.with_head(allow.split(","), request.url.path))
+    return response
 
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {

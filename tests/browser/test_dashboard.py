@@ -196,3 +196,65 @@ def test_an_expired_access_token_is_refreshed_once_and_the_request_retried(
     expect(page).to_have_url(re.compile(r"/signin$"))
     expect(page.get_by_text("Your session has ended. Sign in again to continue.")).to_be_visible()
     assert any("401" in line for line in watch.failed_loads)
+
+
+def test_a_tap_on_a_bar_shows_that_bars_numbers(browsers: Browsers, accounts: Accounts) -> None:
+    email = accounts.create()
+    now = datetime.now(UTC)
+    accounts.record(
+        email,
+        [
+            {
+                "metric_type": "steps",
+                "metric_value": 1,
+                "recorded_at": (now - timedelta(days=d)).isoformat(),
+            }
+            for d in (1, 10, 20)
+        ],
+    )
+    page, _ = browsers.open(viewport={"width": 375, "height": 740}, has_touch=True, is_mobile=True)
+    sign_in(page, email)
+    bars = page.locator(".chart-bar")
+    expect(bars).to_have_count(3)
+    page.locator(".chart-svg").scroll_into_view_if_needed()
+    for index in (0, 2, 1):  # a finger sends no pointer move: the tap alone must choose
+        box = bars.nth(index).bounding_box()
+        assert box is not None
+        page.touchscreen.tap(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        expect(bars.nth(index)).to_have_class(re.compile(r"\bis-active\b"))
+
+
+def test_a_button_pressed_from_the_keyboard_keeps_the_focus(
+    browsers: Browsers, accounts: Accounts
+) -> None:
+    email = accounts.create()
+    start = datetime.now(UTC) - timedelta(hours=2)
+    accounts.record(
+        email,
+        [
+            {
+                "metric_type": "steps",
+                "metric_value": n,
+                "recorded_at": (start + timedelta(seconds=n)).isoformat(),
+            }
+            for n in range(60)
+        ],
+    )
+    page, _ = browsers.open()
+    sign_in(page, email)
+    more = page.get_by_role("button", name="Load more")
+    expect(page.locator(".metrics-table tbody tr")).to_have_count(25)
+    more.focus()
+    page.keyboard.press("Enter")
+    # Disabled while it loads, it loses the focus: it gets it back, not the page's body.
+    expect(page.locator(".metrics-table tbody tr")).to_have_count(50)
+    assert page.evaluate("document.activeElement.textContent") == "Load more"
+    record = page.get_by_role("button", name="Record")
+    page.locator("form").filter(has=record).get_by_label("Metric type").fill("steps")
+    page.locator("form").filter(has=record).get_by_label("Value").fill("1")
+    record.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("form").filter(has=record).get_by_role("status")).to_contain_text(
+        "Recorded"
+    )
+    assert page.evaluate("document.activeElement.textContent") == "Record"

@@ -32,9 +32,11 @@ def test_metrics_recorded_elsewhere_appear_on_the_dashboard_without_a_reload(
 
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("steps")
+    expect(page.locator(".list-status")).to_have_text("All 1 shown.")  # not "No metrics"
     expect(page.locator(".chart-bar")).to_have_count(1)  # the summary followed
     accounts.record(email, [{"metric_type": "steps", "metric_value": 5}])
     expect(rows).to_have_count(2)
+    expect(page.locator(".list-status")).to_have_text("All 2 shown.")
     expect(page.locator(".chart-bar").last).to_have_attribute("data-count", "2")
     assert loads == []  # pushed, not polled: the list was never fetched again
 

@@ -228,3 +228,49 @@ def test_the_api_docs_page_runs_under_its_csp(browsers: Browsers) -> None:
     expect(page.locator(".opblock-body").first).to_be_visible()
     assert watch.errors == []
     assert watch.failed_loads == []
+
+
+def test_long_words_and_code_never_widen_a_phone_page(
+    browsers: Browsers, accounts: Accounts
+) -> None:
+    email = accounts.create()  # no metrics: the dashboard shows its commands to get some
+    auth = accounts.bearer(email)
+    unbroken = "x" * 90
+    key = {"name": unbroken, "scopes": ["metrics:write"]}
+    assert accounts.http.post("/api/keys", json=key, headers=auth).status_code == 201
+    login = {"email": email, "password": PASSWORD}
+    headers = {"User-Agent": unbroken}
+    assert accounts.http.post("/api/auth/token", json=login, headers=headers).status_code == 200
+    page, _ = browsers.open(viewport={"width": 375, "height": 740})
+    sign_in(page, email)
+    expect(page.locator(".empty-state pre").first).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375, "/"
+    for path, shown in (("/api-keys", unbroken), ("/sessions", unbroken)):
+        page.goto(path)
+        expect(page.locator(".device").filter(has_text=shown).first).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375, path
+
+
+def test_a_page_that_cannot_load_says_so_where_it_is_seen(
+    browsers: Browsers, accounts: Accounts
+) -> None:
+    page, watch = browsers.open()
+    sign_in(page, accounts.create())
+    problem = '{"type": "about:blank", "title": "Service unavailable", "status": 503,'
+    problem += ' "detail": "the database is unreachable; try again shortly"}'
+    page.route(
+        "**/api/auth/me",
+        lambda route: route.fulfill(
+            status=503,
+            headers={"Content-Type": "application/problem+json", "Retry-After": "2"},
+            body=problem,
+        ),
+    )
+
+    page.goto("/account")
+
+    alert = page.get_by_role("alert").filter(has_text="This page could not load")
+    expect(alert).to_be_visible()
+    top = alert.evaluate("node => node.getBoundingClientRect().top")
+    assert 0 <= top < page.evaluate("innerHeight") / 2  # under the heading, not below the fold
+    watch.failed_loads.clear()  # the 503s were the point

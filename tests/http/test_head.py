@@ -62,5 +62,8 @@ async def test_head_of_the_live_stream_is_405_and_options_says_so(
     metrics_options = await client.options("/api/dashboard/metrics")
 
     assert headed.status_code == 405
+    assert "HEAD" not in headed.headers["allow"]
     assert "HEAD" not in stream_options.headers["allow"]
     assert "HEAD" in metrics_options.headers["allow"].split(", ")
+    refused = await client.put("/api/dashboard/metrics")
+    assert "HEAD" in refused.headers["allow"].split(", ")  # a 405 names it too

@@ -271,10 +271,10 @@ async def test_options_and_405_name_every_method_of_the_path(client: httpx.Async
     refused = await client.put("/api/auth/me")
 
     assert options.status_code == 204
-    assert options.headers["allow"] == "DELETE, GET, OPTIONS"
+    assert options.headers["allow"] == "DELETE, GET, HEAD, OPTIONS"  # HEAD: see test_head.py
     assert refused.status_code == 405
-    assert set(refused.headers["allow"].split(", ")) == {"DELETE", "GET", "OPTIONS"}
-    assert (await client.options(METRICS)).headers["allow"] == "GET, OPTIONS, POST"
+    assert set(refused.headers["allow"].split(", ")) == {"DELETE", "GET", "HEAD", "OPTIONS"}
+    assert (await client.options(METRICS)).headers["allow"] == "GET, HEAD, OPTIONS, POST"
 
 
 @pytest.mark.parametrize(

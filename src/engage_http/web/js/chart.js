@@ -247,10 +247,13 @@ export function createChart(container) {
     return best;
   }
 
-  canvas.addEventListener("pointermove", (event) => {
+  function pointAt(event) {
     const index = nearest(event.clientX);
     if (index >= 0 && (index !== active || tooltip.hidden)) activate(index);
-  });
+  }
+  // A mouse moves over the bars; a finger taps one (pointerdown, then focus: no move).
+  canvas.addEventListener("pointermove", pointAt);
+  canvas.addEventListener("pointerdown", pointAt);
   canvas.addEventListener("pointerleave", () => {
     if (document.activeElement !== canvas) hide();
   });

@@ -119,7 +119,7 @@ export function handleSubmit(form, { fields, status, submit, fieldFor = {}, mess
     showStatus(status, "");
     const values = Object.fromEntries(fields.map((entry) => [entry.name, entry.input.value]));
     form.setAttribute("aria-busy", "true");
-    if (button) button.disabled = true;
+    const release = button ? disableWhileBusy(button) : () => {};
     try {
       const done = await submit(values);
       if (done) showStatus(status, done, "is-ok");
@@ -132,9 +132,24 @@ export function handleSubmit(form, { fields, status, submit, fieldFor = {}, mess
       invalid?.input.focus();
     } finally {
       form.removeAttribute("aria-busy");
-      if (button) button.disabled = false;
+      release();
     }
   });
+}
+
+/**
+ * Disable ``button`` while its request runs. The function returned enables it again
+ * and, if disabling took the keyboard focus from it (to the page's body), gives it back:
+ * a keyboard or screen-reader user stays where they were.
+ */
+export function disableWhileBusy(button) {
+  const focused = document.activeElement === button;
+  button.disabled = true;
+  return () => {
+    button.disabled = false;
+    const lost = document.activeElement === null || document.activeElement === document.body;
+    if (focused && lost && button.isConnected) button.focus();
+  };
 }
 
 export function showStatus(status, text, kind) {
@@ -158,13 +173,13 @@ export function describeProblem(error, messages = {}) {
 
 /** Run ``task`` with ``button`` disabled; a failure is said in ``status``. */
 export async function whileBusy(button, status, task) {
-  button.disabled = true;
+  const release = disableWhileBusy(button);
   try {
     await task();
   } catch (error) {
     showStatus(status, describeProblem(error), "is-error");
   } finally {
-    button.disabled = false;
+    release();
   }
 }
 

@@ -100,15 +100,18 @@ function showMissing(path) {
   );
 }
 
+/** Say why the page could not load where it is seen: under its heading, at the top. */
 function showFailure(view, error) {
-  view.append(
-    el(
-      "p",
-      { class: "notice is-error", role: "alert" },
-      `This page could not load: ${error.message}. `,
-      el("a", { href: location.pathname, text: "Try again" }),
-    ),
+  const alert = el(
+    "p",
+    { class: "notice is-error", role: "alert" },
+    `This page could not load: ${error.message}. `,
+    el("a", { href: location.pathname, text: "Try again" }),
   );
+  const heading = view.querySelector("h1");
+  if (heading) heading.after(alert);
+  else view.prepend(alert);
+  alert.scrollIntoView({ block: "nearest" });
 }
 
 onSignedOut(() => {

@@ -6,7 +6,7 @@
 import { api, ApiError } from "../api.js";
 import { createChart } from "../chart.js";
 import { el, nextId } from "../dom.js";
-import { field, OFFLINE, submitForm } from "../forms.js";
+import { describeProblem, disableWhileBusy, field, submitForm } from "../forms.js";
 import { pageHead } from "../layout.js";
 import { followMetrics } from "../live.js";
 import { verificationBanner } from "../verify-banner.js";
@@ -368,6 +368,11 @@ export async function render(view, app) {
     appendRows(page.items);
     listShown.cursor = page.next_cursor;
     loadMore.hidden = !listShown.cursor;
+    drawListStatus();
+  }
+
+  /** The table, and the line above it, as the rows now are (also after live ones). */
+  function drawListStatus() {
     const shown = rows.children.length;
     table.hidden = shown === 0;
     listStatus.textContent =
@@ -380,7 +385,7 @@ export async function render(view, app) {
 
   function failed(error) {
     if (error instanceof ApiError && error.status === 401) return; // on the way to sign-in
-    notice.textContent = error instanceof ApiError ? `Could not load: ${error.message}` : OFFLINE;
+    notice.textContent = `Could not load: ${describeProblem(error)}`;
     notice.hidden = false;
   }
 
@@ -450,7 +455,7 @@ export async function render(view, app) {
   });
 
   loadMore.addEventListener("click", async () => {
-    loadMore.disabled = true;
+    const release = disableWhileBusy(loadMore);
     const ticket = listLoads;
     try {
       const page = await api.get("/api/dashboard/metrics", { ...listShown.query, cursor: listShown.cursor });
@@ -462,7 +467,7 @@ export async function render(view, app) {
     } catch (error) {
       failed(error);
     } finally {
-      loadMore.disabled = false;
+      release();
     }
   });
 
@@ -481,7 +486,7 @@ export async function render(view, app) {
       const later = [...rows.children].find((row) => new Date(row.dataset.at) < at);
       if (later) rows.insertBefore(rowOf(metric), later);
       else if (!listShown.cursor) rows.append(rowOf(metric)); // else it belongs to a later page
-      table.hidden = rows.children.length === 0;
+      drawListStatus();
     }
     reloadSoon(() => loadSummary(sinceOf())); // the chart's bucket and the totals grow
   }
