@@ -274,3 +274,14 @@ def test_a_page_that_cannot_load_says_so_where_it_is_seen(
     top = alert.evaluate("node => node.getBoundingClientRect().top")
     assert 0 <= top < page.evaluate("innerHeight") / 2  # under the heading, not below the fold
     watch.failed_loads.clear()  # the 503s were the point
+
+
+def test_a_first_visit_is_asked_to_sign_in_not_told_a_session_ended(browsers: Browsers) -> None:
+    page, watch = browsers.open()
+
+    page.goto("/account")
+
+    expect(page).to_have_url(re.compile(r"/signin$"))
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.get_by_text("Your session has ended")).to_have_count(0)
+    watch.failed_loads.clear()  # the 401 that sent it here

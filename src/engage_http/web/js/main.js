@@ -9,6 +9,26 @@ const main = document.getElementById("main");
 const nav = document.getElementById("site-nav");
 const announcer = document.getElementById("announcer");
 
+// Set while this browser has a session (not a secret: only whether to say one ended).
+const SIGNED_IN = "engage.signedIn";
+
+function remember(signedIn) {
+  try {
+    if (signedIn) localStorage.setItem(SIGNED_IN, "1");
+    else localStorage.removeItem(SIGNED_IN);
+  } catch {
+    // storage refused (a private window, say): the notices are only less precise
+  }
+}
+
+function hadSession() {
+  try {
+    return localStorage.getItem(SIGNED_IN) === "1";
+  } catch {
+    return false;
+  }
+}
+
 const app = {
   /** The signed-in user ({id, email, created_at}) once known. */
   user: null,
@@ -20,12 +40,14 @@ const app = {
   signedIn(user) {
     this.user = user;
     nav.hidden = false;
+    remember(true);
   },
 
   signedOut(notice = null) {
     this.user = null;
     this.notice = notice;
     nav.hidden = true;
+    remember(false);
   },
 
   /** Show the page at ``path`` and record it in the history. */
@@ -117,7 +139,9 @@ function showFailure(view, error) {
 onSignedOut(() => {
   if (!current?.session || location.pathname === "/signin") return;
   app.returnTo = location.pathname;
-  app.signedOut("Your session has ended. Sign in again to continue.");
+  // "Ended" only for a session this browser had: a first visit is simply asked to sign in.
+  const ended = app.user || hadSession();
+  app.signedOut(ended ? "Your session has ended. Sign in again to continue." : null);
   app.navigate("/signin", { replace: true });
 });
 
