@@ -71,15 +71,16 @@ def list_keys(
     if as_json:
         typer.echo(json.dumps([_as_json(o) for o in owned], indent=2, ensure_ascii=False))
         return
+    # The moments' columns as wide as one (2026-01-01T00:00:00+00:00: 25 characters).
     typer.echo(
         f"{'id':<36}  {'email':<30}  {'name':<20}  {'scopes':<27}  "
-        f"{'created_at':<20}  {'expires_at':<20}  last_used_at"
+        f"{'created_at':<25}  {'expires_at':<25}  last_used_at"
     )
     for item in owned:
         key = item.key
         typer.echo(
             f"{key.id}  {item.email:<30}  {key.name:<20}  {','.join(sorted(key.scopes)):<27}  "
-            f"{_moment(key.created_at):<20}  {_moment(key.expires_at):<20}  "
+            f"{_moment(key.created_at):<25}  {_moment(key.expires_at):<25}  "
             f"{_moment(key.last_used_at)}"
         )
 

@@ -40,10 +40,10 @@ def test_a_created_key_is_printed_once_listed_and_revoked(env: dict[str, str], p
     table = engage(env, "key", "list")
     assert table.returncode == 0
     assert token not in table.stdout
-    assert [line.split()[1] for line in table.stdout.splitlines()[1:]] == [
-        "ada@example.com",
-        "bob@example.com",
-    ]
+    header, *lines = table.stdout.splitlines()
+    assert [line.split()[1] for line in lines] == ["ada@example.com", "bob@example.com"]
+    for column in ("expires_at", "last_used_at"):  # each header over its values
+        assert lines[0][header.index(column) - 2 : header.index(column)] == "  "
     [ada] = json.loads(engage(env, "key", "list", "ada@example.com", "--json").stdout)
     assert ada["scopes"] == ["metrics:read", "metrics:write"]
     assert ada["expires_at"] == "2099-01-01T00:00:00+00:00"
