@@ -1,6 +1,8 @@
 // The JSON API over fetch(): cookie auth, the CSRF header, one refresh on an
 // expired access token, and problem details turned into ApiError.
 
+import { readStored, writeStored } from "./storage.js";
+
 const CSRF_COOKIE = "csrftoken";
 const CSRF_HEADER = "X-CSRFToken";
 // Credentials, not the access cookie, authenticate these: a 401 is the answer itself.
@@ -69,19 +71,11 @@ function send(method, url, body) {
 }
 
 function readRefreshedAt() {
-  try {
-    return Number(localStorage.getItem(REFRESHED_AT)) || 0;
-  } catch {
-    return 0;
-  }
+  return Number(readStored(REFRESHED_AT)) || 0;
 }
 
 function noteRefreshed() {
-  try {
-    localStorage.setItem(REFRESHED_AT, String(Date.now()));
-  } catch {
-    // No storage (a private window): tabs then refresh on their own.
-  }
+  writeStored(REFRESHED_AT, String(Date.now())); // without storage, tabs refresh on their own
 }
 
 // Tabs share the cookies: one refresh at a time, across tabs (Web Locks), because

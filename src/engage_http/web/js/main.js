@@ -4,6 +4,7 @@
 import { ApiError, onSignedOut } from "./api.js";
 import { clear, el } from "./dom.js";
 import { routes } from "./routes.js";
+import { readStored, writeStored } from "./storage.js";
 
 const main = document.getElementById("main");
 const nav = document.getElementById("site-nav");
@@ -11,23 +12,6 @@ const announcer = document.getElementById("announcer");
 
 // Set while this browser has a session (not a secret: only whether to say one ended).
 const SIGNED_IN = "engage.signedIn";
-
-function remember(signedIn) {
-  try {
-    if (signedIn) localStorage.setItem(SIGNED_IN, "1");
-    else localStorage.removeItem(SIGNED_IN);
-  } catch {
-    // storage refused (a private window, say): the notices are only less precise
-  }
-}
-
-function hadSession() {
-  try {
-    return localStorage.getItem(SIGNED_IN) === "1";
-  } catch {
-    return false;
-  }
-}
 
 const app = {
   /** The signed-in user ({id, email, created_at}) once known. */
@@ -40,14 +24,14 @@ const app = {
   signedIn(user) {
     this.user = user;
     nav.hidden = false;
-    remember(true);
+    writeStored(SIGNED_IN, "1");
   },
 
   signedOut(notice = null) {
     this.user = null;
     this.notice = notice;
     nav.hidden = true;
-    remember(false);
+    writeStored(SIGNED_IN, null);
   },
 
   /** Show the page at ``path`` and record it in the history. */
@@ -140,7 +124,7 @@ onSignedOut(() => {
   if (!current?.session || location.pathname === "/signin") return;
   app.returnTo = location.pathname;
   // "Ended" only for a session this browser had: a first visit is simply asked to sign in.
-  const ended = app.user || hadSession();
+  const ended = app.user || readStored(SIGNED_IN) === "1";
   app.signedOut(ended ? "Your session has ended. Sign in again to continue." : null);
   app.navigate("/signin", { replace: true });
 });
