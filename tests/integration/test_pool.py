@@ -65,8 +65,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DisposablePostg
 async def test_a_statement_a_frozen_server_leaves_unanswered_fails_as_an_outage(
     server: DisposablePostgres,
 ) -> None:
-    pool = await open_pool(server.url, min_size=2, max_size=2, answer_within=1.0)
-    try:
+    async with await open_pool(server.url, min_size=2, max_size=2, answer_within=1.0) as pool:
         async with pool.connection() as conn:  # a connection in hand before the freeze
             await conn.execute("SELECT 1")
             with server.frozen():
@@ -80,16 +79,13 @@ async def test_a_statement_a_frozen_server_leaves_unanswered_fails_as_an_outage(
 
         async with pool.connection() as conn:  # the pool heals by itself
             assert await (await conn.execute("SELECT 2")).fetchone() == (2,)
-    finally:
-        await pool.close()
 
 
 async def test_the_readiness_ping_of_a_frozen_server_fails_within_its_own_bound(
     server: DisposablePostgres,
 ) -> None:
     # No answer_within on the pool: the ping bounds its own wait.
-    pool = await open_pool(server.url, min_size=1, max_size=1)
-    try:
+    async with await open_pool(server.url, min_size=1, max_size=1) as pool:
         await ping(pool)  # a pooled connection, warm
         with server.frozen():
             started = time.monotonic()
@@ -99,16 +95,13 @@ async def test_the_readiness_ping_of_a_frozen_server_fails_within_its_own_bound(
         # Its pooled connection's answer, then a connection of its own (2 s to connect).
         assert waited < PING_ANSWER_WITHIN + 2 + 2
         await ping(pool)  # and ready again once the server is
-    finally:
-        await pool.close()
 
 
 async def test_without_answer_within_a_slow_statement_is_waited_for(
     server: DisposablePostgres,
 ) -> None:
-    pool = await open_pool(server.url, min_size=1, max_size=1)
-    try:
-        async with pool.connection() as conn:
-            assert await (await conn.execute("SELECT 3 FROM pg_sleep(1.5)")).fetchone() == (3,)
-    finally:
-        await pool.close()
+    async with (
+        await open_pool(server.url, min_size=1, max_size=1) as pool,
+        pool.connection() as conn,
+    ):
+        assert await (await conn.execute("SELECT 3 FROM pg_sleep(1.5)")).fetchone() == (3,)
