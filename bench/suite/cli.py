@@ -37,6 +37,7 @@ from .load import Wrk, find_wrk
 from .measures import Context, compare_uvicorn, measure_engage
 from .report import Results, json_document, print_report, rows_of
 from .servers import engage_env, postmaster_of, start_redis
+from .statements import STATEMENTS, statement_ceiling
 
 
 class TimeLimit(Exception):
@@ -156,6 +157,10 @@ def run_suite(
         )
         progress("engage serve and the bare handler")
         engage = measure_engage(ctx, now)
+        progress("the read's and the single write's statements alone, from pgbench")
+        statements = {kind: statement_ceiling(ctx, kind) for kind in STATEMENTS}
+        for kind, ceiling in statements.items():
+            progress(f"  {kind}: {ceiling.rate:,.0f}/s, PostgreSQL CPU {ceiling.cpu.db_us:,.0f} us")
         servers = None
         if args.compare_uvicorn:
             progress("granian against uvicorn")
@@ -180,6 +185,7 @@ def run_suite(
             raw_copy_rate=raw_rate,
             table_copy_rate=table_rate,
             engage=engage,
+            statements=statements,
             servers=servers,
             backfill_rate=backfill_rate,
             stream=stream,

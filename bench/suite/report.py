@@ -19,6 +19,7 @@ from .data import BCRYPT_ROUNDS, LoadedData
 from .load import Load
 from .measures import BATCH, Cpu, EngageFigures
 from .profile import PROFILED, profile_parts, profile_table
+from .statements import StatementCeiling
 
 # The goals (issue 17's, which keep issue 7's for logins, the storm, summaries and
 # memory): each figure's threshold, most as a share of its ceiling.
@@ -47,6 +48,7 @@ class Results:
     raw_copy_rate: float  # rows/s; NaN without a backfill
     table_copy_rate: float  # rows/s of a \copy into engagement_metrics; NaN without
     engage: EngageFigures
+    statements: dict[str, StatementCeiling]  # the read's and the write's, from pgbench
     servers: dict[str, dict[str, float]] | None  # granian and uvicorn (--compare-uvicorn)
     backfill_rate: float | None  # rows/s; None without a backfill
     stream: dict[str, Any] | None  # bench/stream.py's figures; None if skipped or failed
@@ -103,6 +105,22 @@ def _ceiling_rows(results: Results) -> list[Row]:
             name=f"ceiling: bcrypt cost {BCRYPT_ROUNDS}, {engage.logins.bcrypt_threads} threads",
             value=engage.logins.bcrypt_rate,
             unit="/s",
+        ),
+        Row(
+            name="ceiling: the read's statements alone (pgbench)",
+            value=results.statements["read"].rate,
+            unit="/s",
+            ceiling=engage.bare_rate,
+            ceiling_name="bare",
+            cpu=results.statements["read"].cpu,
+        ),
+        Row(
+            name="ceiling: the single write's statements alone (pgbench)",
+            value=results.statements["write"].rate,
+            unit="/s",
+            ceiling=engage.bare_rate,
+            ceiling_name="bare",
+            cpu=results.statements["write"].cpu,
         ),
         Row(
             name="ceiling: raw \\copy of the backfill CSV",
@@ -183,6 +201,13 @@ def _engage_rows(results: Results) -> list[Row]:
             cpu=writes.cpu,
         ),
         Row(
+            name="  single writes against their statements alone",
+            value=writes.load.rate,
+            unit="req/s",
+            ceiling=results.statements["write"].rate,
+            ceiling_name="pgbench",
+        ),
+        Row(
             name=f"batch writes ({BATCH} per request), rows",
             value=engage.batch_writes.load.rate * BATCH,
             unit="rows/s",
@@ -193,6 +218,13 @@ def _engage_rows(results: Results) -> list[Row]:
             and engage.batch_writes.load.rate * BATCH >= GOAL_BATCH * results.raw_copy_rate,
             load=engage.batch_writes.load,
             cpu=engage.batch_writes.cpu,
+        ),
+        Row(
+            name="  the same against the \\copy into engagement_metrics",
+            value=engage.batch_writes.load.rate * BATCH,
+            unit="rows/s",
+            ceiling=results.table_copy_rate,
+            ceiling_name="table copy",
         ),
         Row(
             name=f"summaries, a year by day ({results.args.summary_connections} conns), p50",
@@ -409,7 +441,30 @@ def print_report(results: Results, rows: Sequence[Row], *, started: float) -> No
         print(f"note: {note}")
     missed = [r.name for r in rows if r.met is False]
     print("all goals met" if not missed else f"goals missed: {'; '.join(missed)}")
+    for line in _out_of_reach(results):
+        print(f"out of reach in this run: {line}")
     print(f"total {time.perf_counter() - started:.0f} s")
+
+
+def _out_of_reach(results: Results) -> list[str]:
+    """The goals above what PostgreSQL alone does with the same statements or rows:
+    no code of the request's can meet those on this machine."""
+    bare, lines = results.engage.bare_rate, []
+    goals = (("read", GOAL_READS, "reads"), ("write", GOAL_WRITES, "single writes"))
+    for kind, goal, name in goals:
+        alone = results.statements[kind].rate
+        if alone < goal * bare:
+            lines.append(
+                f"{name}: {goal:.0%} of bare is {goal * bare:,.0f}/s; their statements alone,"
+                f" from pgbench, reach {alone:,.0f}/s ({alone / bare:.1%} of bare)"
+            )
+    if results.table_copy_rate < GOAL_BATCH * results.raw_copy_rate:  # False if NaN
+        lines.append(
+            f"batch writes: {GOAL_BATCH:.0%} of the raw copy is"
+            f" {GOAL_BATCH * results.raw_copy_rate:,.0f} rows/s; psql's \\copy into"
+            f" engagement_metrics itself reaches {results.table_copy_rate:,.0f} rows/s"
+        )
+    return lines
 
 
 def _print_memory_and_ceilings(engage: EngageFigures) -> None:
