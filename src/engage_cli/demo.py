@@ -11,7 +11,7 @@ from typing import Annotated
 import attrs
 import typer
 
-from engage_adapters.bootstrap import Services
+from engage_adapters.bootstrap import DEFAULT_PUBLIC_URL, Services
 from engage_cli.context import with_services
 from engage_cli.demo_data import MAX_DAYS, SyntheticMetric, demo_metrics
 from engage_cli.errors import fail, guarded
@@ -21,7 +21,6 @@ from engage_core.model import Email, Password
 from engage_core.services.backfill import BackfillReport, RawRow
 
 DEFAULT_EMAIL = "demo@example.com"
-SIGN_IN_URL = "http://127.0.0.1:8000/"
 
 
 @attrs.frozen
@@ -29,6 +28,7 @@ class DemoAccount:
     email: str
     report: BackfillReport
     replaced: bool
+    site: str  # where to sign in: ENGAGE_PUBLIC_URL, as the account's mail links say
 
 
 def demo(
@@ -71,7 +71,8 @@ def demo(
     weekly rhythms, noise and growth, loaded like `engage metrics backfill`.
     An account already at the address is deleted with all its data and made
     again (for any address but the default only with --yes), so running it
-    twice gives a fresh demo, not doubled rows.
+    twice gives a fresh demo, not doubled rows. The address to sign in at is
+    ENGAGE_PUBLIC_URL (default http://127.0.0.1:8000/, `engage serve`'s own).
     """
     guarded(lambda: Email(email))
     if not 1 <= days <= MAX_DAYS:
@@ -92,7 +93,10 @@ def demo(
         tz = datetime.now().astimezone().tzinfo or UTC  # the audience lives where the operator does
         rows = _raw_rows(demo_metrics(end=end, days=days, seed=chosen_seed, tz=tz))
         report = await services.backfill.backfill(rows, user_email=user.email.value)
-        return DemoAccount(email=user.email.value, report=report, replaced=replaced)
+        site = services.settings.public_url or DEFAULT_PUBLIC_URL
+        return DemoAccount(
+            email=user.email.value, report=report, replaced=replaced, site=site + "/"
+        )
 
     account = with_services(make)
     if not account.report.ok:  # pragma: no cover - the generator makes only valid rows
@@ -103,7 +107,7 @@ def demo(
         f"Demo account {action}: {account.report.inserted:,} metrics over {days} days"
         f" (seed {chosen_seed})."
     )
-    typer.echo(f"Open {SIGN_IN_URL} and sign in with")
+    typer.echo(f"Open {account.site} and sign in with")
     typer.echo(f"  email:    {account.email}")
     typer.echo(f"  password: {chosen}")
 

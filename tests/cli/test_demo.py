@@ -138,6 +138,22 @@ def test_a_given_password_and_address_are_used(
     assert sum(stored(pg_url, DEMO).values()) == int(given["metrics"])
 
 
+def test_the_address_to_sign_in_at_is_the_public_url_its_mail_links_use(
+    env: dict[str, str], pg_url: str
+) -> None:
+    made = run_demo(
+        {**env, "ENGAGE_PUBLIC_URL": "https://engage.example.test:9000/"}, "--days", "1"
+    )
+    assert made["url"] == "https://engage.example.test:9000/"
+    with psycopg.connect(pg_url) as conn:
+        row = conn.execute(
+            "SELECT link FROM mail_outbox WHERE recipient = %s ORDER BY created_at DESC LIMIT 1",
+            [DEMO],
+        ).fetchone()
+    assert row is not None
+    assert row[0].startswith("https://engage.example.test:9000/verify-email#token=")
+
+
 def test_an_account_at_another_address_is_replaced_only_with_yes(
     env: dict[str, str], server: str, pg_url: str
 ) -> None:
