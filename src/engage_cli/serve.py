@@ -11,6 +11,7 @@ import tempfile
 from importlib.util import find_spec
 from typing import Any
 
+import structlog
 import typer
 
 from engage_adapters.bootstrap import HEADROOM, Database, pool_size_per_worker
@@ -29,6 +30,15 @@ from engage_http import BIND_HOST_VARIABLE
 # and /metrics reads empty files (engage_http.asgi refuses to start then).
 
 APP_FACTORY = "engage_http.asgi:app_from_environment"
+# granian's own log lines go to the root logger, which configure_logging makes
+# JSON lines on stderr, in this process and in each worker.
+GRANIAN_LOGGING: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {},
+    "handlers": {},
+    "loggers": {"_granian": {"propagate": True}, "granian.access": {"propagate": True}},
+}
 
 
 def serve(
@@ -47,10 +57,15 @@ def serve(
     """
     with reported_errors():
         settings = load_settings()
+        # This process logs JSON lines as its workers do (granian's own lines too).
+        from engage_http.observability import configure_logging
+
+        configure_logging(settings.log_level)
+        log = structlog.get_logger("engage.serve")
         resolve_jwt_secret(settings)  # create it once, here, not racing in every worker
         database = Database.of(settings)
         for migration in asyncio.run(database.upgrade()):
-            typer.echo(f"applied {migration.filename}", err=True)
+            log.info("migration.applied", migration=migration.filename)
         pool_size = _pool_size(settings, workers, asyncio.run(database.connection_budget()))
     _check_port_free(host, port)
     # Workers inherit these: the same database (the embedded one this process
@@ -72,6 +87,7 @@ def serve(
             factory=True,
             address=host,
             port=port,
+            log_dictconfig=GRANIAN_LOGGING,
             **server_options(workers, http_buffer_bytes=settings.http_buffer_bytes),
         ).serve()
     finally:

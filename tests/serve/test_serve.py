@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -93,3 +94,19 @@ def test_metrics_add_up_every_workers_requests(pg_url: str, tmp_path: Path) -> N
     )
     assert counted == 40, text[:2000]
     assert "engage_db_pool_connections{" in text
+
+
+def test_every_line_it_writes_is_a_json_log_line(pg_url: str, tmp_path: Path) -> None:
+    """Its own warnings and granian's lines included, from start to stop: a log
+    shipper that parses JSON lines drops none."""
+    env = {**os.environ, "ENGAGE_DATABASE_URL": pg_url, "ENGAGE_DATA_DIR": str(tmp_path)}
+    env.pop("ENGAGE_JWT_SECRET", None)  # so that it warns of the one it makes
+    output: list[str] = []
+    with running_server(env, output=output) as (_, base):
+        assert httpx.get(f"{base}/healthz").status_code == 200
+    lines = [json.loads(line) for line in output if line.strip()]
+    assert all(isinstance(line, dict) and {"event", "level"} <= line.keys() for line in lines)
+    events = [line["event"] for line in lines]
+    assert any("jwt_secret_generated" in event for event in events)
+    assert "http.request" in events
+    assert any(line.get("logger", "").startswith("_granian") for line in lines)

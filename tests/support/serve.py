@@ -42,12 +42,17 @@ def serve_env(database_url: str, data_dir: Path, **settings: str) -> dict[str, s
 
 @contextmanager
 def running_server(
-    env: dict[str, str], *, workers: int = 1, ready_within: float = 90.0
+    env: dict[str, str],
+    *,
+    workers: int = 1,
+    ready_within: float = 90.0,
+    output: list[str] | None = None,
 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """`engage serve` on a free loopback port, ready (/readyz is 200); the process
     and its base URL. Stopped with SIGTERM on the way out, killed if it hangs.
-    Its output is read as it comes (a full pipe would stall a busy server) and
-    shown if it never gets ready."""
+    Its output (stdout and stderr) is read as it comes (a full pipe would stall a
+    busy server) into ``output``, whole once the server has stopped, and shown
+    if it never gets ready."""
     port = free_port()
     process = subprocess.Popen(
         [
@@ -66,7 +71,7 @@ def running_server(
         text=True,
         start_new_session=True,  # its own process group: workers included in the clean-up
     )
-    output: list[str] = []
+    output = [] if output is None else output
     reader = threading.Thread(target=output.extend, args=(process.stdout,), daemon=True)
     reader.start()
     base = f"http://127.0.0.1:{port}"
