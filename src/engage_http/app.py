@@ -44,6 +44,7 @@ from engage_http.openapi import (
     docs_assets,
     openapi_config,
 )
+from engage_http.openapi_headers import document_headers
 from engage_http.problems import EXCEPTION_HANDLERS, render
 from engage_http.prometheus import PrometheusExport, exporting, route_metrics
 from engage_http.stopping import STOPPING, on_stop_signal
@@ -81,7 +82,7 @@ def create_app(services: ServicesFactory, policy: HttpPolicy) -> Litestar:
     # Not empty: Litestar puts a State of its own in place of an empty one.
     state = State({"stopping": False})
     providers = Providers(policy, state)
-    return _App(
+    app = _App(
         route_handlers=[
             AuthController,
             SessionsController,
@@ -115,6 +116,8 @@ def create_app(services: ServicesFactory, policy: HttpPolicy) -> Litestar:
         debug=False,
         logging_config=None,  # observability.configure_logging owns the log format
     )
+    document_headers(app)
+    return app
 
 
 class _App(Litestar):

@@ -363,3 +363,57 @@ async def test_unknown_schema_paths_are_problem_404s(
     client: httpx.AsyncClient, expect_problem: Callable[..., dict[str, Any]], path: str
 ) -> None:
     expect_problem(await client.get(path), 404)
+
+
+ERROR_HEADERS = {"401": "WWW-Authenticate", "429": "Retry-After", "503": "Retry-After"}
+
+
+async def test_every_401_429_and_503_names_the_header_it_carries(
+    openapi: dict[str, Any],
+) -> None:
+    seen = 0
+    for path, item in openapi["paths"].items():
+        for method, op in item.items():
+            for status, header in ERROR_HEADERS.items():
+                if status in op["responses"]:
+                    seen += 1
+                    headers = op["responses"][status].get("headers", {})
+                    assert header in headers, (method, path, status)
+                    assert headers[header]["required"] is True
+    assert seen > 40
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "sets"),
+    [
+        ("post", "/api/auth/login", "200", True),
+        ("post", "/api/auth/mfa/verify", "200", True),
+        ("post", "/api/auth/refresh", "200", True),
+        ("post", "/api/auth/logout", "204", False),
+        ("delete", "/api/auth/me", "204", False),
+        ("post", "/api/auth/password/reset", "204", False),
+    ],
+)
+async def test_operations_that_set_or_clear_the_session_cookies_say_so(
+    openapi: dict[str, Any], method: str, path: str, status: str, sets: bool
+) -> None:
+    headers = operation(openapi, method, path)["responses"][status].get("headers", {})
+    described = headers["Set-Cookie"]["description"]
+    assert ("engage_access" in described) and ("engage_refresh" in described)
+    assert ("cleared" in described) is not sets
+
+
+async def test_a_browser_login_sets_the_cookies_its_document_names(
+    client: httpx.AsyncClient, openapi: dict[str, Any]
+) -> None:
+    credentials = {"email": "doc-cookies@example.com", "password": "correct horse battery"}
+    assert (await client.post("/api/auth/signup", json=credentials)).status_code == 201
+    answer = await client.post("/api/auth/login", json=credentials)
+    assert answer.status_code == 200
+    described = operation(openapi, "post", "/api/auth/login")["responses"]["200"]["headers"]
+    for cookie in ("engage_access", "engage_refresh"):
+        assert cookie in answer.cookies
+        assert cookie in described["Set-Cookie"]["description"]
+    assert "Set-Cookie" not in operation(openapi, "post", "/api/auth/token")["responses"][
+        "200"
+    ].get("headers", {})

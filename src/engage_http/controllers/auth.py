@@ -42,6 +42,7 @@ from engage_http.openapi import (
     no_content,
     problems,
 )
+from engage_http.openapi_headers import CLEARS_SESSION_COOKIES, SETS_SESSION_COOKIES
 from engage_http.principal import CurrentPrincipal, provide_logout_principal, provide_principal
 from engage_http.problems import BadQuery
 from engage_http.prometheus import login_attempt
@@ -91,6 +92,7 @@ class AuthController(Controller):
         opt=_NOT_BY_COOKIE,
         status_code=200,
         summary="Log in a browser (cookies)",
+        response_headers=SETS_SESSION_COOKIES,
         responses=problems(*_ENTRY_PROBLEMS, 401),
     )
     async def log_in(
@@ -133,6 +135,7 @@ class AuthController(Controller):
         opt=_NOT_BY_COOKIE,
         status_code=200,
         summary="Finish a login with the second factor's code",
+        response_headers=SETS_SESSION_COOKIES,
         description="The answer of the login (cookies) or token request that gave the challenge.",
         responses=problems(*_ENTRY_PROBLEMS, 401),
     )
@@ -154,6 +157,7 @@ class AuthController(Controller):
         guards=[limit_auth_attempts],
         status_code=200,
         summary="Rotate the session",
+        response_headers=SETS_SESSION_COOKIES,
         security=REFRESH_SECURITY,
         responses=problems(*BODYLESS_POST, *SIGNED_IN, *CHANGE, 429),
     )
@@ -178,6 +182,7 @@ class AuthController(Controller):
         dependencies={"principal": Provide(provide_logout_principal)},
         status_code=204,
         summary="End this session, or all of them",
+        response_headers=CLEARS_SESSION_COOKIES,
         security=CHANGE_SECURITY,
         responses={
             **no_content("The session (or every session) has ended"),
@@ -240,6 +245,7 @@ class AuthController(Controller):
         "/me",
         status_code=204,
         summary="Delete the account and all its data",
+        response_headers=CLEARS_SESSION_COOKIES,
         security=CHANGE_SECURITY,
         responses={
             **no_content("The account and all its data are gone"),

@@ -40,6 +40,7 @@ from engage_http.openapi import (
     no_content,
     problems,
 )
+from engage_http.openapi_headers import CLEARS_SESSION_COOKIES
 from engage_http.principal import CurrentPrincipal, provide_principal
 from engage_http.responses import empty, json
 
@@ -130,6 +131,7 @@ class EmailController(Controller):
         opt=_BY_TOKEN,
         status_code=204,
         summary="Set a new password with the link's token; every session ends",
+        response_headers=CLEARS_SESSION_COOKIES,
         responses={
             **no_content("The password is changed and every session of the account has ended"),
             **_BAD_LINK,
