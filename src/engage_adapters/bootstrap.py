@@ -12,7 +12,8 @@ adapters is here, typed:
 - ``Database``: the schema, connection budget, backups and restores the CLI
   works on, with the archive and restore-drill functions beside it;
 - the adapter errors an entry point reports (``OPERATOR_ERRORS``,
-  ``UNAVAILABLE_ERRORS`` and ``unavailable_from``).
+  ``UNAVAILABLE_ERRORS`` and ``unavailable_from``, ``UNKNOWN_USER_ERRORS`` and
+  ``unknown_user_from``).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from engage_adapters.postgres.mail_queue import PostgresMailQueue
 from engage_adapters.postgres.metrics import PostgresMetricRepository
 from engage_adapters.postgres.migrate import Migration, MigrationError, MigrationStatus
 from engage_adapters.postgres.outage import UNAVAILABLE_ERRORS, unavailable_from
+from engage_adapters.postgres.owners import UNKNOWN_USER_ERRORS, unknown_user_from
 from engage_adapters.postgres.pool import (
     ANSWER_WITHIN,
     DEFAULT_POOL_SIZE,
@@ -146,6 +148,7 @@ __all__ = [
     "HEADROOM",
     "OPERATOR_ERRORS",
     "UNAVAILABLE_ERRORS",
+    "UNKNOWN_USER_ERRORS",
     "Database",
     "Degraded",
     "DrillReport",
@@ -166,6 +169,7 @@ __all__ = [
     "require_engage_archive",
     "stop_task",
     "unavailable_from",
+    "unknown_user_from",
     "verify_backup",
 ]
 

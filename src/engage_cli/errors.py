@@ -10,7 +10,13 @@ from typing import NoReturn, TypeVar
 
 import typer
 
-from engage_adapters.bootstrap import OPERATOR_ERRORS, UNAVAILABLE_ERRORS, unavailable_from
+from engage_adapters.bootstrap import (
+    OPERATOR_ERRORS,
+    UNAVAILABLE_ERRORS,
+    UNKNOWN_USER_ERRORS,
+    unavailable_from,
+    unknown_user_from,
+)
 from engage_adapters.settings import SettingsError
 from engage_cli.files import FileError
 from engage_core.errors import EngageError, ValidationFailed
@@ -50,6 +56,9 @@ def reported_errors() -> Iterator[None]:
         if outage is not None:
             fail(f"database unreachable: {outage.reason}")
         fail(f"database error: {_first_line(exc)}")
+    except UNKNOWN_USER_ERRORS as exc:
+        gone = unknown_user_from(exc)
+        fail(gone.detail if gone is not None else _first_line(exc))
     except SettingsError as exc:
         fail("; ".join(exc.faults))
     except ValidationFailed as exc:

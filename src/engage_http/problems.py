@@ -21,7 +21,7 @@ from litestar.plugins.problem_details import ProblemDetailsException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
-from engage_adapters.bootstrap import unavailable_from
+from engage_adapters.bootstrap import unavailable_from, unknown_user_from
 from engage_core.errors import (
     Conflict,
     EmailNotVerified,
@@ -34,6 +34,7 @@ from engage_core.errors import (
     RequestInProgress,
     Unauthorized,
     Unavailable,
+    UnknownUser,
     ValidationFailed,
 )
 from engage_http import head
@@ -59,6 +60,8 @@ _DOMAIN: list[tuple[type[EngageError], int, str, str]] = [
     (InvalidToken, 400, "invalid-token", "Invalid or expired link"),
     (ValidationFailed, 422, "validation-failed", "Validation failed"),
     (Unauthorized, 401, "unauthorized", "Authentication required"),
+    # A signed-in caller's account deleted while its request ran: its session is gone.
+    (UnknownUser, 401, "unauthorized", "Authentication required"),
     (Forbidden, 403, "forbidden", "Forbidden"),
     (EmailNotVerified, 403, "email-not-verified", "Email address not verified"),
     (NotFound, 404, "not-found", "Not found"),
@@ -115,7 +118,7 @@ def from_domain(exc: EngageError) -> ProblemDetailsException:
     extra: dict[str, Any] | None = None
     if isinstance(exc, ValidationFailed):
         extra = _errors(exc)
-    if isinstance(exc, Unauthorized):
+    if isinstance(exc, Unauthorized | UnknownUser):
         headers["WWW-Authenticate"] = 'Bearer realm="engage"'
     if isinstance(exc, RateLimited | Unavailable):
         headers["Retry-After"] = str(exc.retry_after)
@@ -178,6 +181,8 @@ def render(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
         details = from_domain(exc)
     elif isinstance(exc, HTTPException):
         details = from_http(exc)
+    elif (gone := unknown_user_from(exc)) is not None:
+        details = from_domain(gone)
     elif (outage := unavailable_from(exc)) is not None:
         # An outage is expected to happen, not a bug: no traceback.
         log.warning(

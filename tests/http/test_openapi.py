@@ -399,7 +399,8 @@ async def test_operations_that_set_or_clear_the_session_cookies_say_so(
 ) -> None:
     headers = operation(openapi, method, path)["responses"][status].get("headers", {})
     described = headers["Set-Cookie"]["description"]
-    assert ("engage_access" in described) and ("engage_refresh" in described)
+    assert "engage_access" in described
+    assert "engage_refresh" in described
     assert ("cleared" in described) is not sets
 
 

@@ -22,6 +22,7 @@ from engage_core.errors import (
     RequestInProgress,
     Unauthorized,
     Unavailable,
+    UnknownUser,
     ValidationFailed,
 )
 from engage_core.model import (
@@ -298,6 +299,7 @@ __all__ = [
     "Unauthorized",
     "Unavailable",
     "UnitOfWork",
+    "UnknownUser",
     "User",
     "UserRepository",
     "ValidationFailed",

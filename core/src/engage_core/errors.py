@@ -23,6 +23,7 @@ __all__ = [
     "RequestInProgress",
     "Unauthorized",
     "Unavailable",
+    "UnknownUser",
     "ValidationFailed",
 ]
 
@@ -72,6 +73,11 @@ class Conflict(EngageError):
 
 class NotFound(EngageError):
     """The thing asked for does not exist (or is not the caller's)."""
+
+
+class UnknownUser(NotFound):
+    """The user a change names is not stored: it never was, or it was deleted
+    while the change ran (an account deleted under its own request)."""
 
 
 class Unauthorized(EngageError):
