@@ -1,6 +1,7 @@
 """engage-core stands alone: its wheel installed into a fresh virtual environment
 with nothing else of engage-suite, importing it loads only the standard library
-and its own dependencies, and docs/core.md's examples run there as printed.
+and its own dependencies, and docs/core.md's examples run there as printed and
+pass mypy --strict against the installed wheel.
 
 Builds both wheels with pip (build isolation fetches hatchling from the package
 index) and installs engage-core's dependencies from the index: one fresh venv
@@ -9,6 +10,7 @@ for the module, about a minute."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -148,16 +150,54 @@ def test_importing_every_core_module_loads_nothing_but_the_standard_library_and_
     assert loaded - standard - DEPENDENCY_MODULES == {"engage_core"}
 
 
-def test_the_examples_of_docs_core_md_run_with_only_the_core_installed(
-    fresh_python: Path, tmp_path: Path
-) -> None:
+def _guide_examples(into: Path) -> list[Path]:
+    """docs/core.md's python blocks, as written, one script each in ``into``."""
     guide = (ROOT / "docs/core.md").read_text()
     examples = re.findall(r"```python\n(.*?)```", guide, re.S)
     assert len(examples) >= 2  # the first call over the fakes and the SQLite service
-
+    scripts = []
     for number, example in enumerate(examples):
-        script = tmp_path / f"example_{number}.py"
+        script = into / f"example_{number}.py"
         script.write_text(example)
+        scripts.append(script)
+    return scripts
+
+
+def test_the_examples_of_docs_core_md_run_with_only_the_core_installed(
+    fresh_python: Path, tmp_path: Path
+) -> None:
+    for script in _guide_examples(tmp_path):
         printed = _run(fresh_python, "-I", script, cwd=tmp_path)
         assert "Traceback" not in printed
     assert "pages read per Berlin day" in printed
+
+
+def test_the_examples_of_docs_core_md_pass_mypy_strict_against_the_installed_wheel(
+    fresh_python: Path, tmp_path: Path
+) -> None:
+    """As the guide promises ("your type checker sees every signature"): mypy reads
+    engage_core from the wheel in the fresh venv (its py.typed), not from this tree.
+    mypy goes into a directory of its own, so the venv keeps its five packages."""
+    tools = tmp_path / "mypy"
+    _run(
+        fresh_python,
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--disable-pip-version-check",
+        "--target",
+        tools,
+        "mypy>=1.13",
+    )
+    scripts = _guide_examples(tmp_path)
+    checked = subprocess.run(
+        [fresh_python, "-m", "mypy", "--strict", "--no-incremental", *scripts],
+        cwd=tmp_path,  # no configuration file of this repository applies
+        env={"PYTHONPATH": str(tools), "PATH": os.environ.get("PATH", "")},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
