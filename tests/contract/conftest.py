@@ -30,6 +30,7 @@ import pytest
 from attrs import frozen
 
 from engage_adapters.bcrypt_hasher import BcryptPasswordHasher
+from engage_adapters.dashboard_codec import JsonDashboardCodec
 from engage_adapters.jwt_tokens import JwtTokenIssuer
 from engage_adapters.postgres.activity import PostgresActivityRepository
 from engage_adapters.postgres.api_keys import PostgresApiKeyRepository
@@ -52,6 +53,7 @@ from engage_core.ports import (
     ApiKeyRepository,
     BulkMetricStore,
     Cache,
+    DashboardCodec,
     IdempotencyStore,
     MetricFeed,
     MetricRepository,
@@ -67,6 +69,7 @@ from engage_core.ports import (
 )
 from engage_core.testing import (
     FakeClock,
+    FakeDashboardCodec,
     FakeOneTimePasswords,
     FakePasswordHasher,
     FakeSecretBox,
@@ -430,6 +433,10 @@ CACHES: dict[str, Factory[Subject[Cache]]] = {
     "redis-guarded": lambda env: guarded(redis_keyed(env, RedisCache), GuardedCache),
     "redis-cluster": lambda env: redis_keyed(env, RedisCache, cluster=True),
 }
+DASHBOARD_CODECS: dict[str, Factory[DashboardCodec]] = {
+    "memory": lambda env: FakeDashboardCodec(),
+    "json": lambda env: JsonDashboardCodec(),
+}
 RATE_LIMITERS: dict[str, Factory[Subject[RateLimiter]]] = {
     "memory": lambda env: Subject(
         InMemoryRateLimiter(env.clock), advancing(env.clock), any_user_id
@@ -542,6 +549,11 @@ def transactional(request: pytest.FixtureRequest, env: Env) -> Transactional:
 @pytest.fixture(params=list(CACHES))
 def cache_store(request: pytest.FixtureRequest, env: Env) -> Subject[Cache]:
     return CACHES[request.param](env)
+
+
+@pytest.fixture(params=list(DASHBOARD_CODECS))
+def dashboard_codec(request: pytest.FixtureRequest, env: Env) -> DashboardCodec:
+    return DASHBOARD_CODECS[request.param](env)
 
 
 @pytest.fixture(params=list(RATE_LIMITERS))

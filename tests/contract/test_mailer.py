@@ -17,12 +17,11 @@ from pathlib import Path
 import pytest
 from attrs import define
 
-from engage_adapters.mail.fake import FakeMailer
 from engage_adapters.mail.outbox import OutboxMailer
 from engage_adapters.mail.smtp import SmtpMailer, SmtpServer
 from engage_core.model import Email
 from engage_core.ports import Mailer, MailMessage, MailNotSent
-from engage_core.testing import FakeClock
+from engage_core.testing import FakeClock, FakeMailer
 from support.smtp_server import LoopbackMailServer, make_certificate
 
 SENDER = "engage-suite <no-reply@engage.example>"

@@ -9,7 +9,6 @@ from datetime import timedelta
 import pytest
 from attrs import define
 
-from engage_adapters.mail.fake import FakeMailer
 from engage_core import testing
 from engage_core.errors import (
     Conflict,
@@ -41,7 +40,7 @@ class World:
     auth: AuthService
     flows: EmailFlows
     delivery: MailDelivery
-    mailer: FakeMailer
+    mailer: testing.FakeMailer
     woken: list[int]
 
     async def queued(self) -> list[MailMessage]:
@@ -104,7 +103,7 @@ def build(*, require_verified: bool = False) -> World:
         clock=clock,
         uow=uow,
     )
-    mailer = FakeMailer()
+    mailer = testing.FakeMailer()
     delivery = MailDelivery(outbox, mailer, clock, DeliveryPolicy(max_attempts=3))
     return World(clock, users, sessions, tokens, outbox, auth, flows, delivery, mailer, woken)
 

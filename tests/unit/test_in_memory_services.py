@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 from decimal import Decimal
 
+from engage_core import ports, testing
 from engage_core.testing import in_memory_services
 
 
@@ -29,3 +31,18 @@ async def test_deleting_the_account_removes_everything_it_owned() -> None:
     await app.auth.delete_account(me, password="correct horse battery")
     assert await app.users.get(user.id) is None
     assert (await app.metrics.list(user.id)).items == ()
+
+
+def test_engage_core_testing_has_a_fake_of_every_port() -> None:
+    """What the guide promises a service that installs engage-core alone: for each
+    protocol in ``engage_core.ports``, a public class with every one of its methods."""
+    fakes = [getattr(testing, n) for n in testing.__all__ if inspect.isclass(getattr(testing, n))]
+    missing = []
+    for name in ports.__all__:
+        port = getattr(ports, name)
+        if not getattr(port, "_is_protocol", False):
+            continue
+        methods = {m for m in dir(port) if not m.startswith("_") and callable(getattr(port, m))}
+        if not any(all(callable(getattr(fake, m, None)) for m in methods) for fake in fakes):
+            missing.append(name)
+    assert missing == []

@@ -1,2 +1,2 @@
-"""Mail adapters: SMTP (aiosmtplib), the outbox directory (no server needed), a fake,
+"""Mail adapters: SMTP (aiosmtplib), the outbox directory (no server needed),
 and the sender that delivers the queued messages."""

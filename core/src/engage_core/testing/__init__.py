@@ -14,8 +14,9 @@ wires sign-up, login, metrics and summaries over them in one call::
 
 from engage_core.inprocess import InMemoryCache, InMemoryRateLimiter
 from engage_core.testing.clock import FakeClock
+from engage_core.testing.dashboards import FakeDashboardCodec
 from engage_core.testing.feed import InMemoryMetricFeed
-from engage_core.testing.mail import InMemoryMailQueue
+from engage_core.testing.mail import FakeMailer, InMemoryMailQueue
 from engage_core.testing.security import (
     FakeOneTimePasswords,
     FakePasswordHasher,
@@ -39,6 +40,8 @@ from engage_core.testing.wiring import InMemoryServices, in_memory_services
 
 __all__ = [
     "FakeClock",
+    "FakeDashboardCodec",
+    "FakeMailer",
     "FakeOneTimePasswords",
     "FakePasswordHasher",
     "FakeSecretBox",
