@@ -208,6 +208,26 @@ METRIC_REPOSITORIES: dict[str, Factory[Subject[MetricRepository]]] = {
     "memory": lambda env: memory_owned(env, InMemoryMetricRepository()),
     "postgres": lambda env: postgres_owned(env, PostgresMetricRepository),
 }
+
+
+def memory_metrics_and_users(env: Env) -> tuple[Subject[MetricRepository], UserRepository]:
+    users, metrics = InMemoryUserRepository(), InMemoryMetricRepository()
+    link_cascade(users, metrics)
+    return Subject(metrics, advancing(env.clock), adding_users(users, env.clock)), users
+
+
+def postgres_metrics_and_users(env: Env) -> tuple[Subject[MetricRepository], UserRepository]:
+    pool = env.fixture("pg_pool")
+    users = PostgresUserRepository(pool)
+    metrics = PostgresMetricRepository(pool)
+    return Subject(metrics, sleeping, adding_users(users, env.clock)), users
+
+
+# The metric repository and the users who own its rows, for tests that delete one.
+METRICS_AND_USERS: dict[str, Factory[tuple[Subject[MetricRepository], UserRepository]]] = {
+    "memory": memory_metrics_and_users,
+    "postgres": postgres_metrics_and_users,
+}
 SESSION_REPOSITORIES: dict[str, Factory[Subject[SessionRepository]]] = {
     "memory": lambda env: memory_owned(env, InMemorySessionRepository()),
     "postgres": lambda env: postgres_owned(env, PostgresSessionRepository),
@@ -504,6 +524,13 @@ def user_repository(request: pytest.FixtureRequest, env: Env) -> UserRepository:
 @pytest.fixture(params=list(METRIC_REPOSITORIES))
 def metric_repository(request: pytest.FixtureRequest, env: Env) -> Subject[MetricRepository]:
     return METRIC_REPOSITORIES[request.param](env)
+
+
+@pytest.fixture(params=list(METRICS_AND_USERS))
+def metric_user_store(
+    request: pytest.FixtureRequest, env: Env
+) -> tuple[Subject[MetricRepository], UserRepository]:
+    return METRICS_AND_USERS[request.param](env)
 
 
 @pytest.fixture(params=list(BULK_METRIC_STORES))

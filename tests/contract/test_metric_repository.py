@@ -14,8 +14,9 @@ from zoneinfo import ZoneInfo
 import attrs
 import pytest
 
+from engage_core.errors import NotFound
 from engage_core.model import EngagementMetric, MetricDraft, MetricType, MetricValue, Timestamp
-from engage_core.ports import MetricRepository
+from engage_core.ports import MetricRepository, UserRepository
 from engage_core.queries import Bucket, MetricPageQuery, Position, Series, SummaryQuery
 from engage_core.summaries import Aggregate, in_query, summarize
 
@@ -294,6 +295,42 @@ async def test_one_users_metrics_are_invisible_to_another(
         ("page_view", [Decimal(1)])
     ]
     assert list(await repo.summarize(uuid4(), SummaryQuery())) == []
+
+
+async def test_metrics_of_a_user_who_does_not_exist_are_refused_and_nothing_is_stored(
+    metric_repository: Subject[MetricRepository],
+) -> None:
+    """As a foreign key refuses them: NotFound, a core error, never a driver's."""
+    repo, nobody = metric_repository.impl, uuid4()
+    at = datetime(2025, 6, 1, 12, tzinfo=UTC)
+
+    with pytest.raises(NotFound):
+        await repo.add(nobody, _draft("page_view", 1, at))
+    with pytest.raises(NotFound):
+        await repo.add_many(nobody, [_draft("page_view", 2, at), _draft("video.play", 3, at)])
+
+    assert list(await repo.page(nobody, EVERYTHING)) == []
+    assert list(await repo.summarize(nobody, SummaryQuery())) == []
+    # The repository goes on serving users who exist.
+    user_id = await metric_repository.new_user()
+    await repo.add(user_id, _draft("page_view", 4, at))
+    assert len(await repo.page(user_id, EVERYTHING)) == 1
+
+
+async def test_a_deleted_users_metrics_are_refused_too(
+    metric_user_store: tuple[Subject[MetricRepository], UserRepository],
+) -> None:
+    metrics, users = metric_user_store
+    user_id = await metrics.new_user()
+    at = datetime(2025, 6, 1, 12, tzinfo=UTC)
+    await metrics.impl.add(user_id, _draft("page_view", 1, at))
+    assert await users.delete(user_id)
+
+    with pytest.raises(NotFound):
+        await metrics.impl.add(user_id, _draft("page_view", 2, at))
+    with pytest.raises(NotFound):
+        await metrics.impl.add_many(user_id, [_draft("page_view", 3, at)])
+    assert list(await metrics.impl.page(user_id, EVERYTHING)) == []
 
 
 # --- summarize ------------------------------------------------------------------

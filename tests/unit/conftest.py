@@ -13,6 +13,7 @@ from engage_core import (
     AuthService,
     BrowserLogin,
     CursorCodec,
+    Email,
     IdempotencyGuard,
     MetricsService,
     Principal,
@@ -234,6 +235,29 @@ def refreshable(auth: AuthService) -> Callable[[str], Awaitable[bool]]:
 
 
 @pytest.fixture
-def stranger_id() -> UUID:
-    """A user id for metric tests that need no account."""
-    return uuid4()
+def new_user_id(
+    users: testing.InMemoryUserRepository, clock: testing.FakeClock
+) -> Callable[[], Awaitable[UUID]]:
+    """Stores a bare user (no password that logs in) and returns their id: metrics
+    are refused for a user who does not exist, as PostgreSQL's foreign key refuses them."""
+
+    async def new_user_id() -> UUID:
+        user_id = uuid4()
+        await users.add(
+            User(
+                id=user_id,
+                email=Email(f"{user_id.hex}@example.com"),
+                password_hash="unused",
+                created_at=clock.now(),
+                updated_at=clock.now(),
+            )
+        )
+        return user_id
+
+    return new_user_id
+
+
+@pytest.fixture
+async def stranger_id(new_user_id: Callable[[], Awaitable[UUID]]) -> UUID:
+    """A user id for metric tests that need no account to log in to."""
+    return await new_user_id()

@@ -36,8 +36,8 @@ def action():
 
 
 @pytest.fixture
-def user_id():
-    return uuid4()
+async def user_id(new_user_id):
+    return await new_user_id()
 
 
 async def test_the_same_key_and_request_twice_runs_once_and_replays_the_first_response(

@@ -4,6 +4,7 @@ outcome stands."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from uuid import UUID, uuid4
 
 import pytest
@@ -77,9 +78,12 @@ async def test_a_key_the_outage_kept_from_being_released_is_freed_once_the_store
 
 
 async def test_a_write_whose_answer_the_outage_kept_from_being_recorded_is_undone(
-    guard: IdempotencyGuard, store: SwitchedStore, metrics: MetricsService
+    guard: IdempotencyGuard,
+    store: SwitchedStore,
+    metrics: MetricsService,
+    new_user_id: Callable[[], Awaitable[UUID]],
 ) -> None:
-    owner = uuid4()
+    owner = await new_user_id()
 
     async def record() -> StoredResponse:
         metric = await metrics.record(owner, metric_type="views", metric_value=1)

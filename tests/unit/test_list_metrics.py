@@ -107,8 +107,8 @@ async def test_since_and_until_accept_iso_strings_in_any_offset(metrics, strange
     assert page.items == (inside,)
 
 
-async def test_users_never_see_each_others_metrics(metrics, record):
-    alice, bob = uuid4(), uuid4()
+async def test_users_never_see_each_others_metrics(metrics, record, new_user_id):
+    alice, bob = await new_user_id(), await new_user_id()
     alices = await record(1, user_id=alice)
     bobs = await record(2, user_id=bob)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from uuid import uuid4
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -224,9 +223,9 @@ async def test_summary_applies_since_until_and_metric_type(metrics, stranger_id,
 
 
 async def test_summary_counts_only_the_users_own_metrics(
-    metrics, stranger_id, berlin_new_year, record_all
+    metrics, stranger_id, berlin_new_year, record_all, new_user_id
 ):
-    await record_all(uuid4(), [("page_view", 1000, utc(2025, 12, 31, 12, 0))])
+    await record_all(await new_user_id(), [("page_view", 1000, utc(2025, 12, 31, 12, 0))])
 
     summary = await metrics.summary(stranger_id, tz="Europe/Berlin", metric_type="page_view")
 

@@ -21,7 +21,7 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from engage_adapters.postgres.transaction import rowcount, rows
-from engage_core.errors import ValidationFailed
+from engage_core.errors import NotFound, ValidationFailed
 from engage_core.model import EngagementMetric, MetricDraft, MetricType, MetricValue
 from engage_core.queries import Bucket, MetricPageQuery, Point, Series, SummaryQuery
 from engage_core.summaries import start_of_local_date
@@ -106,24 +106,34 @@ def stored_metric(user_id: UUID, row: Sequence[Any]) -> EngagementMetric:
     )
 
 
+def _no_such_user() -> NotFound:
+    """What the port says of metrics whose user does not exist (the only foreign key
+    these inserts can break: engagement_metrics' and its rollups' user_id). An
+    authenticated request's user always exists: its session check runs first."""
+    return NotFound("no such user")
+
+
 class PostgresMetricRepository:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
 
     async def add(self, user_id: UUID, draft: MetricDraft) -> EngagementMetric:
         # ``rows``: with an authenticated request's session check, one round trip.
-        (row,) = await rows(
-            self._pool,
-            "INSERT INTO engagement_metrics (user_id, metric_type, metric_value, recorded_at)"
-            " SELECT owner, %s, %s, %s FROM engage_lock_metric_writes(%s) AS owner"
-            " RETURNING id",
-            [
-                draft.metric_type.value,
-                draft.metric_value.value,
-                draft.recorded_at.value,
-                user_id,
-            ],
-        )
+        try:
+            (row,) = await rows(
+                self._pool,
+                "INSERT INTO engagement_metrics (user_id, metric_type, metric_value, recorded_at)"
+                " SELECT owner, %s, %s, %s FROM engage_lock_metric_writes(%s) AS owner"
+                " RETURNING id",
+                [
+                    draft.metric_type.value,
+                    draft.metric_value.value,
+                    draft.recorded_at.value,
+                    user_id,
+                ],
+            )
+        except psycopg.errors.ForeignKeyViolation:
+            raise _no_such_user() from None
         return EngagementMetric(
             id=row[0],
             user_id=user_id,
@@ -139,13 +149,16 @@ class PostgresMetricRepository:
         # authenticated request's session check, one round trip. The rows travel as
         # one JSON text, in their order: psycopg adapts three arrays of 100 values in
         # about 15 times the CPU (bench/README.md, "Why the code is the way it is").
-        return await rowcount(
-            self._pool,
-            "INSERT INTO engagement_metrics (user_id, metric_type, metric_value, recorded_at)"
-            " SELECT owner, m.t, m.v, m.r FROM engage_lock_metric_writes(%s) AS owner,"
-            " json_to_recordset(%s::json) AS m(t varchar, v numeric, r timestamptz)",
-            [user_id, _rows_json(drafts)],
-        )
+        try:
+            return await rowcount(
+                self._pool,
+                "INSERT INTO engagement_metrics (user_id, metric_type, metric_value, recorded_at)"
+                " SELECT owner, m.t, m.v, m.r FROM engage_lock_metric_writes(%s) AS owner,"
+                " json_to_recordset(%s::json) AS m(t varchar, v numeric, r timestamptz)",
+                [user_id, _rows_json(drafts)],
+            )
+        except psycopg.errors.ForeignKeyViolation:
+            raise _no_such_user() from None
 
     async def page(self, user_id: UUID, query: MetricPageQuery) -> Sequence[EngagementMetric]:
         conditions = [sql.SQL("user_id = %(user)s")]

@@ -22,7 +22,7 @@ from uuid import UUID
 
 import attrs
 
-from engage_core.errors import Conflict
+from engage_core.errors import Conflict, NotFound
 from engage_core.inprocess import InMemoryRateLimiter, _seconds_from
 from engage_core.model import (
     ActivityEntry,
@@ -103,6 +103,9 @@ class InMemoryUserRepository:
         user = self._by_id.get(user_id)
         return attrs.evolve(user) if user else None
 
+    def _holds(self, user_id: UUID) -> bool:
+        return user_id in self._by_id
+
     async def get_by_email(self, canonical_email: str) -> User | None:
         user_id = self._by_email.get(canonical_email.lower())
         return await self.get(user_id) if user_id else None
@@ -151,11 +154,20 @@ class InMemoryUserRepository:
 
 
 class InMemoryMetricRepository:
+    """Metrics by user. Once ``link_cascade`` has linked it to a user repository,
+    metrics of a user it does not hold are refused with ``NotFound``, as the
+    database's foreign key refuses them; on its own, it takes any user id."""
+
     def __init__(self) -> None:
         self._rows: dict[UUID, list[EngagementMetric]] = {}
         self._ids = itertools.count(1)
         # Told of each metric stored (the live stream's feed listens here).
         self.on_added: list[Callable[[EngagementMetric], None]] = []
+        self._owners: InMemoryUserRepository | None = None  # set by link_cascade
+
+    def _check_owner(self, user_id: UUID) -> None:
+        if self._owners is not None and not self._owners._holds(user_id):
+            raise NotFound("no such user")
 
     def forget_user(self, user_id: UUID) -> None:
         self._rows.pop(user_id, None)
@@ -169,6 +181,7 @@ class InMemoryMetricRepository:
         return restore
 
     async def add(self, user_id: UUID, draft: MetricDraft) -> EngagementMetric:
+        self._check_owner(user_id)
         metric = EngagementMetric(
             id=next(self._ids),
             user_id=user_id,
@@ -182,6 +195,8 @@ class InMemoryMetricRepository:
         return metric
 
     async def add_many(self, user_id: UUID, drafts: Sequence[MetricDraft]) -> int:
+        if drafts:  # as the database's: nothing to store asks nothing of the user
+            self._check_owner(user_id)
         for draft in drafts:  # no await between rows: all or nothing within the loop
             await self.add(user_id, draft)
         return len(drafts)
@@ -325,8 +340,13 @@ class _OwnedByUsers(Protocol):
 
 def link_cascade(users: InMemoryUserRepository, *owned: _OwnedByUsers) -> None:
     """Make deleting a user delete what they own (metrics, sessions, idempotency
-    keys) in the given fakes, as the database's ON DELETE CASCADE does."""
+    keys) in the given fakes, as the database's ON DELETE CASCADE does; and make an
+    ``InMemoryMetricRepository`` among them refuse metrics of a user that ``users``
+    does not hold (``NotFound``), as the database's foreign key does."""
     users.on_delete.extend(store.forget_user for store in owned)
+    for store in owned:
+        if isinstance(store, InMemoryMetricRepository):
+            store._owners = users
 
 
 class InMemoryIdempotencyStore:
