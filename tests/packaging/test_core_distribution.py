@@ -1,7 +1,8 @@
 """engage-core stands alone: its wheel installed into a fresh virtual environment
 with nothing else of engage-suite, importing it loads only the standard library
 and its own dependencies, and docs/core.md's examples run there as printed and
-pass mypy --strict against the installed wheel.
+pass mypy --strict against the installed wheel; its package page (the long
+description, core/README.md) links nowhere that only the repository has.
 
 Builds both wheels with pip (build isolation fetches hatchling from the package
 index) and installs engage-core's dependencies from the index: one fresh venv
@@ -92,6 +93,14 @@ def _metadata(wheel: Path) -> dict[str, list[str]]:
     return {key: message.get_all(key) or [] for key in ("Name", "Version", "Requires-Dist")}
 
 
+def _long_description(wheel: Path) -> tuple[list[str], str]:
+    """The wheel's Project-URLs and its long description (the README)."""
+    with zipfile.ZipFile(wheel) as archive:
+        [name] = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        message = Parser().parsestr(archive.read(name).decode())
+    return message.get_all("Project-URL") or [], str(message.get_payload())
+
+
 def _name(requirement: str) -> str:
     match = re.match(r"[A-Za-z0-9._-]+", requirement)
     assert match is not None
@@ -111,6 +120,21 @@ def test_engage_core_declares_three_dependencies_and_suite_requires_it_at_its_ve
     assert f"engage-core=={version.group(1)}" in suite["Requires-Dist"]
     pinned = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     assert f"engage-core=={version.group(1)}" in pinned
+
+
+def test_the_core_package_page_links_only_to_what_resolves_outside_the_repository(
+    wheels: dict[str, Path],
+) -> None:
+    """The long description is read on its own (an index's page, ``pip show``): no
+    link relative to the repository, and no placeholder address."""
+    urls, description = _long_description(wheels["engage_core"])
+
+    assert "# engage-core" in description
+    targets = re.findall(r"\]\(([^)]*)\)", description)
+    assert [t for t in targets if not t.startswith("https://")] == []
+    assert "../" not in description
+    assert "example.invalid" not in description
+    assert [u for u in urls if "example.invalid" in u] == []
 
 
 def test_the_core_wheel_is_typed_and_carries_its_fakes(wheels: dict[str, Path]) -> None:
@@ -151,10 +175,12 @@ def test_importing_every_core_module_loads_nothing_but_the_standard_library_and_
 
 
 def _guide_examples(into: Path) -> list[Path]:
-    """docs/core.md's python blocks, as written, one script each in ``into``."""
+    """docs/core.md's python blocks, then core/README.md's (the package page), as
+    written, one script each in ``into``."""
     guide = (ROOT / "docs/core.md").read_text()
     examples = re.findall(r"```python\n(.*?)```", guide, re.S)
     assert len(examples) >= 2  # the first call over the fakes and the SQLite service
+    examples += re.findall(r"```python\n(.*?)```", (ROOT / "core/README.md").read_text(), re.S)
     scripts = []
     for number, example in enumerate(examples):
         script = into / f"example_{number}.py"
@@ -166,9 +192,10 @@ def _guide_examples(into: Path) -> list[Path]:
 def test_the_examples_of_docs_core_md_run_with_only_the_core_installed(
     fresh_python: Path, tmp_path: Path
 ) -> None:
+    printed = ""
     for script in _guide_examples(tmp_path):
-        printed = _run(fresh_python, "-I", script, cwd=tmp_path)
-        assert "Traceback" not in printed
+        printed += _run(fresh_python, "-I", script, cwd=tmp_path)
+    assert "Traceback" not in printed
     assert "pages read per Berlin day" in printed
 
 
