@@ -15,4 +15,6 @@ def test_a_change_for_a_user_deleted_meanwhile_is_one_line_and_exit_1(
     with pytest.raises(typer.Exit) as exited, reported_errors():
         raise psycopg.errors.ForeignKeyViolation('insert or update on table "engagement_metrics"')
     assert exited.value.exit_code == 1
-    assert capsys.readouterr().err == "engage: error: the account no longer exists\n"
+    assert capsys.readouterr().err == (
+        "engage: error: no such user: the account does not exist, or was deleted meanwhile\n"
+    )

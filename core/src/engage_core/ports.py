@@ -165,8 +165,8 @@ class UserRepository(Protocol):
 
 class MetricRepository(Protocol):
     """Metrics by user. A repository beside a store of users (a foreign key, a
-    linked fake) refuses metrics of a user who does not exist with ``NotFound``;
-    one that keeps no users takes any id."""
+    linked fake) refuses metrics of a user who does not exist with ``UnknownUser``
+    (a ``NotFound``); one that keeps no users takes any id."""
 
     async def add(self, user_id: UUID, draft: MetricDraft) -> EngagementMetric: ...
 

@@ -20,8 +20,9 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
+from engage_adapters.postgres.owners import UNKNOWN_USER
 from engage_adapters.postgres.transaction import rowcount, rows
-from engage_core.errors import NotFound, ValidationFailed
+from engage_core.errors import UnknownUser, ValidationFailed
 from engage_core.model import EngagementMetric, MetricDraft, MetricType, MetricValue
 from engage_core.queries import Bucket, MetricPageQuery, Point, Series, SummaryQuery
 from engage_core.summaries import start_of_local_date
@@ -106,11 +107,11 @@ def stored_metric(user_id: UUID, row: Sequence[Any]) -> EngagementMetric:
     )
 
 
-def _no_such_user() -> NotFound:
+def _no_such_user() -> UnknownUser:
     """What the port says of metrics whose user does not exist (the only foreign key
-    these inserts can break: engagement_metrics' and its rollups' user_id). An
-    authenticated request's user always exists: its session check runs first."""
-    return NotFound("no such user")
+    these inserts can break: engagement_metrics' and its rollups' user_id): never
+    stored, or deleted while the request ran (its session check passed first)."""
+    return UnknownUser(UNKNOWN_USER)
 
 
 class PostgresMetricRepository:

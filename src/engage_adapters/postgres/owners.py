@@ -16,7 +16,7 @@ from engage_core.errors import UnknownUser
 
 # What the entry points catch before asking ``unknown_user_from``.
 UNKNOWN_USER_ERRORS: tuple[type[Exception], ...] = (psycopg.errors.ForeignKeyViolation,)
-DETAIL = "the account no longer exists"
+UNKNOWN_USER = "no such user: the account does not exist, or was deleted meanwhile"
 
 
 def unknown_user_from(exc: BaseException) -> UnknownUser | None:
@@ -24,5 +24,5 @@ def unknown_user_from(exc: BaseException) -> UnknownUser | None:
     if isinstance(exc, UnknownUser):
         return exc
     if isinstance(exc, psycopg.errors.ForeignKeyViolation):
-        return UnknownUser(DETAIL)
+        return UnknownUser(UNKNOWN_USER)
     return None

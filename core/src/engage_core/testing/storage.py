@@ -22,7 +22,7 @@ from uuid import UUID
 
 import attrs
 
-from engage_core.errors import Conflict, NotFound
+from engage_core.errors import Conflict, UnknownUser
 from engage_core.inprocess import InMemoryRateLimiter, _seconds_from
 from engage_core.model import (
     ActivityEntry,
@@ -155,8 +155,9 @@ class InMemoryUserRepository:
 
 class InMemoryMetricRepository:
     """Metrics by user. Once ``link_cascade`` has linked it to a user repository,
-    metrics of a user it does not hold are refused with ``NotFound``, as the
-    database's foreign key refuses them; on its own, it takes any user id."""
+    metrics of a user it does not hold are refused with ``UnknownUser`` (a
+    ``NotFound``), as the database's foreign key refuses them; on its own, it
+    takes any user id."""
 
     def __init__(self) -> None:
         self._rows: dict[UUID, list[EngagementMetric]] = {}
@@ -167,7 +168,7 @@ class InMemoryMetricRepository:
 
     def _check_owner(self, user_id: UUID) -> None:
         if self._owners is not None and not self._owners._holds(user_id):
-            raise NotFound("no such user")
+            raise UnknownUser("no such user")
 
     def forget_user(self, user_id: UUID) -> None:
         self._rows.pop(user_id, None)
@@ -342,7 +343,7 @@ def link_cascade(users: InMemoryUserRepository, *owned: _OwnedByUsers) -> None:
     """Make deleting a user delete what they own (metrics, sessions, idempotency
     keys) in the given fakes, as the database's ON DELETE CASCADE does; and make an
     ``InMemoryMetricRepository`` among them refuse metrics of a user that ``users``
-    does not hold (``NotFound``), as the database's foreign key does."""
+    does not hold (``UnknownUser``), as the database's foreign key does."""
     users.on_delete.extend(store.forget_user for store in owned)
     for store in owned:
         if isinstance(store, InMemoryMetricRepository):
