@@ -4,22 +4,26 @@ Handlers declare their error statuses with ``problems(...)``: every one is an
 ``application/problem+json`` body of the one ``Problem`` schema. The docs page
 is Swagger UI 5 from the ``openapi-ui-bundles`` package, served by engage
 itself and started by a script file, so it works offline and under a CSP that
-allows no inline script. (``swagger-ui-bundle`` ships Swagger UI 4, which
+allows no inline script. Only the files the page loads are served, from memory
+(as ``webapp.py`` serves the web app's). (``swagger-ui-bundle`` ships Swagger UI 4, which
 renders no OpenAPI 3.1 document.)
 """
 
 from __future__ import annotations
 
 import re
+from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any
 
 import email_validator
 import msgspec
-from litestar import Request, Response, Router
+from attrs import frozen
+from litestar import Request, Response, Router, route
 from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
 from litestar.exceptions import NotFoundException
+from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import (
@@ -29,9 +33,9 @@ from litestar.openapi.spec import (
     SecurityRequirement,
     SecurityScheme,
 )
+from litestar.params import FromPath
 from litestar.plugins import ReceiveRoutePlugin
 from litestar.routes import BaseRoute, HTTPRoute
-from litestar.static_files import create_static_files_router
 from litestar.typing import FieldDefinition
 from openapi_ui_bundles import swagger_ui
 
@@ -44,6 +48,7 @@ from engage_core.model import (
     MIN_PASSWORD_LENGTH,
 )
 from engage_http.cookies import ACCESS_COOKIE, REFRESH_COOKIE
+from engage_http.webapp import FILE_METHODS, IMMUTABLE, REVALIDATE, StaticFile, send_file
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 SCHEMA_PATH = "/schema"
@@ -306,19 +311,65 @@ def _unknown_schema_page(response: Response[Any]) -> Response[Any]:
     return response
 
 
-def docs_assets() -> list[Router]:
-    """Swagger UI's files (those of the installed openapi-ui-bundles) and the page's own."""
-    return [
-        create_static_files_router(
-            path=SWAGGER_UI,
-            directories=[swagger_ui.static_path],
-            name="docs-swagger-ui",
-            include_in_schema=False,
-        ),
-        create_static_files_router(
-            path=ASSETS_PATH, directories=[_OWN_ASSETS], name="docs-assets", include_in_schema=False
-        ),
-    ]
+# The bundle's files that the docs page loads (OfflineSwaggerPlugin.render); its others,
+# the demo index.html (an inline script, the petstore's API) among them, are not served.
+_SWAGGER_UI_FILES = ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png")
+
+
+@frozen
+class DocsFiles:
+    """The files the docs page loads: Swagger UI's and its own (docs/)."""
+
+    swagger_ui: dict[str, StaticFile]
+    own: dict[str, StaticFile]
+
+    @classmethod
+    def load(cls) -> DocsFiles:
+        bundled = Path(swagger_ui.static_path)
+        return cls(
+            swagger_ui={
+                name: StaticFile.of(name, (bundled / name).read_bytes())
+                for name in _SWAGGER_UI_FILES
+            },
+            own={
+                path.name: StaticFile.of(path.name, path.read_bytes())
+                for path in sorted(_OWN_ASSETS.iterdir())
+                if path.is_file()
+            },
+        )
+
+
+@cache
+def docs_files() -> DocsFiles:
+    return DocsFiles.load()
+
+
+@route(
+    f"{SWAGGER_UI}/{{name:path}}",
+    http_method=FILE_METHODS,
+    include_in_schema=False,
+    sync_to_thread=False,
+)
+def swagger_ui_file(request: Request[Any, Any, Any], name: FromPath[str]) -> Response[bytes]:
+    """A file of Swagger UI: its release is in the URL, so it is kept for good."""
+    return send_file(request, docs_files().swagger_ui, name, IMMUTABLE)
+
+
+@route(
+    f"{ASSETS_PATH}/{{name:path}}",
+    http_method=FILE_METHODS,
+    include_in_schema=False,
+    sync_to_thread=False,
+)
+def docs_asset(request: Request[Any, Any, Any], name: FromPath[str]) -> Response[bytes]:
+    """docs.js or docs.css: the same URL in every release, so revalidated by its ETag."""
+    return send_file(request, docs_files().own, name, REVALIDATE)
+
+
+def docs_assets() -> list[HTTPRouteHandler]:
+    """The routes of the docs page's files, read and compressed here, at start-up."""
+    docs_files()
+    return [swagger_ui_file, docs_asset]
 
 
 def openapi_config() -> OpenAPIConfig:

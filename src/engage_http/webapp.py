@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -56,53 +57,74 @@ _MEDIA_TYPES = {
     ".js": "text/javascript",
     ".css": "text/css",
     ".svg": "image/svg+xml",
+    ".png": "image/png",
 }
-_IMMUTABLE = "public, max-age=31536000, immutable"
-_REVALIDATE = "no-cache"
+IMMUTABLE = "public, max-age=31536000, immutable"
+REVALIDATE = "no-cache"
 
 
 @frozen
 class StaticFile:
-    """One file as sent: plain and gzipped bytes, with an ETag for each."""
+    """One file as sent: its bytes, gzipped too where that makes them smaller, with an
+    ETag for each."""
 
     media_type: str
     plain: bytes
-    gzipped: bytes
+    gzipped: bytes | None
     etag: str
 
     @classmethod
     def of(cls, name: str, content: bytes) -> StaticFile:
         digest = hashlib.sha256(content).hexdigest()[:20]
+        # mtime=0: the same bytes in every process, so every worker sends the same ETag.
+        packed = gzip.compress(content, compresslevel=9, mtime=0)
         return cls(
             media_type=_MEDIA_TYPES[Path(name).suffix],
             plain=content,
-            # mtime=0: the same bytes in every process, so every worker sends the same ETag.
-            gzipped=gzip.compress(content, compresslevel=9, mtime=0),
+            gzipped=packed if len(packed) < len(content) else None,  # not for a PNG
             etag=f'"{digest}"',
         )
 
     def response(self, request: Request[Any, Any, Any], cache_control: str) -> Response[bytes]:
         wants_gzip = "gzip" in request.headers.get("accept-encoding", "").lower()
-        etag = self.etag[:-1] + '-gz"' if wants_gzip else self.etag
+        gzipped = self.gzipped if wants_gzip else None
+        etag = self.etag if gzipped is None else self.etag[:-1] + '-gz"'
         headers = {
             **SECURITY_HEADERS,
             "Cache-Control": cache_control,
             "ETag": etag,
             "Vary": "Accept-Encoding",
         }
-        if etag in _etags(request.headers.get("if-none-match", "")):
+        if _matches(request.headers.get("if-none-match", ""), etag):
             return Response(content=b"", status_code=304, headers=headers)
-        if wants_gzip:
+        if gzipped is not None:
             headers["Content-Encoding"] = "gzip"
         return Response(
-            content=self.gzipped if wants_gzip else self.plain,
+            content=self.plain if gzipped is None else gzipped,
             media_type=self.media_type,
             headers=headers,
         )
 
 
-def _etags(header: str) -> set[str]:
-    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
+def _matches(if_none_match: str, etag: str) -> bool:
+    """Whether If-None-Match names ``etag`` (weakly)."""
+    tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",") if tag.strip()}
+    return etag in tags
+
+
+# HEAD too: the same headers, no body (head.py).
+FILE_METHODS = [HttpMethod.GET, HttpMethod.HEAD]
+
+
+def send_file(
+    request: Request[Any, Any, Any], files: Mapping[str, StaticFile], name: str, cache_control: str
+) -> Response[bytes]:
+    """The file ``name`` of ``files``, or a 404. Only files read at start-up are sent:
+    no request path reaches the file system."""
+    file = files.get(name.lstrip("/"))
+    if file is None:
+        raise NotFoundException()
+    return file.response(request, cache_control)
 
 
 @frozen
@@ -138,19 +160,20 @@ def bundle() -> WebBundle:
     return WebBundle.load()
 
 
-# HEAD too: the same headers, no body (Litestar leaves it out).
-_READ = [HttpMethod.GET, HttpMethod.HEAD]
-
-
-@route(list(PAGE_PATHS), http_method=_READ, include_in_schema=False, sync_to_thread=False)
+@route(
+    list(PAGE_PATHS),
+    http_method=FILE_METHODS,
+    include_in_schema=False,
+    sync_to_thread=False,
+)
 def page(request: Request[Any, Any, Any]) -> Response[bytes]:
     """index.html for every page path; the router in web/js/main.js shows the page."""
-    return bundle().index.response(request, _REVALIDATE)
+    return bundle().index.response(request, REVALIDATE)
 
 
 @route(
     f"{ASSETS}/{{version:str}}/{{name:path}}",
-    http_method=_READ,
+    http_method=FILE_METHODS,
     include_in_schema=False,
     sync_to_thread=False,
 )
@@ -159,11 +182,8 @@ def asset(
 ) -> Response[bytes]:
     """A script, style sheet or image; cached for good under the current version."""
     web = bundle()
-    file = web.assets.get(name.lstrip("/"))
-    if file is None:
-        raise NotFoundException()
     # A page from another release (a rolling deploy) still gets a file, but not for keeps.
-    return file.response(request, _IMMUTABLE if version == web.version else _REVALIDATE)
+    return send_file(request, web.assets, name, IMMUTABLE if version == web.version else REVALIDATE)
 
 
 def web_routes(policy: HttpPolicy) -> list[HTTPRouteHandler]:

@@ -18,7 +18,7 @@ from litestar.params import JSONBody, PathParameter
 
 from engage_adapters.bootstrap import HttpPolicy
 from engage_http.dependencies import Providers, dependencies
-from engage_http.openapi import ParameterProblems
+from engage_http.openapi import SWAGGER_UI, ParameterProblems
 
 POLICY = HttpPolicy(
     cookie_secure=False, cors_origins=(), auth_rate_per_minute=1, csrf_secret="s" * 32
@@ -357,7 +357,24 @@ async def test_the_docs_page_loads_only_assets_engage_serves(client: httpx.Async
 
 
 @pytest.mark.parametrize(
-    "path", ["/schema/swagger", "/schema/redoc", "/schema/assets/nothing.js", "/schema/assets"]
+    "path",
+    [
+        "/schema/swagger",
+        "/schema/redoc",
+        "/schema/assets/nothing.js",
+        "/schema/assets",
+        # Paths the file system refuses: never looked up there, so no 500.
+        "/schema/assets/%00",
+        "/schema/assets/docs.js%00",
+        f"{SWAGGER_UI}/swagger-ui.css%00",
+        f"{SWAGGER_UI}/{'a' * 300}",
+        f"{SWAGGER_UI}/favicon-32x32.png/x",
+        # The bundle's files the docs page does not load: its demo page (an inline
+        # script, the petstore's API on swagger.io) and what that page loads.
+        f"{SWAGGER_UI}/index.html",
+        f"{SWAGGER_UI}/index.css",
+        f"{SWAGGER_UI}/swagger-ui-standalone-preset.js",
+    ],
 )
 async def test_unknown_schema_paths_are_problem_404s(
     client: httpx.AsyncClient, expect_problem: Callable[..., dict[str, Any]], path: str
@@ -418,3 +435,24 @@ async def test_a_browser_login_sets_the_cookies_its_document_names(
     assert "Set-Cookie" not in operation(openapi, "post", "/api/auth/token")["responses"][
         "200"
     ].get("headers", {})
+
+
+async def test_the_docs_files_are_kept_by_their_release(
+    client: httpx.AsyncClient,
+) -> None:
+    """Swagger UI's URLs carry its release, so its files are kept for good; the page's
+    own (the same URL in every release) are revalidated by their ETag."""
+    await client.get("/healthz")  # the csrftoken cookie: no answer below sets it
+    for url, cache_control in [
+        (f"{SWAGGER_UI}/swagger-ui-bundle.js", "public, max-age=31536000, immutable"),
+        (f"{SWAGGER_UI}/favicon-32x32.png", "public, max-age=31536000, immutable"),
+        ("/schema/assets/docs.js", "no-cache"),
+    ]:
+        response = await client.get(url, headers={"Accept-Encoding": "gzip"})
+        assert response.status_code == 200, url
+        assert response.headers["cache-control"] == cache_control, url
+        assert response.headers["vary"] == "Accept-Encoding"
+        revalidated = await client.get(url, headers={"If-None-Match": response.headers["etag"]})
+        assert revalidated.status_code == 304, url
+    script = await client.get(f"{SWAGGER_UI}/swagger-ui.css", headers={"Accept-Encoding": "gzip"})
+    assert script.headers["content-encoding"] == "gzip"
