@@ -157,8 +157,8 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 async def _before_request(request: Request[Any, Any, Any]) -> Response[Any] | None:
-    if request.method == "OPTIONS":
-        return _options(request)
+    if request.method == "OPTIONS" and request.route_handler.http_methods == {"OPTIONS"}:
+        return _options(request)  # Litestar's own answer; a file route answers for its files
     await _require_json_bodies(request)
     return None
 
@@ -170,7 +170,7 @@ def _options(request: Request[Any, Any, Any]) -> Response[Any]:
     methods = {
         method
         for route in request.app.routes
-        if isinstance(route, HTTPRoute) and route.path == template
+        if isinstance(route, HTTPRoute) and route.path_format == template
         for method in route.methods
     }
     allow = ", ".join(head.with_head(methods, request.url.path))

@@ -198,8 +198,12 @@ def render(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
             "something went wrong on our side",
         )
     response = details.to_response(request)
-    if response.status_code == 405 and (allow := response.headers.get("allow")):
-        response.headers["Allow"] = ", ".join(head.with_head(allow.split(","), request.url.path))
+    if response.status_code == 405:
+        # One Allow header: Litestar's router names it "allow", so replace that one.
+        named = [key for key in response.headers if key.lower() == "allow"]
+        methods = [method for key in named for method in response.headers.pop(key).split(",")]
+        if methods:
+            response.headers["Allow"] = ", ".join(head.with_head(methods, request.url.path))
     return response
 
 

@@ -112,18 +112,21 @@ def _matches(if_none_match: str, etag: str) -> bool:
     return etag in tags
 
 
-# HEAD too: the same headers, no body (head.py).
-FILE_METHODS = [HttpMethod.GET, HttpMethod.HEAD]
+# What a file route answers: HEAD too (the same headers, no body: head.py) and OPTIONS.
+FILE_METHODS = [HttpMethod.GET, HttpMethod.HEAD, HttpMethod.OPTIONS]
+_FILE_ALLOW = ", ".join(FILE_METHODS)
 
 
 def send_file(
     request: Request[Any, Any, Any], files: Mapping[str, StaticFile], name: str, cache_control: str
 ) -> Response[bytes]:
     """The file ``name`` of ``files``, or a 404. Only files read at start-up are sent:
-    no request path reaches the file system."""
+    no request path reaches the file system. OPTIONS says what the file answers."""
     file = files.get(name.lstrip("/"))
     if file is None:
         raise NotFoundException()
+    if request.method == HttpMethod.OPTIONS:
+        return Response(content=b"", status_code=204, headers={"Allow": _FILE_ALLOW})
     return file.response(request, cache_control)
 
 
@@ -160,9 +163,10 @@ def bundle() -> WebBundle:
     return WebBundle.load()
 
 
+# Every page path is there: Litestar's own OPTIONS answer (app.py's _options) is true.
 @route(
     list(PAGE_PATHS),
-    http_method=FILE_METHODS,
+    http_method=[HttpMethod.GET, HttpMethod.HEAD],
     include_in_schema=False,
     sync_to_thread=False,
 )

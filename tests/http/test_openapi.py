@@ -273,8 +273,38 @@ async def test_options_and_405_name_every_method_of_the_path(client: httpx.Async
     assert options.status_code == 204
     assert options.headers["allow"] == "DELETE, GET, HEAD, OPTIONS"  # HEAD: see test_head.py
     assert refused.status_code == 405
-    assert set(refused.headers["allow"].split(", ")) == {"DELETE", "GET", "HEAD", "OPTIONS"}
+    assert refused.headers.get_list("allow") == ["DELETE, GET, HEAD, OPTIONS"]  # one header
     assert (await client.options(METRICS)).headers["allow"] == "GET, HEAD, OPTIONS, POST"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("PUT", "/healthz", "GET, HEAD, OPTIONS"),
+        ("DELETE", "/metrics", "GET, HEAD, OPTIONS"),
+        ("POST", "/schema/openapi.json", "GET, HEAD, OPTIONS"),
+        ("GET", "/api/auth/signup", "OPTIONS, POST"),
+        ("PUT", "/api/keys/some-key", "DELETE, OPTIONS"),
+        ("POST", "/", "GET, HEAD, OPTIONS"),
+        ("DELETE", "/schema/assets/docs.js", "GET, HEAD, OPTIONS"),
+        ("POST", "/api/dashboard/stream", "GET, OPTIONS"),  # no HEAD: see test_head.py
+    ],
+)
+async def test_a_405_has_one_allow_header_and_options_the_same(
+    client: httpx.AsyncClient,
+    expect_problem: Callable[..., dict[str, Any]],
+    method: str,
+    path: str,
+    allow: str,
+) -> None:
+    """RFC 9110, 15.5.6 and 10.2.1: the methods of the path, in one Allow header."""
+    refused = await client.request(method, path)
+    options = await client.options(path)
+
+    expect_problem(refused, 405)
+    assert refused.headers.get_list("allow") == [allow]
+    assert options.status_code == 204
+    assert options.headers.get_list("allow") == [allow]
 
 
 @pytest.mark.parametrize(
@@ -380,6 +410,8 @@ async def test_unknown_schema_paths_are_problem_404s(
     client: httpx.AsyncClient, expect_problem: Callable[..., dict[str, Any]], path: str
 ) -> None:
     expect_problem(await client.get(path), 404)
+    if path.startswith((f"{SWAGGER_UI}/", "/schema/assets/")):  # a file route's
+        expect_problem(await client.options(path), 404)
 
 
 ERROR_HEADERS = {"401": "WWW-Authenticate", "429": "Retry-After", "503": "Retry-After"}
@@ -437,7 +469,7 @@ async def test_a_browser_login_sets_the_cookies_its_document_names(
     ].get("headers", {})
 
 
-async def test_the_docs_files_are_kept_by_their_release(
+async def test_the_docs_files_are_kept_by_their_release_and_named_by_options(
     client: httpx.AsyncClient,
 ) -> None:
     """Swagger UI's URLs carry its release, so its files are kept for good; the page's
@@ -454,5 +486,8 @@ async def test_the_docs_files_are_kept_by_their_release(
         assert response.headers["vary"] == "Accept-Encoding"
         revalidated = await client.get(url, headers={"If-None-Match": response.headers["etag"]})
         assert revalidated.status_code == 304, url
+        options = await client.options(url)
+        assert options.status_code == 204
+        assert options.headers.get_list("allow") == ["GET, HEAD, OPTIONS"]
     script = await client.get(f"{SWAGGER_UI}/swagger-ui.css", headers={"Accept-Encoding": "gzip"})
     assert script.headers["content-encoding"] == "gzip"

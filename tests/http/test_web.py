@@ -15,7 +15,13 @@ from litestar.testing import AsyncTestClient
 from engage_adapters.bootstrap import HttpPolicy, Storage, build_services
 from engage_adapters.settings import Settings, SettingsError, load_settings
 from engage_http.app import create_app
-from engage_http.webapp import ASSETS, PAGE_PATHS, SECURITY_HEADERS, WEB_ROOT, bundle
+from engage_http.webapp import (
+    ASSETS,
+    PAGE_PATHS,
+    SECURITY_HEADERS,
+    WEB_ROOT,
+    bundle,
+)
 
 CSP = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 Client = AsyncTestClient[Litestar]
@@ -89,6 +95,21 @@ async def test_assets_are_gzipped_and_kept_for_good_under_their_version(client: 
     plain = await client.get(script, headers={"Accept-Encoding": "identity"})
     assert "content-encoding" not in plain.headers
     assert plain.headers["etag"] != response.headers["etag"]
+
+
+async def test_options_on_an_asset_names_its_methods_and_a_missing_one_is_404(
+    client: Client, expect_problem: Problem
+) -> None:
+    version = bundle().version
+    there = await client.options(f"{ASSETS}/{version}/app.css")
+    assert there.status_code == 204
+    assert there.headers.get_list("allow") == ["GET, HEAD, OPTIONS"]
+    expect_problem(await client.options(f"{ASSETS}/{version}/nonexistent.css"), 404)
+    page = await client.options("/signin")
+    assert page.headers.get_list("allow") == ["GET, HEAD, OPTIONS"]
+    refused = await client.put(f"{ASSETS}/{version}/app.css")
+    assert refused.status_code == 405
+    assert refused.headers.get_list("allow") == ["GET, HEAD, OPTIONS"]
 
 
 async def test_an_asset_of_another_version_is_sent_but_not_kept(client: Client) -> None:
