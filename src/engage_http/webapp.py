@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import re
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -86,8 +87,7 @@ class StaticFile:
         )
 
     def response(self, request: Request[Any, Any, Any], cache_control: str) -> Response[bytes]:
-        wants_gzip = "gzip" in request.headers.get("accept-encoding", "").lower()
-        gzipped = self.gzipped if wants_gzip else None
+        gzipped = self.gzipped if accepts_gzip(request.headers.get("accept-encoding", "")) else None
         etag = self.etag if gzipped is None else self.etag[:-1] + '-gz"'
         headers = {
             **SECURITY_HEADERS,
@@ -106,10 +106,37 @@ class StaticFile:
         )
 
 
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an Accept-Encoding value takes a gzipped answer (RFC 9110, 12.5.3): gzip
+    (else x-gzip, else ``*``) weighs more than 0 (``q=0`` is "not acceptable"), and not
+    less than identity, where the value names identity. A weight that is not one counts
+    as 0: the file as it is is always safe to send, and so is it for no header at all.
+    """
+    weights: dict[str, float] = {}
+    for item in accept_encoding.split(","):
+        coding, _, parameters = item.partition(";")
+        if coding := coding.strip().lower():
+            weights.setdefault(coding, _weight(parameters))
+    gzip_weight = weights.get("gzip", weights.get("x-gzip", weights.get("*", 0.0)))
+    return gzip_weight > 0 and gzip_weight >= weights.get("identity", 0.0)
+
+
+_QVALUE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?")
+
+
+def _weight(parameters: str) -> float:
+    """The q of a coding's parameters: 1 without one, 0 for one that is not a weight."""
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "q":
+            return float(value.strip()) if _QVALUE.fullmatch(value.strip()) else 0.0
+    return 1.0
+
+
 def _matches(if_none_match: str, etag: str) -> bool:
-    """Whether If-None-Match names ``etag`` (weakly)."""
+    """Whether If-None-Match names ``etag`` (weakly), or is ``*``: any current file."""
     tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",") if tag.strip()}
-    return etag in tags
+    return etag in tags or "*" in tags
 
 
 # What a file route answers: HEAD too (the same headers, no body: head.py) and OPTIONS.

@@ -9,6 +9,8 @@ from typing import Any
 import attrs
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
@@ -20,6 +22,7 @@ from engage_http.webapp import (
     PAGE_PATHS,
     SECURITY_HEADERS,
     WEB_ROOT,
+    accepts_gzip,
     bundle,
 )
 
@@ -97,6 +100,33 @@ async def test_assets_are_gzipped_and_kept_for_good_under_their_version(client: 
     assert plain.headers["etag"] != response.headers["etag"]
 
 
+@pytest.mark.parametrize(
+    "accept_encoding",
+    ["", "identity", "gzip;q=0", "identity, gzip;q=0", "GZIP; Q=0.000", "*;q=0", "br, *;q=0"],
+)
+async def test_an_asset_is_sent_as_it_is_to_a_client_that_refuses_gzip(
+    client: Client, accept_encoding: str
+) -> None:
+    url = f"{ASSETS}/{bundle().version}/app.css"
+    response = await client.get(url, headers={"Accept-Encoding": accept_encoding})
+    assert response.status_code == 200
+    assert "content-encoding" not in response.headers
+    assert response.headers["vary"] == "Accept-Encoding"
+    assert response.content == (WEB_ROOT / "app.css").read_bytes()
+
+
+async def test_if_none_match_star_revalidates_any_file_there_is(
+    client: Client, expect_problem: Problem
+) -> None:
+    """RFC 9110, 13.1.2: ``*`` matches any current representation."""
+    for url in ("/", f"{ASSETS}/{bundle().version}/js/main.js"):
+        response = await client.get(url, headers={"If-None-Match": "*"})
+        assert response.status_code == 304, url
+        assert response.content == b""
+    missing = f"{ASSETS}/{bundle().version}/js/missing.js"
+    expect_problem(await client.get(missing, headers={"If-None-Match": "*"}), 404)
+
+
 async def test_options_on_an_asset_names_its_methods_and_a_missing_one_is_404(
     client: Client, expect_problem: Problem
 ) -> None:
@@ -110,6 +140,65 @@ async def test_options_on_an_asset_names_its_methods_and_a_missing_one_is_404(
     refused = await client.put(f"{ASSETS}/{version}/app.css")
     assert refused.status_code == 405
     assert refused.headers.get_list("allow") == ["GET, HEAD, OPTIONS"]
+
+
+@pytest.mark.parametrize(
+    ("accept_encoding", "gzipped"),
+    [
+        ("gzip", True),
+        ("gzip, deflate, br, zstd", True),
+        ("br;q=1.0, gzip;q=0.8, *;q=0.1", True),
+        ("*", True),
+        ("x-gzip", True),
+        ("GZIP;Q=0.001", True),
+        ("identity;q=0.5, gzip", True),
+        ("", False),
+        ("identity", False),
+        ("br", False),
+        ("gzip;q=0", False),
+        ("gzip;q=0.0", False),
+        ("identity, gzip;q=0", False),
+        ("*;q=0", False),
+        ("gzip;q=0, *", False),  # gzip named: its own weight, not *'s
+        ("gzip;q=0.5, identity", False),  # identity preferred
+        ("gzip;q=2", False),  # not a weight: refused, the file is sent as it is
+        ("gzip;q=", False),
+        ("gzip;q=high", False),
+    ],
+)
+def test_accept_encoding_weights_decide_gzip(accept_encoding: str, gzipped: bool) -> None:
+    assert accepts_gzip(accept_encoding) is gzipped
+
+
+_CODINGS = st.sampled_from(["br", "deflate", "zstd", "compress", "identity", "*", "x-gzip"])
+_WEIGHTS = st.sampled_from(["", ";q=0", ";q=0.5", ";q=1", ";q=1.000", ";Q=0.25"])
+_OTHERS = st.lists(st.tuples(_CODINGS, _WEIGHTS), max_size=5)
+
+
+def _header(entries: list[tuple[str, str]]) -> str:
+    return ", ".join(coding + weight for coding, weight in entries)
+
+
+@given(before=_OTHERS, after=_OTHERS, zero=st.sampled_from(["q=0", "q=0.0", "Q=0.000"]))
+def test_gzip_weighed_zero_is_never_sent(
+    before: list[tuple[str, str]], after: list[tuple[str, str]], zero: str
+) -> None:
+    """Whatever else the header lists, before it or after (RFC 9110, 12.5.3: q=0 is "not
+    acceptable")."""
+    header = ", ".join(filter(None, [_header(before), f"gzip;{zero}", _header(after)]))
+    assert not accepts_gzip(header)
+
+
+@given(others=_OTHERS, spaced=st.booleans(), upper=st.booleans())
+def test_gzip_named_first_without_identity_is_sent(
+    others: list[tuple[str, str]], spaced: bool, upper: bool
+) -> None:
+    """Spaces and letter case aside; identity, if named, could be preferred."""
+    rest = [entry for entry in others if entry[0] != "identity"]
+    header = _header([("gzip", ";q=0.5"), *rest])
+    if spaced:
+        header = header.replace(",", " ,  ").replace(";", " ; ")
+    assert accepts_gzip(header.upper() if upper else header)
 
 
 async def test_an_asset_of_another_version_is_sent_but_not_kept(client: Client) -> None:
