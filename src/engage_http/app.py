@@ -11,6 +11,7 @@ from litestar import Litestar, Request, Response
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.exceptions import ClientException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.middleware import DefineMiddleware
 from litestar.routes import HTTPRoute
 from litestar.status_codes import HTTP_415_UNSUPPORTED_MEDIA_TYPE
@@ -178,13 +179,26 @@ def _options(request: Request[Any, Any, Any]) -> Response[Any]:
 
 
 async def _require_json_bodies(request: Request[Any, Any, Any]) -> None:
-    """A request that sends a body must send JSON."""
+    """A request that sends a body must send at most 1 MiB of JSON, not content-coded.
+
+    Also for an operation that takes no body: it would never read the body, so
+    nothing else would refuse one over the limit.
+    """
     if request.method not in _BODY_METHODS:
         return
     length = request.headers.get("content-length")
     chunked = "chunked" in request.headers.get("transfer-encoding", "")
     if (length is None or length == "0") and not chunked:
         return
+    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise RequestEntityTooLarge
+    coding = request.headers.get("content-encoding", "").strip().lower()
+    if coding not in ("", "identity"):
+        raise ClientException(
+            "send the body without a content coding (Content-Encoding: identity)",
+            status_code=HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            headers={"Accept-Encoding": "identity"},
+        )
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type != "application/json" and not media_type.endswith("+json"):
         raise ClientException(

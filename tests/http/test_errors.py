@@ -440,6 +440,51 @@ async def test_a_body_over_1_mib_that_claims_to_be_short_is_413(
 
 
 @pytest.mark.parametrize(
+    "path", ["/api/auth/mfa/totp", "/api/auth/verify/request", "/api/auth/logout"]
+)
+async def test_a_body_over_1_mib_to_an_operation_that_takes_none_is_413(
+    client: httpx.AsyncClient, auth: dict[str, str], expect_problem: Problem, path: str
+) -> None:
+    response = await client.post(path, content=padded(MIB + 1), headers={**auth, **JSON})
+
+    expect_problem(response, 413)
+    assert response.headers["connection"] == "close"
+    assert (await client.get("/api/auth/me", headers=auth)).status_code == 200  # not logged out
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br", "GZIP", "gzip, identity"])
+@pytest.mark.parametrize("path", [METRICS, "/api/auth/signup", "/api/auth/logout"])
+async def test_a_content_coded_body_is_415_saying_identity(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    stored_nothing: None,
+    expect_problem: Problem,
+    path: str,
+    coding: str,
+) -> None:
+    # Not compressed at all, though labelled so: a body must not be taken for what it is not.
+    body = b'{"metric_type": "views", "metric_value": 1}'
+    headers = {**auth, **JSON, "Content-Encoding": coding}
+
+    response = await client.post(path, content=body, headers=headers)
+
+    expect_problem(response, 415)
+    assert response.headers["accept-encoding"] == "identity"
+    assert (await client.get("/api/auth/me", headers=auth)).status_code == 200  # not logged out
+
+
+async def test_a_body_labelled_identity_is_taken(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    body = b'{"metric_type": "views", "metric_value": 1}'
+    headers = {**auth, **JSON, "Content-Encoding": "Identity"}
+
+    response = await client.post(METRICS, content=body, headers=headers)
+
+    assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize(
     "content_type",
     [
         "text/plain",
