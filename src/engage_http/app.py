@@ -150,6 +150,8 @@ def _cors(policy: HttpPolicy) -> CORSConfig | None:
         allow_credentials=True,
         allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
         allow_headers=["content-type", "authorization", CSRF_HEADER, "idempotency-key"],
+        # Not CORS-safelisted, so unreadable by another origin's script unless exposed.
+        expose_headers=["Retry-After", "WWW-Authenticate", "X-Request-ID"],
         max_age=600,
     )
 

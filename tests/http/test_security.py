@@ -440,6 +440,18 @@ async def test_cors_answers_a_listed_origin_and_no_other(client: httpx.AsyncClie
     assert "access-control-allow-origin" not in preflight.headers
 
 
+async def test_cors_lets_a_listed_origin_read_retry_after_the_request_id_and_the_challenge(
+    client: httpx.AsyncClient, expect_problem: Problem
+) -> None:
+    response = await client.get("/api/auth/me", headers={"Origin": TRUSTED_ORIGIN})
+
+    expect_problem(response, 401)
+    exposed = {
+        h.strip().lower() for h in response.headers["access-control-expose-headers"].split(",")
+    }
+    assert {"retry-after", "x-request-id", "www-authenticate"} <= exposed
+
+
 # --- cookie flags ------------------------------------------------------------------------
 
 
