@@ -15,7 +15,7 @@ from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.middleware import DefineMiddleware
 from litestar.routes import HTTPRoute
 from litestar.status_codes import HTTP_415_UNSUPPORTED_MEDIA_TYPE
-from litestar.types import Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from engage_adapters.bootstrap import HttpPolicy, Services
 from engage_http import head
@@ -47,7 +47,7 @@ from engage_http.openapi import (
 )
 from engage_http.openapi_headers import document_headers
 from engage_http.problems import EXCEPTION_HANDLERS, render
-from engage_http.prometheus import PrometheusExport, exporting, route_metrics
+from engage_http.prometheus import PrometheusExport, exporting, route_metrics, unrouted_metrics
 from engage_http.stopping import STOPPING, on_stop_signal
 from engage_http.upkeep import purging
 from engage_http.webapp import web_routes
@@ -84,6 +84,7 @@ def create_app(services: ServicesFactory, policy: HttpPolicy) -> Litestar:
     state = State({"stopping": False})
     providers = Providers(policy, state)
     app = _App(
+        observed=partial(RequestIdMiddleware, unrouted=unrouted_metrics()),
         route_handlers=[
             AuthController,
             SessionsController,
@@ -104,7 +105,6 @@ def create_app(services: ServicesFactory, policy: HttpPolicy) -> Litestar:
         opt={AUTH_GUARDS: AuthGuards(policy=policy, limiter=providers.limiter)},
         cors_config=_cors(policy),
         middleware=[
-            RequestIdMiddleware,
             route_metrics(),
             DefineMiddleware(CookieSessionCSRFMiddleware, config=csrf_config(policy)),
         ],
@@ -123,15 +123,21 @@ def create_app(services: ServicesFactory, policy: HttpPolicy) -> Litestar:
 
 class _App(Litestar):
     """Litestar, with a live stream's events sent from outside all of it once its head
-    is sent (``detached.py``): no layer stays suspended while a stream is open; and
-    HEAD answered for every GET (``head.py``)."""
+    is sent (``detached.py``): no layer stays suspended while a stream is open; HEAD
+    answered for every GET (``head.py``); every request given an id and logged by
+    ``observed`` around all of Litestar, so also those that no route takes (the
+    route middlewares never see them)."""
+
+    def __init__(self, *, observed: Callable[[ASGIApp], ASGIApp], **options: Any) -> None:
+        super().__init__(**options)
+        self._observed = observed(super().__call__)
 
     def __call__(  # type: ignore[override]  # the same call, as a coroutine it returns
         self, scope: Scope, receive: Receive, send: Send
     ) -> Coroutine[Any, Any, None]:
         if (get := head.as_get(scope)) is not None:
-            return run_detached(super().__call__, get, receive, head.without_body(send))
-        return run_detached(super().__call__, scope, receive, send)
+            return run_detached(self._observed, get, receive, head.without_body(send))
+        return run_detached(self._observed, scope, receive, send)
 
 
 def _render(policy: HttpPolicy, request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

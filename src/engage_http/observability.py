@@ -12,7 +12,7 @@ import random
 import re
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO
 
 import msgspec
@@ -138,10 +138,16 @@ def init_sentry(dsn: str | None) -> None:
 
 class RequestIdMiddleware(MiddlewareProtocol):
     """Give every request an id (the client's X-Request-ID if sane), bind it to
-    the logs, echo it in the response, and log one line per request."""
+    the logs, echo it in the response, and log one line per request.
 
-    def __init__(self, app: ASGIApp) -> None:
+    It wraps the whole app (``app.py``), so that also the requests answered
+    without a route (no route for the path or method: 404, 405; a CORS
+    preflight) are logged; ``unrouted(method, status, seconds)`` counts them.
+    """
+
+    def __init__(self, app: ASGIApp, unrouted: Unrouted | None = None) -> None:
         self.app = app
+        self.unrouted = unrouted
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -165,16 +171,26 @@ class RequestIdMiddleware(MiddlewareProtocol):
             await self.app(scope, receive, send_with_id)
         finally:
             # A live stream goes on outside the chain (detached.py): its line when it ends.
-            if not defer(scope, _log_request, scope, status, started, request_id, bound):
-                _log_request(scope, status, started, request_id, bound)
+            finish = (scope, status, started, request_id, bound, self.unrouted)
+            if not defer(scope, _log_request, *finish):
+                _log_request(*finish)
+
+
+Unrouted = Callable[[str, int, float], object]
 
 
 def _log_request(
-    scope: HTTPScope, status: int, started: float, request_id: str, bound: Mapping[str, Any]
+    scope: HTTPScope,
+    status: int,
+    started: float,
+    request_id: str,
+    bound: Mapping[str, Any],
+    unrouted: Unrouted | None,
 ) -> None:
     """The access log line, with the request id still bound; then unbind it."""
     try:
-        duration_ms = round((time.perf_counter() - started) * 1000, 2)
+        seconds = time.perf_counter() - started
+        duration_ms = round(seconds * 1000, 2)
         if _access is not None:
             _access.write(_method(scope), scope["path"], status, duration_ms, request_id)
         else:
@@ -185,6 +201,8 @@ def _log_request(
                 status=status,
                 duration_ms=duration_ms,
             )
+        if unrouted is not None and "path_template" not in scope:
+            unrouted(scope["method"], status, seconds)
     finally:
         structlog.contextvars.reset_contextvars(**bound)
 

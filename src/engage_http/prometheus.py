@@ -1,7 +1,8 @@
 """Prometheus: every metric engage exports, and the /metrics endpoint.
 
 - Per-route requests (``RouteMetricsMiddleware``): the four metrics of
-  Litestar's Prometheus plugin, with the same names and labels, counted cheaply.
+  Litestar's Prometheus plugin, with the same names and labels, counted cheaply;
+  those answered without a route under the path ``unrouted``.
 - Logins by flavour and outcome (``login_attempt``).
 - Dashboard cache reads, circuit breakers and the database pool
   (``exporting(services)``): the core and the adapters know nothing of
@@ -23,7 +24,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from litestar import Response, get
 from litestar.enums import MediaType, ScopeType
@@ -69,6 +70,14 @@ DB_POOL = Gauge(
 POOL_REFRESH_SECONDS = 5.0
 
 
+# The path label of a request answered without a route (no route for its path or
+# method, a CORS preflight): one value for them all, never the raw path, which a
+# scan would turn into a new series per request. No route template looks like it.
+UNROUTED = "unrouted"
+# The method label of such a request: any token is a method, a route's are these.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def route_metrics() -> DefineMiddleware:
     """The per-route request metrics (``engage_requests_total`` and the others)."""
     return PrometheusConfig(
@@ -77,6 +86,17 @@ def route_metrics() -> DefineMiddleware:
         group_path=True,
         middleware_class=RouteMetricsMiddleware,
     ).middleware
+
+
+def unrouted_metrics() -> Callable[[str, int, float], None]:
+    """What counts a request answered without a route, in the same metrics as
+    ``route_metrics``' (``observability.RequestIdMiddleware`` calls it)."""
+    counting = cast("RouteMetricsMiddleware", route_metrics()(_no_app))
+    return counting.count_unrouted
+
+
+async def _no_app(scope: Scope, receive: Receive, send: Send) -> None:
+    raise RuntimeError("only counts, never called")
 
 
 class RouteMetricsMiddleware(PrometheusMiddleware):
@@ -160,6 +180,15 @@ class RouteMetricsMiddleware(PrometheusMiddleware):
             self._count_error(method, path, status)
         count.inc()
         timing.observe(duration)
+
+    def count_unrouted(self, method: str, status: int, seconds: float) -> None:
+        """Count a request that no route took (so not in this middleware's chain)."""
+        method = method if method in _METHODS else "OTHER"
+        count, timing = self._finished_of(method, UNROUTED, status)
+        if status >= HTTP_500_INTERNAL_SERVER_ERROR:
+            self._count_error(method, UNROUTED, status)
+        count.inc()
+        timing.observe(seconds)
 
     def _finish_detached(
         self, in_progress: Any, method: str, path: str, status: int, start: float

@@ -132,3 +132,21 @@ async def test_above_info_no_access_line_is_written(
     stderr.configure("WARNING")
     assert (await client.get("/healthz")).status_code == 200
     assert [entry for entry in _lines(stderr) if entry.get("event") == "http.request"] == []
+
+
+async def test_a_request_no_route_takes_is_logged_with_the_id_it_is_answered_with(
+    client: AsyncTestClient[Litestar], stderr: Captured
+) -> None:
+    stderr.configure("INFO")
+    unknown = await client.get("/no/such/page", headers={"x-request-id": "scan-1"})
+    wrong_method = await client.put("/healthz")
+
+    lines = [entry for entry in _lines(stderr) if entry.get("event") == "http.request"]
+    assert [(line["method"], line["path"], line["status"]) for line in lines] == [
+        ("GET", "/no/such/page", 404),
+        ("PUT", "/healthz", 405),
+    ]
+    assert (unknown.status_code, wrong_method.status_code) == (404, 405)
+    assert lines[0]["request_id"] == "scan-1" == unknown.headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", lines[1]["request_id"])
+    assert lines[1]["request_id"] == wrong_method.headers["x-request-id"]

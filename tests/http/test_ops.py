@@ -159,6 +159,26 @@ async def test_metrics_is_prometheus_text_counting_requests_by_route_and_status(
     assert sample(response.text, "engage_requests_in_progress", path="/metrics") == 1
 
 
+async def test_metrics_count_requests_no_route_takes_under_one_path_never_their_own(
+    client: httpx.AsyncClient,
+) -> None:
+    before = (await client.get("/metrics")).text
+
+    assert (await client.get("/scan/wp-login.php")).status_code == 404
+    assert (await client.get("/scan/.env")).status_code == 404
+    assert (await client.put("/healthz")).status_code == 405
+    assert (await client.request("PROPFIND", "/healthz")).status_code == 405
+    after = (await client.get("/metrics")).text
+
+    for method, status, count in [("GET", "404", 2), ("PUT", "405", 1), ("OTHER", "405", 1)]:
+        labels = {"method": method, "path": "unrouted", "status_code": status}
+        for name in ("engage_requests_total", "engage_request_duration_seconds_count"):
+            grown = sample(after, name, **labels) - sample(before, name, **labels)
+            assert grown == count, (name, labels)
+    assert "/scan" not in after
+    assert "PROPFIND" not in after
+
+
 # --- OpenAPI ------------------------------------------------------------------------------
 
 
