@@ -18,7 +18,8 @@ from litestar.status_codes import HTTP_415_UNSUPPORTED_MEDIA_TYPE
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from engage_adapters.bootstrap import HttpPolicy, Services
-from engage_http import head
+from engage_http import bodies, head
+from engage_http.bodies import BODY_METHODS
 from engage_http.controllers.activity import ActivityController
 from engage_http.controllers.auth import AuthController
 from engage_http.controllers.email import EmailController
@@ -126,7 +127,8 @@ class _App(Litestar):
     is sent (``detached.py``): no layer stays suspended while a stream is open; HEAD
     answered for every GET (``head.py``); every request given an id and logged by
     ``observed`` around all of Litestar, so also those that no route takes (the
-    route middlewares never see them)."""
+    route middlewares never see them); and a body that ends early told apart
+    from a server fault (``bodies.py``)."""
 
     def __init__(self, *, observed: Callable[[ASGIApp], ASGIApp], **options: Any) -> None:
         super().__init__(**options)
@@ -137,6 +139,8 @@ class _App(Litestar):
     ) -> Coroutine[Any, Any, None]:
         if (get := head.as_get(scope)) is not None:
             return run_detached(self._observed, get, receive, head.without_body(send))
+        if scope.get("method") in BODY_METHODS:
+            receive = bodies.watching(scope, receive)
         return run_detached(self._observed, scope, receive, send)
 
 
@@ -160,9 +164,6 @@ def _cors(policy: HttpPolicy) -> CORSConfig | None:
         expose_headers=["Retry-After", "WWW-Authenticate", "X-Request-ID"],
         max_age=600,
     )
-
-
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 async def _before_request(request: Request[Any, Any, Any]) -> Response[Any] | None:
@@ -192,7 +193,7 @@ async def _require_json_bodies(request: Request[Any, Any, Any]) -> None:
     Also for an operation that takes no body: it would never read the body, so
     nothing else would refuse one over the limit.
     """
-    if request.method not in _BODY_METHODS:
+    if request.method not in BODY_METHODS:
         return
     length = request.headers.get("content-length")
     chunked = "chunked" in request.headers.get("transfer-encoding", "")

@@ -21,6 +21,7 @@ from litestar.enums import ScopeType
 from litestar.middleware.base import MiddlewareProtocol
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
+from engage_http.bodies import CLIENT_CLOSED_REQUEST
 from engage_http.detached import defer
 from engage_http.head import HEAD
 from engage_http.headers import raw_headers, set_header
@@ -143,6 +144,7 @@ class RequestIdMiddleware(MiddlewareProtocol):
     It wraps the whole app (``app.py``), so that also the requests answered
     without a route (no route for the path or method: 404, 405; a CORS
     preflight) are logged; ``unrouted(method, status, seconds)`` counts them.
+    An answer of 499 (``bodies.py``: the client is gone) is logged, not sent.
     """
 
     def __init__(self, app: ASGIApp, unrouted: Unrouted | None = None) -> None:
@@ -163,7 +165,8 @@ class RequestIdMiddleware(MiddlewareProtocol):
             if message["type"] == "http.response.start":
                 status = message["status"]
                 set_header(raw_headers(message), _REQUEST_ID_HEADER_BYTES, request_id_bytes)
-            await send(message)
+            if status != CLIENT_CLOSED_REQUEST:
+                await send(message)
 
         # Bound for whatever else logs during the request; reset, not left behind.
         bound = structlog.contextvars.bind_contextvars(request_id=request_id)

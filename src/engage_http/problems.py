@@ -3,7 +3,8 @@
 Every error leaves as ``application/problem+json`` with ``type``, ``title``,
 ``status`` and ``detail``; validation problems add ``errors``, a list of
 ``{field, message}``. A database that cannot be reached is a 503 with
-``Retry-After``, whatever the request was doing. Nothing unexpected leaks: an
+``Retry-After``, whatever the request was doing. A body that ends early is a
+400, or a 499 when its client hung up (``bodies.py``). Nothing unexpected leaks: an
 unhandled exception is logged with its traceback and answered with a bare 500
 problem.
 """
@@ -37,7 +38,7 @@ from engage_core.errors import (
     UnknownUser,
     ValidationFailed,
 )
-from engage_http import head
+from engage_http import bodies, head
 
 log = logging.getLogger("engage.http")
 TYPE_PREFIX = "urn:engage-suite:problem:"
@@ -175,9 +176,24 @@ def _client_errors(raw: object) -> list[dict[str, str]]:
     return errors or [{"field": "", "message": "the request is not valid"}]
 
 
+# how a body ended early -> (status, problem type, title, detail)
+_CUT_SHORT: dict[bodies.CutShort, tuple[int, str, str, str]] = {
+    "malformed": (400, "bad-request", "Bad request", "the body's chunked framing is malformed"),
+    "client-gone": (
+        bodies.CLIENT_CLOSED_REQUEST,
+        "client-closed-request",
+        "Client closed request",
+        "the connection closed before the whole body came",
+    ),
+}
+
+
 def render(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """The exception handler for everything: map, then render with Litestar's problem details."""
-    if isinstance(exc, EngageError):
+    if (how := bodies.cut_short(request.scope)) is not None:
+        # Whatever reading the body raised (Litestar: a 500), it is the body's end that failed.
+        details = problem(*_CUT_SHORT[how])
+    elif isinstance(exc, EngageError):
         details = from_domain(exc)
     elif isinstance(exc, HTTPException):
         details = from_http(exc)

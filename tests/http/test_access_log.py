@@ -150,3 +150,88 @@ async def test_a_request_no_route_takes_is_logged_with_the_id_it_is_answered_wit
     assert lines[0]["request_id"] == "scan-1" == unknown.headers["x-request-id"]
     assert re.fullmatch(r"[0-9a-f]{32}", lines[1]["request_id"])
     assert lines[1]["request_id"] == wrong_method.headers["x-request-id"]
+
+
+def post_and_hang_up(
+    client: AsyncTestClient[Litestar], path: str, framing: tuple[bytes, bytes]
+) -> list[dict[str, Any]]:
+    """POST the start of a JSON body, straight through ASGI; then the connection
+    closes (``http.disconnect``, as granian ends a body that ends early). What the
+    app sent."""
+    incoming = [
+        {"type": "http.request", "body": b'{"email":', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"testserver.local"),
+            (b"content-type", b"application/json"),
+            framing,
+        ],
+        "client": ("testclient", 50000),
+        "server": ("testserver.local", 80),
+    }
+    client.blocking_portal.call(client.app, scope, receive, send)
+    return sent
+
+
+def _requests_total(text: str, **labels: str) -> float:
+    wanted = {f'{key}="{value}"' for key, value in labels.items()}
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("engage_requests_total{")
+        and wanted <= set(line.split("{", 1)[1].split("}", 1)[0].split(","))
+    )
+
+
+async def test_a_client_that_hangs_up_mid_body_is_logged_and_counted_as_499_and_sent_nothing(
+    client: AsyncTestClient[Litestar], stderr: Captured
+) -> None:
+    before = (await client.get("/metrics")).text
+    stderr.configure("INFO")
+
+    sent = post_and_hang_up(client, "/api/auth/signup", (b"content-length", b"100"))
+
+    assert sent == []
+    [line] = [entry for entry in _lines(stderr) if entry.get("event") == "http.request"]
+    assert (line["path"], line["status"]) == ("/api/auth/signup", 499)
+    after = (await client.get("/metrics")).text
+    signup = {"method": "POST", "path": "/api/auth/signup"}
+    for status, grown in [("499", 1), ("500", 0)]:
+        counted = _requests_total(after, **signup, status_code=status)
+        assert counted - _requests_total(before, **signup, status_code=status) == grown, status
+
+
+async def test_a_chunked_body_that_ends_early_is_a_400_problem_not_a_500(
+    client: AsyncTestClient[Litestar], stderr: Captured
+) -> None:
+    stderr.configure("INFO")
+
+    sent = post_and_hang_up(client, "/api/auth/signup", (b"transfer-encoding", b"chunked"))
+
+    [start] = [message for message in sent if message["type"] == "http.response.start"]
+    assert start["status"] == 400
+    assert (b"content-type", b"application/problem+json") in start["headers"]
+    body = json.loads(b"".join(message.get("body", b"") for message in sent[1:]))
+    assert body["status"] == 400
+    assert "chunked" in body["detail"]
+    [line] = [entry for entry in _lines(stderr) if entry.get("event") == "http.request"]
+    assert line["status"] == 400
