@@ -12,6 +12,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -352,3 +353,24 @@ def test_backup_and_restore_of_the_embedded_default_database(tmp_path: Path) -> 
     assert "  users: 1 row\n" in restored.stdout
     listed = engage(env, "user", "list")
     assert created.stdout.strip() in listed.stdout
+
+
+def test_of_two_backups_in_the_same_second_one_is_written_and_the_other_fails(
+    pg_server_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other one finishes while this one checks its archive: this one must
+    not replace it, and says so."""
+    now = datetime.now(UTC)
+    taken = tmp_path / archives.archive_name(now)
+    checked = archives.read_archive
+
+    def other_finished_meanwhile(path: Path, tools: archives.PgTools | None = None) -> Any:
+        contents = checked(path, tools)
+        taken.write_bytes(b"the other backup")
+        return contents
+
+    monkeypatch.setattr(archives, "read_archive", other_finished_meanwhile)
+    with pytest.raises(archives.BackupError, match="already exists"):
+        archives.write_backup(pg_server_url, tmp_path, now=now)
+    assert taken.read_bytes() == b"the other backup"
+    assert [p.name for p in tmp_path.iterdir()] == [taken.name]  # no partial file left

@@ -104,6 +104,10 @@ class PostgresApiKeyRepository:
 
     async def count_usable(self, user_id: UUID, at: datetime) -> int:
         async with connection(self._pool) as conn:
+            # In the unit of work that adds a key, the user's row stays locked until
+            # it ends: two creations count one after the other, so the cap holds
+            # (NO KEY UPDATE: writes of the user's metrics are not held up).
+            await conn.execute("SELECT FROM users WHERE id = %s FOR NO KEY UPDATE", [user_id])
             cur = await conn.execute(
                 "SELECT count(*) FROM api_keys WHERE user_id = %s AND revoked_at IS NULL"
                 " AND (expires_at IS NULL OR expires_at > %s)",

@@ -137,11 +137,26 @@ def write_backup(
             [tools.pg_dump, "--format=custom", f"--file={partial}", f"--dbname={dbname}"], env
         )
         contents = read_archive(partial, tools)
-        os.replace(partial, target)
+        _publish(partial, target)
         _sync_directory(directory)
     finally:
         partial.unlink(missing_ok=True)
     return attrs.evolve(contents, path=target)
+
+
+def _publish(partial: Path, target: Path) -> None:
+    """``partial`` as ``target``, never over an archive already there: of two backups
+    started in the same second (two cron jobs, one folder), one is written and the
+    other fails, none is silently replaced."""
+    taken = BackupError(f"{target} already exists (one backup per second); try again")
+    try:
+        os.link(partial, target)  # fails if the name is taken, atomically
+    except FileExistsError:
+        raise taken from None
+    except OSError:  # a file system without hard links: the check, then the rename
+        if target.exists():
+            raise taken from None
+        os.replace(partial, target)
 
 
 def prune_backups(directory: Path, keep: int, *, spare: Path | None = None) -> list[Path]:
