@@ -234,9 +234,13 @@ def _print_report(report: BackfillReport) -> None:
         typer.echo(f"dry run: all {report.rows} rows are valid; nothing was loaded")
         return
     typer.echo(
-        f"loaded {report.inserted} metrics ({report.skipped} already stored)"
-        f" from {report.rows} rows"
+        f"loaded {_counted(report.inserted, 'metric')} ({report.skipped} already stored)"
+        f" from {_counted(report.rows, 'row')}"
     )
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _moment(option: str, raw: str | None) -> datetime | None:

@@ -156,7 +156,7 @@ _MEANINGS = {
     404: "No such resource",
     409: "Conflict: the email is taken, or a request with this Idempotency-Key is running",
     413: "The body is over 1 MiB",
-    415: "A body that is not application/json",
+    415: "A body that is not application/json, or one with a Content-Encoding other than identity",
     422: "The body is valid JSON but not a valid request (validation-failed, with the fields)",
     429: "Too many attempts; Retry-After says when to try again",
     503: "The database is unreachable; Retry-After says when to try again",

@@ -72,6 +72,16 @@ def test_a_csv_loads_once_and_loading_it_again_adds_nothing(
     assert counts(pg_url)[0] == 800
 
 
+def test_one_row_is_counted_in_the_singular(
+    env: dict[str, str], pg_url: str, tmp_path: Path
+) -> None:
+    file = tmp_path / "one.csv"
+    file.write_text(HEADER + rows(1))
+    loaded = engage(env, "metrics", "backfill", str(file))
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout == "loaded 1 metric (0 already stored) from 1 row\n"
+
+
 def test_bad_rows_are_reported_by_line_and_nothing_is_loaded(
     env: dict[str, str], pg_url: str, tmp_path: Path
 ) -> None:
