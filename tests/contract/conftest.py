@@ -47,7 +47,6 @@ from engage_adapters.redis_breaker import CircuitBreaker, GuardedCache, GuardedR
 from engage_adapters.redis_store import RedisCache, RedisRateLimiter
 from engage_adapters.secret_box import FernetSecretBox
 from engage_adapters.totp import PyotpOneTimePasswords
-from engage_core.model import Email, User
 from engage_core.ports import (
     ActivityRepository,
     ApiKeyRepository,
@@ -88,11 +87,11 @@ from engage_core.testing import (
     InMemoryUserRepository,
     link_cascade,
 )
+from support.users import NewUser, adding_users
 
 P = TypeVar("P")
 P_co = TypeVar("P_co", covariant=True)
 Advance = Callable[[float], Awaitable[None]]
-NewUser = Callable[[], Awaitable[UUID]]
 
 JWT_SECRET = b"s" * 32
 
@@ -134,23 +133,6 @@ def advancing(clock: FakeClock) -> Advance:
 async def sleeping(seconds: float) -> None:
     """How a store that reads its own clock (Redis, PostgreSQL) lets time pass."""
     await asyncio.sleep(seconds)
-
-
-def adding_users(users: UserRepository, clock: FakeClock) -> NewUser:
-    async def new_user() -> UUID:
-        user_id = uuid4()
-        await users.add(
-            User(
-                id=user_id,
-                email=Email(f"{user_id.hex}@example.com"),
-                password_hash="unused",
-                created_at=clock.now(),
-                updated_at=clock.now(),
-            )
-        )
-        return user_id
-
-    return new_user
 
 
 # --- PasswordHasher -------------------------------------------------------------

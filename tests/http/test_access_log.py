@@ -17,6 +17,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from engage_http import observability
+from support.asgi import post_through_asgi
 
 pytestmark = pytest.mark.parametrize("storage", ["memory"])
 
@@ -162,34 +163,9 @@ def post_and_hang_up(
         {"type": "http.request", "body": b'{"email":', "more_body": True},
         {"type": "http.disconnect"},
     ]
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [
-            (b"host", b"testserver.local"),
-            (b"content-type", b"application/json"),
-            framing,
-        ],
-        "client": ("testclient", 50000),
-        "server": ("testserver.local", 80),
-    }
-    client.blocking_portal.call(client.app, scope, receive, send)
-    return sent
+    return post_through_asgi(
+        client, path, incoming, [(b"content-type", b"application/json"), framing]
+    )
 
 
 def _requests_total(text: str, **labels: str) -> float:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -11,6 +10,8 @@ import httpx
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+
+from support.asgi import post_through_asgi
 
 PASSWORD = "correct horse battery staple"
 METRICS = "/api/dashboard/metrics"
@@ -370,37 +371,17 @@ async def post_in_chunks(
     """POST ``body`` in 64 KiB chunks with no Content-Length (chunked transfer), straight
     through ASGI on the app's own event loop; answer status, headers and body."""
     chunks = [body[i : i + 64 * 1024] for i in range(0, len(body), 64 * 1024)]
-    incoming = deque(
+    incoming = (
         {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1}
         for i, chunk in enumerate(chunks)
     )
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return incoming.popleft() if incoming else {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [
-            (b"host", b"testserver.local"),
-            (b"transfer-encoding", b"chunked"),
-            *((k.lower().encode(), v.encode()) for k, v in headers.items()),
-        ],
-        "client": ("testclient", 50000),
-        "server": ("testserver.local", 80),
-    }
-    client.blocking_portal.call(client.app, scope, receive, send)
+    framing = [(b"transfer-encoding", b"chunked")]
+    sent = post_through_asgi(
+        client,
+        path,
+        incoming,
+        [*framing, *((k.lower().encode(), v.encode()) for k, v in headers.items())],
+    )
     start = next(m for m in sent if m["type"] == "http.response.start")
     content = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     response_headers = {k.decode().lower(): v.decode() for k, v in start["headers"]}

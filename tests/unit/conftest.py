@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import pytest
 from attrs import frozen
@@ -13,7 +13,6 @@ from engage_core import (
     AuthService,
     BrowserLogin,
     CursorCodec,
-    Email,
     IdempotencyGuard,
     MetricsService,
     Principal,
@@ -21,6 +20,7 @@ from engage_core import (
     User,
     testing,
 )
+from support.users import adding_users
 
 
 @frozen
@@ -238,23 +238,9 @@ def refreshable(auth: AuthService) -> Callable[[str], Awaitable[bool]]:
 def new_user_id(
     users: testing.InMemoryUserRepository, clock: testing.FakeClock
 ) -> Callable[[], Awaitable[UUID]]:
-    """Stores a bare user (no password that logs in) and returns their id: metrics
-    are refused for a user who does not exist, as PostgreSQL's foreign key refuses them."""
-
-    async def new_user_id() -> UUID:
-        user_id = uuid4()
-        await users.add(
-            User(
-                id=user_id,
-                email=Email(f"{user_id.hex}@example.com"),
-                password_hash="unused",
-                created_at=clock.now(),
-                updated_at=clock.now(),
-            )
-        )
-        return user_id
-
-    return new_user_id
+    """Stores a bare user and returns their id: metrics are refused for a user who
+    does not exist, as PostgreSQL's foreign key refuses them."""
+    return adding_users(users, clock)
 
 
 @pytest.fixture
