@@ -685,6 +685,9 @@ class _SharedState:
         async def ping() -> bool:
             return bool(await client.ping())
 
+        # A lost write's epoch move must not wait for this process's next request.
+        breaker.retry_pending_with(ping)
+
         async def probe() -> Degraded | None:
             try:
                 await breaker.call(ping)
@@ -713,4 +716,7 @@ def _shared_state(settings: Settings, stack: AsyncExitStack) -> _SharedState | N
         command_timeout=settings.redis_timeout,
     )
     stack.push_async_callback(close_within, "redis client", client.aclose)
-    return _SharedState.over(client, call_timeout=2 * settings.redis_timeout)
+    shared = _SharedState.over(client, call_timeout=2 * settings.redis_timeout)
+    # Before the client closes: its background retry uses the client.
+    stack.push_async_callback(close_within, "redis retry", shared.breaker.aclose)
+    return shared

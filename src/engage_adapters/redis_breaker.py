@@ -22,11 +22,16 @@ changed) may leave a stale answer in Redis for when it is back. So the first
 call of this process that gets through afterwards, whatever it is, first moves
 the cache epoch on (``RedisCache.advance_epoch``): from then on no process
 trusts anything cached before. Reads that fail lose nothing and move nothing.
+That call need not wait for a request: while something is due, a background
+task of the breaker's (``retry_pending_with``) tries Redis every
+``RETRY_INTERVAL`` seconds, through the breaker (so at most one probe when
+half-open), and ends once nothing is due; ``aclose`` stops it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
@@ -53,6 +58,9 @@ Hook = Callable[[], Awaitable[object]]
 FAILURE_THRESHOLD = 3
 COOLDOWN = 2.0
 CALL_TIMEOUT = 0.5
+# How often a process with something due (a lost write's epoch move) tries Redis
+# on its own, without waiting for a request to do it.
+RETRY_INTERVAL = 0.5
 # What a sick Redis raises: its own errors (connection, timeout, loading,
 # read-only replica, out of memory, cluster down), a cluster client that finds
 # no node or slot to use, socket errors, and our own deadline.
@@ -87,6 +95,7 @@ class CircuitBreaker:
         call_timeout: float = CALL_TIMEOUT,
         failures: tuple[type[BaseException], ...] = FAILURES,
         now: Callable[[], float] = time.monotonic,
+        retry_interval: float = RETRY_INTERVAL,
     ) -> None:
         self.name = name
         self.failure_threshold = failure_threshold
@@ -100,6 +109,10 @@ class CircuitBreaker:
         self._probing = False
         self._recovery_hooks: list[Hook] = []
         self._due: dict[Hook, None] = {}  # run before the next call that gets through, in order
+        self.retry_interval = retry_interval
+        self._check: Hook | None = None  # what the background retry calls
+        self._retrier: asyncio.Task[None] | None = None
+        self._closed = False
         self.listeners: list[Callable[[BreakerState], None]] = []
 
     @property
@@ -117,6 +130,51 @@ class CircuitBreaker:
         """Run ``hook`` (once, however often asked) before the next call that
         gets through, whoever makes it."""
         self._due[hook] = None
+        self._retry_soon()
+
+    def retry_pending_with(self, check: Hook) -> None:
+        """While any hook is due, call ``check`` (a cheap command, such as a ping)
+        through the breaker every ``retry_interval`` seconds in a background task,
+        so that due hooks run soon after the dependency answers again even if
+        nothing else calls it. The task ends when nothing is due."""
+        self._check = check
+        if self._due:
+            self._retry_soon()
+
+    async def aclose(self) -> None:
+        """Stop the background retry for good (the hooks still due stay due)."""
+        self._closed = True
+        retrier, self._retrier = self._retrier, None
+        if retrier is not None and not retrier.done():
+            retrier.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await retrier
+
+    def _retry_soon(self) -> None:
+        if self._check is None or self._closed:
+            return
+        if self._retrier is not None and not self._retrier.done():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop to run it in: the next call runs the hooks
+        self._retrier = loop.create_task(self._retry_pending(), name=f"{self.name}.retry_pending")
+
+    async def _retry_pending(self) -> None:
+        check = self._check
+        assert check is not None
+        while self._due:
+            await asyncio.sleep(self.retry_interval)
+            if not self._due:
+                return  # a request's call ran them meanwhile
+            try:
+                await self.call(check)
+            except Unavailable:
+                continue  # still down (or open): due as before
+            except Exception:
+                log.exception("%s.retry_failed", self.name)
+                return  # the next hook that falls due starts a new one
 
     async def call(self, operation: Callable[[], Awaitable[T]]) -> T:
         """``operation()``, or ``Unavailable`` when the circuit is open or it fails."""
@@ -155,6 +213,8 @@ class CircuitBreaker:
     def _failed(self, exc: BaseException, *, probe: bool) -> None:
         for hook in self._recovery_hooks:
             self._due[hook] = None
+        if self._due:
+            self._retry_soon()
         self._consecutive_failures += 1
         if probe:
             self._probing = False

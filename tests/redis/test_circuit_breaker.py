@@ -303,3 +303,69 @@ async def test_the_guarded_cache_forgets_everything_when_back_after_losing_a_wri
     await guarded.get("session")
 
     assert forgotten == [True]
+
+
+async def test_a_due_hook_runs_soon_after_the_dependency_is_back_with_no_call_of_anyones(
+    dependency: Dependency,
+):
+    breaker = CircuitBreaker("redis", cooldown=0.05, call_timeout=0.05, retry_interval=0.01)
+    breaker.retry_pending_with(dependency)
+    ran: list[str] = []
+    forgotten = asyncio.Event()
+
+    async def forget_all() -> None:
+        if dependency.mode == "down":
+            raise RedisConnectionError("refused")
+        ran.append("forget")
+        forgotten.set()
+
+    dependency.mode = "down"
+    breaker.when_back(forget_all)  # a write was lost
+    await asyncio.sleep(0.2)
+    assert ran == []
+    assert breaker.state is not BreakerState.CLOSED  # the retries failed and opened it
+
+    dependency.mode = "up"
+    async with asyncio.timeout(1.0):  # no call of the test's: the breaker's own retry
+        await forgotten.wait()
+
+    assert ran == ["forget"]
+    assert breaker.state is BreakerState.CLOSED
+    await asyncio.sleep(0.05)
+    calls = dependency.calls
+    await asyncio.sleep(0.05)
+    assert dependency.calls == calls  # nothing due: the retry ended
+    assert [t for t in asyncio.all_tasks() if t.get_name() == "redis.retry_pending"] == []
+
+
+async def test_closing_the_breaker_stops_its_retry(dependency: Dependency):
+    breaker = CircuitBreaker("redis", cooldown=0.05, call_timeout=0.05, retry_interval=0.01)
+    breaker.retry_pending_with(dependency)
+    dependency.mode = "down"
+
+    async def forget_all() -> None:
+        raise RedisConnectionError("refused")
+
+    breaker.when_back(forget_all)
+    await asyncio.sleep(0.05)
+    await breaker.aclose()
+    breaker.when_back(forget_all)  # after closing: no new retry either
+
+    assert [t for t in asyncio.all_tasks() if t.get_name() == "redis.retry_pending"] == []
+    calls = dependency.calls
+    await asyncio.sleep(0.05)
+    assert dependency.calls == calls
+
+
+async def test_without_a_retry_check_nothing_runs_in_the_background(
+    breaker: CircuitBreaker, dependency: Dependency
+):
+    ran: list[str] = []
+
+    async def forget_all() -> None:
+        ran.append("forget")
+
+    breaker.when_back(forget_all)
+    await asyncio.sleep(0.05)
+    assert ran == []
+    assert asyncio.all_tasks() == {asyncio.current_task()}

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import uuid4
@@ -14,7 +16,8 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from engage_adapters.redis_breaker import COOLDOWN
+from engage_adapters.redis_breaker import COOLDOWN, RETRY_INTERVAL
+from engage_core import Unauthorized
 
 PASSWORD = "correct horse battery staple"
 METRICS = "/api/dashboard/metrics"
@@ -183,6 +186,38 @@ async def test_another_process_refuses_the_session_once_the_ending_one_is_back(
 
         with pytest.raises(Exception, match="authentication required"):
             await b.auth.authenticate(login.access_token)
+
+
+async def test_a_write_lost_while_redis_stalls_reaches_other_processes_with_no_more_requests(
+    disposable_redis: Any, processes: Any
+) -> None:
+    """The writer could not reach Redis for a logout and a new metric, then is idle:
+    its own background retry moves the epoch on soon after Redis answers again,
+    so the reader, which saw no outage, stops trusting its cached answers."""
+    async with processes(disposable_redis.url, 2) as (writer, reader):
+        ada = await writer.auth.sign_up(email="ada@example.com", password=PASSWORD)
+        login = await writer.auth.log_in(email="ada@example.com", password=PASSWORD)
+        principal = await reader.auth.authenticate(login.access_token)  # "live" cached
+        at = datetime.now(UTC) - timedelta(hours=1)
+        await writer.metrics.record(ada.id, metric_type="views", metric_value=1, recorded_at=at)
+        assert len((await reader.metrics.list(ada.id)).items) == 1  # cached
+
+        disposable_redis.pause()
+        await writer.auth.log_out(principal)  # its cache delete is lost
+        await writer.metrics.record(ada.id, metric_type="views", metric_value=2, recorded_at=at)
+        disposable_redis.resume()
+        back = time.monotonic()
+
+        # No call on the writer from here: only the reader is asked, as in a
+        # deployment whose other process gets no traffic.
+        while True:
+            try:
+                await reader.auth.authenticate(login.access_token)
+            except Unauthorized:
+                break
+            assert time.monotonic() - back < COOLDOWN + 2 * RETRY_INTERVAL + 1.0
+            await asyncio.sleep(0.1)
+        assert len((await reader.metrics.list(ada.id)).items) == 2
 
 
 async def test_readiness_reports_a_stalled_redis_without_failing(
