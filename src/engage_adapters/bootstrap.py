@@ -22,7 +22,7 @@ import asyncio
 import hashlib
 import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -81,6 +81,7 @@ from engage_adapters.postgres.tokens import PostgresOneTimeTokenRepository
 from engage_adapters.postgres.transaction import PostgresUnitOfWork
 from engage_adapters.postgres.users import PostgresUserRepository
 from engage_adapters.redis_breaker import (
+    FAILURES,
     BreakerState,
     CircuitBreaker,
     GuardedCache,
@@ -157,11 +158,13 @@ __all__ = [
     "PgTools",
     "Readiness",
     "Services",
+    "SharedCacheUnreachable",
     "Storage",
     "build_services",
     "database_url",
     "derive_key",
     "find_tools",
+    "forget_shared_cache",
     "http_policy",
     "newest_backup",
     "pool_size_per_worker",
@@ -660,6 +663,38 @@ class Database:
     ) -> tuple[ArchiveContents, list[RestoredTable]]:
         """Replace everything with ``archive``'s contents, all or nothing."""
         return restore_backup(self.url, archive, tools=tools)
+
+
+# How long `forget_shared_cache` waits on Redis: a CLI command may be patient.
+FORGET_TIMEOUT = 2.0
+
+
+class SharedCacheUnreachable(Exception):
+    """Redis could not be told to drop what it caches; why, in ``reason``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+async def forget_shared_cache(settings: Settings) -> bool:
+    """With ``ENGAGE_REDIS_URL``, make every process stop trusting anything
+    cached in Redis (every shard's epoch moves on, as after an outage that lost
+    a write): True. Without it: False (each process's cache dies with it).
+    ``SharedCacheUnreachable`` when Redis cannot be reached."""
+    if settings.redis_url is None:
+        return False
+    timeout = max(settings.redis_timeout, FORGET_TIMEOUT)
+    client = open_redis(settings.redis_url, connect_timeout=timeout, command_timeout=timeout)
+    try:
+        async with asyncio.timeout(4 * timeout):
+            await RedisCache(client).advance_epoch()
+    except FAILURES as exc:
+        raise SharedCacheUnreachable(str(exc).strip() or type(exc).__name__) from exc
+    finally:
+        with suppress(*FAILURES):
+            await client.aclose()
+    return True
 
 
 @frozen

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import sys
@@ -16,7 +17,9 @@ import typer
 from engage_adapters.bootstrap import (
     Database,
     DrillReport,
+    SharedCacheUnreachable,
     find_tools,
+    forget_shared_cache,
     newest_backup,
     prune_backups,
     require_engage_archive,
@@ -78,14 +81,18 @@ def restore(
     """Replace everything in the database with FILE's contents.
 
     All or nothing: pg_restore runs in one transaction, so a failed restore
-    leaves the database as it was. Asks first unless --yes.
+    leaves the database as it was. Asks first unless --yes. With
+    ENGAGE_REDIS_URL, then clears Redis's cache (moves its epochs on), so no
+    process serves what was cached before the restore; if Redis cannot be
+    reached, the restore stands, and it says so and exits 1.
     """
     with reported_errors():
         tools = find_tools()
         contents = require_engage_archive(file, tools)
         if not yes and not terminal.stdin_is_terminal():
             fail("refusing to restore without confirmation: pass --yes")
-        database = Database.of(load_settings())
+        settings = load_settings()
+        database = Database.of(settings)
         target = database.describe()
         question = (
             f"Replace everything in {target} with {file} (made {contents.created_at})? "
@@ -100,6 +107,17 @@ def restore(
     )
     for table in tables:
         typer.echo(f"  {table.name}: {table.rows} row{'' if table.rows == 1 else 's'}")
+    try:
+        cleared = asyncio.run(forget_shared_cache(settings))
+    except SharedCacheUnreachable as exc:
+        fail(
+            f"the database is restored, but Redis (ENGAGE_REDIS_URL) could not be reached to "
+            f"clear its cache ({exc.reason}): engage serve may answer sessions and dashboards "
+            "from before the restore (for up to 5 minutes) until it is cleared; once Redis "
+            "answers, run this restore again or flush Redis, before starting engage serve"
+        )
+    if cleared:
+        typer.echo("cleared the cache in Redis: nothing cached before the restore is served")
 
 
 def verify(

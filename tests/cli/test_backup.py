@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from engage_adapters.postgres import migrate
 from engage_adapters.settings import load_settings
 from engage_cli import terminal
 from engage_cli.main import app
+from engage_core import Unauthorized
 from engage_core.ports import StoredResponse
 from support.cli import assert_one_error_line, cli_settings, engage
 
@@ -374,3 +376,92 @@ def test_of_two_backups_in_the_same_second_one_is_written_and_the_other_fails(
         archives.write_backup(pg_server_url, tmp_path, now=now)
     assert taken.read_bytes() == b"the other backup"
     assert [p.name for p in tmp_path.iterdir()] == [taken.name]  # no partial file left
+
+
+async def _cache_what_the_backup_will_not_hold() -> str:
+    """Ada's dashboard (one metric at the backup, two after it) and a session made
+    after the backup, each cached in Redis; that session's access token."""
+    async with build_services(load_settings()) as services:
+        ada = await services.admin.find("ada@example.com")
+        await services.metrics.record(ada.id, metric_type="views", metric_value=Decimal(2))
+        assert len((await services.metrics.list(ada.id)).items) == 2  # cached
+        assert (await services.metrics.summary(ada.id)).series[0].points[0].sum == 3
+        login = await services.auth.log_in(email="ada@example.com", password=PASSWORD)
+        await services.auth.authenticate(login.access_token)  # "live" cached
+        return login.access_token
+
+
+async def _seen_after_the_restore(token: str) -> tuple[int, object, bool]:
+    """What a process started after the restore serves: Ada's metric count and
+    views, and whether the session made after the backup is still let in."""
+    async with build_services(load_settings()) as services:
+        ada = await services.admin.find("ada@example.com")
+        count = len((await services.metrics.list(ada.id)).items)
+        views = (await services.metrics.summary(ada.id)).series[0].points[0].sum
+        try:
+            await services.auth.authenticate(token)
+        except Unauthorized:
+            return count, views, False
+        return count, views, True
+
+
+async def _one_metric_for_ada() -> None:
+    async with build_services(load_settings()) as services:
+        ada = await services.admin.create_user(email="ada@example.com", password=PASSWORD)
+        await services.metrics.record(ada.id, metric_type="views", metric_value=Decimal(1))
+
+
+@pytest.mark.parametrize("redis", ["fresh_redis_url", "redis_cluster_url"])
+def test_a_restore_clears_the_cache_in_redis(
+    env: dict[str, str],
+    redis: str,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On one Redis and on a cluster, whose shards' epochs live on several nodes."""
+    url: str = request.getfixturevalue(redis)
+    monkeypatch.setenv("ENGAGE_REDIS_URL", url)
+    env = {**env, "ENGAGE_REDIS_URL": url}
+    asyncio.run(_one_metric_for_ada())
+    path = write_backup(env)
+    token = asyncio.run(_cache_what_the_backup_will_not_hold())
+
+    restored = engage(env, "db", "restore", str(path), "--yes")
+
+    assert restored.returncode == 0, restored.stderr
+    assert restored.stdout.splitlines()[-1] == (
+        "cleared the cache in Redis: nothing cached before the restore is served"
+    )
+    assert asyncio.run(_seen_after_the_restore(token)) == (1, 1, False)
+
+
+def test_a_restore_says_so_when_it_could_not_clear_the_cache(
+    env: dict[str, str], pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(env)
+    before = snapshot(pg_url)
+    path = write_backup(env)
+    engage(env, "user", "create", "eve@example.com", "--password-stdin", stdin=PASSWORD)
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        unreachable = f"redis://127.0.0.1:{probe.getsockname()[1]}/0"
+    env = {**env, "ENGAGE_REDIS_URL": unreachable}
+
+    restored = engage(env, "db", "restore", str(path), "--yes")
+
+    assert restored.returncode == 1
+    assert restored.stdout.startswith(f"restored {path}")  # the restore stands
+    assert "cleared the cache" not in restored.stdout
+    assert restored.stderr.startswith("engage: error: the database is restored, but Redis")
+    assert restored.stderr.count("\n") == 1, restored.stderr
+    assert "could not be reached to clear its cache" in restored.stderr
+    assert "Traceback" not in restored.stderr
+    assert snapshot(pg_url) == before
+
+
+def test_a_restore_without_redis_says_nothing_of_a_cache(env: dict[str, str]) -> None:
+    seed(env)
+    path = write_backup(env)
+    restored = engage(env, "db", "restore", str(path), "--yes")
+    assert restored.returncode == 0, restored.stderr
+    assert "cache" not in restored.stdout
