@@ -135,9 +135,10 @@ async def test_a_slot_made_by_a_concurrent_transaction_is_added_to_not_lost(
 ) -> None:
     # The second writer does not see the first one's uncommitted slot, so it
     # tries the plain INSERT, waits for the first to commit, fails on the key
-    # and falls back to the upsert: both metrics are counted in the one slot.
+    # and falls back to the upsert: every metric is counted in the one slot.
+    # (Two rows: a one-row insert takes the upsert at once, migration 0010.)
     (user,) = await _users(pg_pool, 1)
-    row = [(user, "views", 1, T0)]
+    row = [(user, "views", 1, T0), (user, "views", 3, T0 + timedelta(minutes=2))]
     async with pg_pool.connection() as first:
         await first.execute("BEGIN")
         await first.execute(
@@ -163,4 +164,4 @@ async def test_a_slot_made_by_a_concurrent_transaction_is_added_to_not_lost(
                 raise AssertionError("the second writer never waited for the first")
         await first.execute("COMMIT")
     await second
-    assert [slot[3:] for slot in await _agree(pg_pool)] == [(2, 3, 1, 2)]
+    assert [slot[3:] for slot in await _agree(pg_pool)] == [(3, 6, 1, 3)]
