@@ -167,10 +167,18 @@ def _cors(policy: HttpPolicy) -> CORSConfig | None:
 
 
 async def _before_request(request: Request[Any, Any, Any]) -> Response[Any] | None:
+    if request.scope["http_version"] == "1.1" and not _names_host(request.scope):
+        # RFC 9112, section 3.2: a server must answer 400 to an HTTP/1.1 request without one.
+        raise ClientException("an HTTP/1.1 request must name its Host")
     if request.method == "OPTIONS" and request.route_handler.http_methods == {"OPTIONS"}:
         return _options(request)  # Litestar's own answer; a file route answers for its files
     await _require_json_bodies(request)
     return None
+
+
+def _names_host(scope: Scope) -> bool:
+    # granian passes an empty Host for a request that sent none.
+    return any(name == b"host" and value for name, value in scope["headers"])
 
 
 def _options(request: Request[Any, Any, Any]) -> Response[Any]:

@@ -88,3 +88,13 @@ def test_a_client_that_hangs_up_mid_body_is_counted_as_499_not_500(base: str) ->
         time.sleep(0.1)
     assert counted("499") == before["499"] + 1
     assert counted("500") == before["500"]
+
+
+def test_an_http_1_1_request_without_a_host_is_a_400_problem(base: str) -> None:
+    with _connect(base) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+        head, body = _answer(sock)
+
+    assert head.startswith(b"HTTP/1.1 400 "), head
+    assert b"content-type: application/problem+json" in head.lower()
+    assert "Host" in json.loads(body)["detail"]
