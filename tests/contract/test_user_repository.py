@@ -189,3 +189,15 @@ async def test_list_pages_cover_every_user_once(
         after = page[-1].email.canonical
 
     assert seen == added
+
+
+async def test_a_password_is_held_only_while_it_is_the_users(
+    user_repository: UserRepository, clock: FakeClock
+) -> None:
+    user = _user(clock, "held@example.com")
+    await user_repository.add(user)
+    assert await user_repository.hold_password(user.id, user.password_hash)
+    await user_repository.set_password_hash(user.id, "another-hash", clock.now())
+    assert not await user_repository.hold_password(user.id, user.password_hash)
+    assert await user_repository.hold_password(user.id, "another-hash")
+    assert not await user_repository.hold_password(uuid4(), "another-hash")

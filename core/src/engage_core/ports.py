@@ -145,6 +145,13 @@ class UserRepository(Protocol):
         wins, also when they run at once)."""
         ...
 
+    async def hold_password(self, user_id: UUID, password_hash: str) -> bool:
+        """Whether ``password_hash`` is still the user's; inside a unit of work it
+        stays so until the unit ends (a concurrent change of it waits), so that a
+        session started there on a password just checked is never one that a
+        password change or reset, ending every session, did not see."""
+        ...
+
     async def delete(self, user_id: UUID) -> bool:
         """Delete the user and, by cascade, their sessions and metrics."""
         ...

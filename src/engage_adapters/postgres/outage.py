@@ -28,10 +28,22 @@ _OUTAGE_CLASSES = ("08", "53")
 _OUTAGE_STATES = frozenset({"57P01", "57P02", "57P03", "57P05"})
 
 
+# A deadlock or a serialization failure (class 40): the server rolled the whole
+# transaction back to let a concurrent one through (an account deleted while its
+# sessions are ended elsewhere). Nothing of it was kept, and the same request
+# succeeds when tried again: a 503, not a 500.
+_CONFLICT_CLASS = "40"
+CONFLICT_DETAIL = "the database gave way to a concurrent change; try again"
+
+
 def unavailable_from(exc: BaseException) -> Unavailable | None:
     """The ``Unavailable`` that ``exc`` stands for, or None when it is no outage."""
     if isinstance(exc, Unavailable):
         return exc
+    if isinstance(exc, psycopg.OperationalError) and (exc.sqlstate or "").startswith(
+        _CONFLICT_CLASS
+    ):
+        return Unavailable(CONFLICT_DETAIL, retry_after=1, reason=_first_line(exc))
     if isinstance(exc, PoolTimeout | PoolClosed | TooManyRequests) or (
         isinstance(exc, psycopg.OperationalError) and _is_outage(exc.sqlstate)
     ):

@@ -106,12 +106,17 @@ class PostgresSessionRepository:
     async def rotate(self, old_id: UUID, new: Session, at: datetime) -> bool:
         # One statement: the old session ends and the new one starts together,
         # and only if the old one was still live (a concurrent rotation loses).
+        # The user's row is held FOR SHARE first: a password change or reset
+        # (which updates it, then ends every session) either waits for this
+        # rotation and then ends the new session too, or commits first and the
+        # old session is found ended here.
         async with connection(self._pool) as conn:
             cur = await conn.execute(
                 f"""
                 WITH spent AS (
                     UPDATE sessions SET ended_at = %s, end_reason = 'rotated'
                      WHERE id = %s AND ended_at IS NULL AND expires_at > %s
+                       AND EXISTS (SELECT FROM users u WHERE u.id = sessions.user_id FOR SHARE)
                     RETURNING id
                 )
                 INSERT INTO sessions ({_COLUMNS})

@@ -80,6 +80,16 @@ class PostgresUserRepository:
             )
             return cur.rowcount == 1
 
+    async def hold_password(self, user_id: UUID, password_hash: str) -> bool:
+        # FOR SHARE: a password change's UPDATE of the row waits until this unit of
+        # work ends; one that committed first makes the hash differ here.
+        async with connection(self._pool) as conn:
+            cur = await conn.execute(
+                "SELECT FROM users WHERE id = %s AND password_hash = %s FOR SHARE",
+                [user_id, password_hash],
+            )
+            return cur.rowcount == 1
+
     async def delete(self, user_id: UUID) -> bool:
         async with connection(self._pool) as conn:
             cur = await conn.execute("DELETE FROM users WHERE id = %s", [user_id])

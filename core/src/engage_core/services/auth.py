@@ -289,6 +289,7 @@ class AuthService:
             user, family_id=uuid4(), now=self.clock.now(), client=client
         )
         async with self.uow.atomic():
+            await self._hold_password(user)
             await self._notice_if_new_device(user, client)
             await self.sessions.add(session)
             await self._record(ActivityKind.LOGIN, client, user=user)
@@ -303,6 +304,7 @@ class AuthService:
         )
         expires_at = session.expires_at
         async with self.uow.atomic():
+            await self._hold_password(user)
             await self._notice_if_new_device(user, client)
             await self.sessions.add(session)
             await self._record(ActivityKind.LOGIN, client, user=user)
@@ -316,6 +318,13 @@ class AuthService:
             expires_at=expires_at,
             expires_in=int(self.policy.access_ttl.total_seconds()),
         )
+
+    async def _hold_password(self, user: User) -> None:
+        """Inside the unit of work that starts a session: refused when the password
+        checked for it has changed meanwhile (a change or reset that ended every
+        session would not have seen this one), and kept until the unit ends."""
+        if not await self.users.hold_password(user.id, user.password_hash):
+            raise Unauthorized(reason="password changed while logging in")
 
     async def refresh(self, refresh_token: object, client: Client = UNKNOWN_CLIENT) -> BrowserLogin:
         """Trade a refresh token for new tokens. The old one is spent: presenting

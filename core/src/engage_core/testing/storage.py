@@ -120,6 +120,10 @@ class InMemoryUserRepository:
         user.updated_at = at
         return True
 
+    async def hold_password(self, user_id: UUID, password_hash: str) -> bool:
+        user = self._by_id.get(user_id)
+        return user is not None and user.password_hash == password_hash
+
     async def delete(self, user_id: UUID) -> bool:
         user = self._by_id.pop(user_id, None)
         if user is None:
