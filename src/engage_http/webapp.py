@@ -95,7 +95,8 @@ class StaticFile:
             "ETag": etag,
             "Vary": "Accept-Encoding",
         }
-        if _matches(request.headers.get("if-none-match", ""), etag):
+        # A list header may come over several lines (RFC 9110, 5.3): the same as one.
+        if _matches(", ".join(request.headers.getall("if-none-match", [])), etag):
             return Response(content=b"", status_code=304, headers=headers)
         if gzipped is not None:
             headers["Content-Encoding"] = "gzip"
@@ -109,7 +110,7 @@ class StaticFile:
 def accepts_gzip(accept_encoding: str) -> bool:
     """Whether an Accept-Encoding value takes a gzipped answer (RFC 9110, 12.5.3): gzip
     (else x-gzip, else ``*``) weighs more than 0 (``q=0`` is "not acceptable"), and not
-    less than identity, where the value names identity. A weight that is not one counts
+    less than identity, where the value names identity or ``*``. A weight that is not one counts
     as 0: the file as it is is always safe to send, and so is it for no header at all.
     """
     weights: dict[str, float] = {}
@@ -117,8 +118,10 @@ def accepts_gzip(accept_encoding: str) -> bool:
         coding, _, parameters = item.partition(";")
         if coding := coding.strip().lower():
             weights.setdefault(coding, _weight(parameters))
-    gzip_weight = weights.get("gzip", weights.get("x-gzip", weights.get("*", 0.0)))
-    return gzip_weight > 0 and gzip_weight >= weights.get("identity", 0.0)
+    anything = weights.get("*")
+    gzip_weight = weights.get("gzip", weights.get("x-gzip", anything or 0.0))
+    # ``*`` weighs every coding not named, identity too (RFC 9110, 12.5.3).
+    return gzip_weight > 0 and gzip_weight >= weights.get("identity", anything or 0.0)
 
 
 _QVALUE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?")

@@ -25,6 +25,7 @@ from engage_http.webapp import (
     accepts_gzip,
     bundle,
 )
+from support.asgi import post_through_asgi
 
 CSP = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 Client = AsyncTestClient[Litestar]
@@ -127,6 +128,17 @@ async def test_if_none_match_star_revalidates_any_file_there_is(
     expect_problem(await client.get(missing, headers={"If-None-Match": "*"}), 404)
 
 
+async def test_if_none_match_over_several_header_lines_is_one_list(client: Client) -> None:
+    """RFC 9110, 5.3: a list header's lines mean what one comma-separated line does."""
+    url = f"{ASSETS}/{bundle().version}/js/main.js"
+    etag = (await client.get(url, headers={"Accept-Encoding": "identity"})).headers["etag"]
+    for second in (etag, "*"):
+        lines = [(b"if-none-match", b'"x"'), (b"if-none-match", second.encode())]
+        sent = post_through_asgi(client, url, [], lines, method="GET")
+        start = next(m for m in sent if m["type"] == "http.response.start")
+        assert start["status"] == 304, second
+
+
 async def test_options_on_an_asset_names_its_methods_and_a_missing_one_is_404(
     client: Client, expect_problem: Problem
 ) -> None:
@@ -161,6 +173,8 @@ async def test_options_on_an_asset_names_its_methods_and_a_missing_one_is_404(
         ("*;q=0", False),
         ("gzip;q=0, *", False),  # gzip named: its own weight, not *'s
         ("gzip;q=0.5, identity", False),  # identity preferred
+        ("*;q=0.9, gzip;q=0.1", False),  # * weighs identity too: preferred
+        ("gzip;q=0.5, *", False),
         ("gzip;q=2", False),  # not a weight: refused, the file is sent as it is
         ("gzip;q=", False),
         ("gzip;q=high", False),
@@ -193,8 +207,9 @@ def test_gzip_weighed_zero_is_never_sent(
 def test_gzip_named_first_without_identity_is_sent(
     others: list[tuple[str, str]], spaced: bool, upper: bool
 ) -> None:
-    """Spaces and letter case aside; identity, if named, could be preferred."""
-    rest = [entry for entry in others if entry[0] != "identity"]
+    """Spaces and letter case aside; identity, if named (or ``*``, which weighs it
+    too), could be preferred."""
+    rest = [entry for entry in others if entry[0] not in ("identity", "*")]
     header = _header([("gzip", ";q=0.5"), *rest])
     if spaced:
         header = header.replace(",", " ,  ").replace(";", " ; ")

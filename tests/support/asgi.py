@@ -1,5 +1,6 @@
-"""A POST straight through the app's ASGI callable, with the body messages a test
-chooses (chunks, a disconnect before the end): what no HTTP client can send."""
+"""A request straight through the app's ASGI callable, with the body messages and
+headers a test chooses (chunks, a disconnect before the end, a header over two
+lines): what no HTTP client can send."""
 
 from __future__ import annotations
 
@@ -16,9 +17,13 @@ def post_through_asgi(
     path: str,
     incoming: Iterable[dict[str, Any]],
     headers: Iterable[tuple[bytes, bytes]],
+    *,
+    method: str = "POST",
 ) -> list[dict[str, Any]]:
-    """POST to ``path`` on the client's app (on its own event loop), its body read
-    from ``incoming`` and then ``http.disconnect``; every message the app sent."""
+    """POST (or ``method``) to ``path`` on the client's app (on its own event loop),
+    with ``headers`` as given (a name may repeat, as no HTTP client library sends
+    it), its body read from ``incoming`` and then ``http.disconnect``; every
+    message the app sent."""
     messages = deque(incoming)
     sent: list[dict[str, Any]] = []
 
@@ -32,7 +37,7 @@ def post_through_asgi(
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
-        "method": "POST",
+        "method": method,
         "scheme": "http",
         "path": path,
         "raw_path": path.encode(),
