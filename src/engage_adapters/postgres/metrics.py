@@ -107,14 +107,10 @@ def stored_metric(user_id: UUID, row: Sequence[Any]) -> EngagementMetric:
     )
 
 
-def _no_such_user() -> UnknownUser:
-    """What the port says of metrics whose user does not exist (the only foreign key
-    these inserts can break: engagement_metrics' and its rollups' user_id): never
-    stored, or deleted while the request ran (its session check passed first)."""
-    return UnknownUser(UNKNOWN_USER)
-
-
 class PostgresMetricRepository:
+    # An insert's foreign-key violation is the port's ``UnknownUser`` (the only key
+    # these inserts can break: engagement_metrics' user_id): a user never stored, or
+    # deleted while the request ran (its session check passed first).
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
 
@@ -134,7 +130,7 @@ class PostgresMetricRepository:
                 ],
             )
         except psycopg.errors.ForeignKeyViolation:
-            raise _no_such_user() from None
+            raise UnknownUser(UNKNOWN_USER) from None
         return EngagementMetric(
             id=row[0],
             user_id=user_id,
@@ -159,7 +155,7 @@ class PostgresMetricRepository:
                 [user_id, _rows_json(drafts)],
             )
         except psycopg.errors.ForeignKeyViolation:
-            raise _no_such_user() from None
+            raise UnknownUser(UNKNOWN_USER) from None
 
     async def page(self, user_id: UUID, query: MetricPageQuery) -> Sequence[EngagementMetric]:
         conditions = [sql.SQL("user_id = %(user)s")]
