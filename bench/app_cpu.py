@@ -53,7 +53,9 @@ async def call(
         "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
-        "headers": [(k.lower().encode(), v.encode()) for k, v in headers],
+        # An HTTP/1.1 request names its Host (RFC 9112 3.2), or engage answers 400.
+        "headers": [(b"host", b"127.0.0.1:8000")]
+        + [(k.lower().encode(), v.encode()) for k, v in headers],
         "client": ("127.0.0.1", 5000),
         "server": ("127.0.0.1", 8000),
         "state": {},
