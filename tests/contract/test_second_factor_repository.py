@@ -150,6 +150,27 @@ async def test_a_challenge_allows_its_attempts_then_refuses(
     assert refused is None
 
 
+async def test_a_users_challenges_end_together_and_no_one_elses(
+    second_factor_repository: Subject[SecondFactorRepository], clock: FakeClock
+) -> None:
+    repo = second_factor_repository.impl
+    user_id, other_id = (
+        await second_factor_repository.new_user(),
+        await second_factor_repository.new_user(),
+    )
+    mine = [_challenge(user_id, clock, timedelta(minutes=5)) for _ in range(2)]
+    theirs = _challenge(other_id, clock, timedelta(minutes=5))
+    for challenge in (*mine, theirs):
+        await repo.add_challenge(challenge)
+
+    assert await repo.end_challenges_of(user_id) == 2
+    assert await repo.end_challenges_of(user_id) == 0
+    now = clock.now()
+    for challenge in mine:
+        assert await repo.attempt_challenge(challenge.token_hash, now, max_attempts=5) is None
+    assert await repo.attempt_challenge(theirs.token_hash, now, max_attempts=5) is not None
+
+
 async def test_a_challenge_expires_and_ends_once(
     second_factor_repository: Subject[SecondFactorRepository], clock: FakeClock
 ) -> None:

@@ -127,6 +127,25 @@ async def test_a_token_login_waits_for_the_code_too(
     assert (await api.client.get("/api/auth/me", headers=bearer)).status_code == 200
 
 
+async def test_a_login_waiting_for_its_code_ends_when_the_password_changes(
+    api: Any, auth: dict[str, str], clock: FakeClock, new_browser: Browser, expect_problem: Problem
+) -> None:
+    app, _ = await set_up(api, auth, clock)
+    other = new_browser()
+    waiting = await challenge(other)  # the password was right: only the code is missing
+
+    changed = await api.client.post(
+        "/api/auth/password",
+        json={"current_password": PASSWORD, "new_password": "another long passphrase"},
+        headers=auth,
+    )
+    assert changed.status_code == 204, changed.text
+
+    expect_problem(await verify(other, waiting, app.code()), 401)
+    assert (await other.get("/api/auth/me")).status_code == 401
+    assert (await api.client.get("/api/auth/me", headers=auth)).status_code == 200
+
+
 async def test_neither_the_challenge_nor_the_token_it_gives_is_stored(
     api: Any, auth: dict[str, str], clock: FakeClock, new_browser: Browser
 ) -> None:

@@ -3,6 +3,7 @@ recovery codes, and what the activity log records of them."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import attrs
@@ -222,6 +223,32 @@ async def test_a_challenge_is_spent_by_its_success(world: World) -> None:
 
     with pytest.raises(Unauthorized):
         await world.mfa.verify_login(challenge=challenge, code=codes[0], client=PHONE)
+
+
+async def _change_password(world: World, principal: Principal) -> None:
+    await world.auth.change_password(
+        principal, current_password=PASSWORD, new_password="another long password"
+    )
+
+
+async def _end_sessions(world: World, principal: Principal) -> None:
+    # What a reset by link, the operator's set-password and logout-all do.
+    async with world.auth.uow.atomic():
+        await world.auth.end_sessions_of(principal.user_id, reason="password reset")
+
+
+@pytest.mark.parametrize("change", [_change_password, _end_sessions])
+async def test_a_login_waiting_for_its_code_ends_with_the_password_it_was_opened_on(
+    world: World, change: Callable[[World, Principal], Awaitable[None]]
+) -> None:
+    principal, secret, _ = await _with_mfa(world)
+    waiting = await _challenge(world)
+
+    await change(world, principal)
+
+    with pytest.raises(Unauthorized):
+        await world.mfa.verify_login(challenge=waiting, code=world.code(secret), client=PHONE)
+    assert await world.factors.end_challenges_of(principal.user_id) == 0
 
 
 async def test_a_challenge_allows_five_attempts_and_five_minutes(world: World) -> None:

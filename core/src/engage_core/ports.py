@@ -384,6 +384,11 @@ class SecondFactorRepository(Protocol):
         """Delete a challenge once used; of two concurrent callers only one gets True."""
         ...
 
+    async def end_challenges_of(self, user_id: UUID) -> int:
+        """Delete every challenge of the user (the password they were opened on has
+        changed); how many."""
+        ...
+
     async def purge_challenges(self, before: datetime) -> int:
         """Delete the challenges that expired before ``before``; how many."""
         ...

@@ -174,6 +174,11 @@ class PostgresSecondFactorRepository:
             )
             return cur.rowcount == 1
 
+    async def end_challenges_of(self, user_id: UUID) -> int:
+        async with connection(self._pool) as conn:
+            cur = await conn.execute("DELETE FROM mfa_challenges WHERE user_id = %s", [user_id])
+            return cur.rowcount
+
     async def purge_challenges(self, before: datetime) -> int:
         async with connection(self._pool) as conn:
             cur = await conn.execute("DELETE FROM mfa_challenges WHERE expires_at < %s", [before])

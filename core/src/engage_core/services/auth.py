@@ -249,6 +249,7 @@ class AuthService:
                 "password changed",
                 keep_family=current.family_id if current else None,
             )
+            await self._end_challenges(user.id)
             await self._record(ActivityKind.PASSWORD_CHANGED, client, user=user)
             await self._forget(ended)
             if self.mail is not None:
@@ -449,8 +450,15 @@ class AuthService:
 
     async def end_sessions_of(self, user_id: UUID, *, reason: str) -> None:
         """End every session of a user, at once in every process (inside a unit of
-        work: as it commits)."""
+        work: as it commits), and every login of theirs that waits for its code."""
         await self._forget(await self.sessions.end_all_for_user(user_id, self.clock.now(), reason))
+        await self._end_challenges(user_id)
+
+    async def _end_challenges(self, user_id: UUID) -> None:
+        """A login that waits for its second factor was opened on the password: one
+        that changes (or an account that ends) ends it, as it ends the sessions."""
+        if self.second_factor is not None:
+            await self.second_factor.end_challenges_of(user_id)
 
     async def remove(self, user: User, *, reason: str) -> None:
         """Delete the user and, with them, all their data (inside a unit of work): their

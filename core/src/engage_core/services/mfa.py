@@ -212,6 +212,11 @@ class TotpVerifier:
         await self.activity.record(ActivityKind.MFA_RECOVERY_USED, user=user, client=client)
         return True
 
+    async def end_challenges_of(self, user_id: UUID) -> None:
+        """The user's logins that wait for a code end: each was opened on a password
+        that is no longer the account's."""
+        await self.factors.end_challenges_of(user_id)
+
     async def purge_expired_challenges(self) -> int:
         return await self.factors.purge_challenges(self.clock.now())
 

@@ -514,8 +514,13 @@ class InMemorySecondFactorRepository:
     def forget_user(self, user_id: UUID) -> None:
         self._factors.pop(user_id, None)
         self._codes.pop(user_id, None)
-        for key in [k for k, c in self._challenges.items() if c.user_id == user_id]:
+        self._drop_challenges(lambda c: c.user_id == user_id)
+
+    def _drop_challenges(self, which: Callable[[MfaChallenge], bool]) -> int:
+        keys = [k for k, c in self._challenges.items() if which(c)]
+        for key in keys:
             del self._challenges[key]
+        return len(keys)
 
     def checkpoint(self) -> Callable[[], None]:
         saved = copy.deepcopy((self._factors, self._codes, self._challenges))
@@ -585,11 +590,11 @@ class InMemorySecondFactorRepository:
     async def end_challenge(self, token_hash: str) -> bool:
         return self._challenges.pop(token_hash, None) is not None
 
+    async def end_challenges_of(self, user_id: UUID) -> int:
+        return self._drop_challenges(lambda c: c.user_id == user_id)
+
     async def purge_challenges(self, before: datetime) -> int:
-        expired = [k for k, c in self._challenges.items() if c.expires_at < before]
-        for key in expired:
-            del self._challenges[key]
-        return len(expired)
+        return self._drop_challenges(lambda c: c.expires_at < before)
 
 
 class InMemoryActivityRepository:
