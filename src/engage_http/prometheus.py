@@ -158,7 +158,12 @@ class RouteMetricsMiddleware(PrometheusMiddleware):
             nonlocal status, duration
             if message["type"] == "http.response.start":
                 status = message["status"]
-            elif message["type"] == "http.response.body":
+                await send(message)
+                # As sent: the app's before_send hooks may change it (headers.py
+                # answers a refused CORS preflight with a 403).
+                status = message["status"]
+                return
+            if message["type"] == "http.response.body":
                 duration = time.perf_counter() - start
             await send(message)
 

@@ -253,3 +253,40 @@ async def test_metrics_count_a_request_refused_for_csrf_as_403(
         assert (
             counted - sample(before, "engage_requests_total", **labels, status_code=status) == grown
         ), status
+
+
+@pytest.fixture
+def environ(environ: dict[str, str], request: pytest.FixtureRequest) -> dict[str, str]:
+    """The suite's settings, with a test's overrides (``indirect`` parametrization)."""
+    overrides: dict[str, str] = getattr(request, "param", {})
+    return {**environ, **overrides}
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [{}, {"ENGAGE_CORS_ORIGINS": ""}],
+    indirect=True,
+    ids=["listed-origins", "same-origin-only"],
+)
+async def test_metrics_count_a_refused_preflight_as_the_403_it_is(
+    client: httpx.AsyncClient,
+) -> None:
+    before = (await client.get("/metrics")).text
+    refused = {
+        "Origin": "https://evil.example.net",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type",
+    }
+
+    assert (await client.options(METRICS, headers=refused)).status_code == 403
+    after = (await client.get("/metrics")).text
+
+    def grown(status: str) -> float:
+        return sum(
+            sample(after, "engage_requests_total", **labels)
+            - sample(before, "engage_requests_total", **labels)
+            for path in (METRICS, "unrouted")
+            if (labels := {"method": "OPTIONS", "path": path, "status_code": status})
+        )
+
+    assert (grown("403"), grown("204")) == (1, 0)
