@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import tempfile
+from contextlib import AbstractContextManager, nullcontext
 from importlib.util import find_spec
 from typing import Any
 
@@ -15,6 +16,7 @@ import structlog
 import typer
 
 from engage_adapters.bootstrap import HEADROOM, Database, pool_size_per_worker
+from engage_adapters.embedded_pg import kept_running
 from engage_adapters.settings import (
     DEFAULT_HTTP_BUFFER_BYTES,
     Settings,
@@ -51,7 +53,8 @@ def serve(
     """Run the HTTP API: apply migrations, then serve until SIGTERM or Ctrl-C.
 
     Without ENGAGE_DATABASE_URL an embedded PostgreSQL under ENGAGE_DATA_DIR is
-    started (or joined) and stopped when the last engage process using it exits.
+    started (or joined), started again if its process dies, and stopped when the
+    last engage process using it exits.
     Workers keep no state of their own, so any number of `engage serve`
     processes can share one database behind a load balancer.
     """
@@ -78,18 +81,23 @@ def serve(
     if settings.public_url is None:
         os.environ["ENGAGE_PUBLIC_URL"] = served_origin(host, port)
     metrics_dir = _prometheus_multiprocess_dir(workers)
+    # The embedded server is started again should its process die meanwhile.
+    watch: AbstractContextManager[None] = (
+        nullcontext() if settings.database_url else kept_running(settings.data_dir)
+    )
 
     from granian import Granian
 
     try:
-        Granian(
-            target=APP_FACTORY,
-            factory=True,
-            address=host,
-            port=port,
-            log_dictconfig=GRANIAN_LOGGING,
-            **server_options(workers, http_buffer_bytes=settings.http_buffer_bytes),
-        ).serve()
+        with watch:
+            Granian(
+                target=APP_FACTORY,
+                factory=True,
+                address=host,
+                port=port,
+                log_dictconfig=GRANIAN_LOGGING,
+                **server_options(workers, http_buffer_bytes=settings.http_buffer_bytes),
+            ).serve()
     finally:
         if metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
