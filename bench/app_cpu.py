@@ -1,5 +1,5 @@
 """CPU per request of the app itself: the ASGI app called in-process, no server,
-no network, no PostgreSQL (in-memory storage).
+no network, no PostgreSQL (in-memory storage; or a PostgreSQL you name).
 
 What it measures is engage-suite's own work per request (Litestar, the
 middlewares, the access log, the metrics, the handler, the encoding), steadier
@@ -10,6 +10,7 @@ multiprocess directory, as under ``engage serve``.
     python bench/app_cpu.py                   # 3000 requests of each kind, 3 rounds
     python bench/app_cpu.py -n 5000 --rounds 5
     python bench/app_cpu.py --profile read    # cProfile of the reads, by own time
+    python bench/app_cpu.py --database-url URL   # over that PostgreSQL (migrated; one user added)
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from typing import Any
 # Before prometheus_client is imported, as ``engage serve`` does.
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="app-cpu-prom-"))
 
-from engage_adapters.bootstrap import build_services, http_policy
+from engage_adapters.bootstrap import ANSWER_WITHIN, build_services, http_policy
+from engage_adapters.postgres.migrate import upgrade
 from engage_adapters.settings import load_settings
 from engage_core.testing import FakePasswordHasher
 from engage_http.app import create_app
@@ -96,9 +98,10 @@ async def start(app: Any) -> None:
 
 
 async def requests(app: Any) -> dict[str, tuple[Any, ...]]:
-    """A user with 60 metrics, a bearer token and an API key; the requests measured."""
+    """A new user with 60 metrics, a bearer token and an API key; the requests measured."""
     js = [("content-type", "application/json")]
-    cred = json.dumps({"email": "a@example.com", "password": "correct horse battery"}).encode()
+    email = f"app-cpu-{os.getpid()}-{time.time_ns()}@example.com"  # new in any database
+    cred = json.dumps({"email": email, "password": "correct horse battery"}).encode()
     r = await call(app, "POST", "/api/auth/signup", js, cred)
     assert r["status"] == 201, r
     r = await call(app, "POST", "/api/auth/token", js, cred)
@@ -131,7 +134,9 @@ async def warm(app: Any, kind: str, request: tuple[Any, ...]) -> None:
     assert r["status"] in (200, 201), (kind, r)
 
 
-async def main(n: int, rounds: int, profile: str | None, kinds: list[str]) -> None:
+async def main(
+    n: int, rounds: int, profile: str | None, kinds: list[str], database_url: str | None
+) -> None:
     data_dir = tempfile.mkdtemp(prefix="app-cpu-")
     settings = load_settings(
         {
@@ -141,9 +146,17 @@ async def main(n: int, rounds: int, profile: str | None, kinds: list[str]) -> No
             "ENGAGE_AUTH_RATE_PER_MINUTE": "1000000",
             "ENGAGE_KEY_RATE_PER_MINUTE": "1000000",
         }
+        | ({"ENGAGE_DATABASE_URL": database_url} if database_url else {})
     )
+    if database_url:
+        await upgrade(database_url)
     app = create_app(
-        lambda: build_services(settings, storage="memory", hasher=FakePasswordHasher()),
+        lambda: build_services(
+            settings,
+            storage="postgres" if database_url else "memory",
+            hasher=FakePasswordHasher(),
+            answer_within=ANSWER_WITHIN if database_url else None,
+        ),
         http_policy(settings, bind_host="127.0.0.1"),
     )
     await start(app)
@@ -184,6 +197,10 @@ def cli() -> None:
     parser.add_argument(
         "--kinds", default="read,me,kread,write,kwrite,batch", help="comma-separated request kinds"
     )
+    parser.add_argument(
+        "--database-url",
+        help="a PostgreSQL to run over (migrated here, a user added) instead of in-memory storage",
+    )
     args = parser.parse_args()
     # The production JSON access log, written where it costs what it costs but is not seen.
     real_stderr, sys.stderr = sys.stderr, open(os.devnull, "w")  # noqa: SIM115
@@ -192,7 +209,7 @@ def cli() -> None:
     finally:
         sys.stderr = real_stderr
     kinds = [args.profile] if args.profile else args.kinds.split(",")
-    asyncio.run(main(args.n, args.rounds, args.profile, kinds))
+    asyncio.run(main(args.n, args.rounds, args.profile, kinds, args.database_url))
 
 
 if __name__ == "__main__":
