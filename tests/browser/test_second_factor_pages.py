@@ -4,12 +4,11 @@ here from the set-up's secret (or a recovery code)."""
 from __future__ import annotations
 
 import re
-import time
 
 import pyotp
 from playwright.sync_api import Page, expect
 
-from support.browser import PASSWORD, Accounts, Browsers
+from support.browser import PASSWORD, Accounts, Browsers, earlier_code
 
 
 def turn_on(accounts: Accounts, email: str) -> tuple[pyotp.TOTP, list[str]]:
@@ -18,9 +17,8 @@ def turn_on(accounts: Accounts, email: str) -> tuple[pyotp.TOTP, list[str]]:
     started = accounts.http.post("/api/auth/mfa/totp", headers=auth)
     assert started.status_code == 200, started.text
     app = pyotp.TOTP(started.json()["secret"])
-    earlier = app.generate_otp(int(time.time()) // 30 - 1)  # leaves the current step unused
     confirmed = accounts.http.post(
-        "/api/auth/mfa/totp/confirm", json={"code": earlier}, headers=auth
+        "/api/auth/mfa/totp/confirm", json={"code": earlier_code(app)}, headers=auth
     )
     assert confirmed.status_code == 200, confirmed.text
     return app, confirmed.json()["recovery_codes"]

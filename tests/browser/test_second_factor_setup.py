@@ -5,13 +5,12 @@ with a code and with a recovery code (once); new codes, and turning it off."""
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pyotp
 from playwright.sync_api import Page, expect
 
-from support.browser import PASSWORD, Accounts, Browsers, sign_in
+from support.browser import PASSWORD, Accounts, Browsers, earlier_code, sign_in
 
 
 def open_second_factor(page: Page) -> None:
@@ -39,11 +38,6 @@ def password_alone_signs_in(accounts: Accounts, email: str) -> bool:
     token = accounts.http.post("/api/auth/token", json={"email": email, "password": PASSWORD})
     assert token.status_code == 200, token.text
     return "access_token" in token.json()
-
-
-def earlier_code(app: pyotp.TOTP) -> str:
-    """The previous step's code: accepted (one step of skew), and leaves now() unused."""
-    return app.generate_otp(int(time.time()) // 30 - 1)
 
 
 def test_set_up_through_the_page_then_sign_in_with_a_code_or_a_recovery_code_once(

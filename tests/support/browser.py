@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 if TYPE_CHECKING:
+    import pyotp
     from playwright.sync_api import Browser, BrowserContext, Page
 
 PASSWORD = "correct horse battery staple"
@@ -125,3 +127,19 @@ def sign_in(page: Page, email: str, password: str = PASSWORD) -> None:
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Dashboard", level=1)).to_be_visible()
     expect(page.locator(".list-status")).not_to_be_empty()
+
+
+# How long a code of the step before now must still have: the server takes it (one
+# step of skew) only until the current step ends, and a busy machine's browser
+# may take seconds to send it.
+CODE_SLACK = 10.0
+
+
+def earlier_code(app: pyotp.TOTP) -> str:
+    """The previous step's code, as an authenticator shows it: accepted, and it
+    leaves now()'s step unused. Taken with at least ``CODE_SLACK`` seconds of its
+    validity left (else after the next step has begun)."""
+    left = 30 - time.time() % 30
+    if left < CODE_SLACK:
+        time.sleep(left + 0.05)
+    return app.generate_otp(int(time.time()) // 30 - 1)
