@@ -96,3 +96,21 @@ def test_a_wrong_code_is_said_once_at_the_field_and_announced(
     expect(page.locator(".field-error")).to_have_text(said)
     expect(page.get_by_role("status")).to_have_text(said)  # read out by screen readers
     assert times_shown(page, said) == 1
+
+
+def test_a_wrong_code_is_the_answer_and_no_session_is_refreshed_for_it(
+    browsers: Browsers, accounts: Accounts
+) -> None:
+    email = accounts.create()
+    turn_on(accounts, email)
+    page, watch = browsers.open()
+    enter_password(page, email)
+    sent: list[str] = []
+    page.on("request", lambda request: sent.append(request.url))
+
+    page.get_by_label("Code").fill("000000")
+    page.get_by_role("button", name="Verify").click()
+
+    expect(page.get_by_role("status")).to_contain_text("That code did not work.")
+    assert [url.split("/api/", 1)[1] for url in sent if "/api/" in url] == ["auth/mfa/verify"]
+    watch.failed_loads.clear()  # the 401 of the wrong code

@@ -5,11 +5,13 @@ import { readStored, writeStored } from "./storage.js";
 
 const CSRF_COOKIE = "csrftoken";
 const CSRF_HEADER = "X-CSRFToken";
-// Credentials, not the access cookie, authenticate these: a 401 is the answer itself.
+// Credentials, not the access cookie, authenticate these: a 401 is the answer itself
+// (for the second factor's code: that code is wrong, or the login's challenge is over).
 const ENTRY_POINTS = new Set([
   "/api/auth/signup",
   "/api/auth/login",
   "/api/auth/token",
+  "/api/auth/mfa/verify",
   "/api/auth/refresh",
 ]);
 const REFRESHED_AT = "engage.refreshed_at";
