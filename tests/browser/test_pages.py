@@ -8,7 +8,7 @@ import re
 from playwright.sync_api import expect
 
 from engage_http.openapi import DOCS_CSP
-from support.browser import PASSWORD, Accounts, Browsers, sign_in
+from support.browser import PASSWORD, Accounts, Browsers, Watch, sign_in
 
 CSP = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 
@@ -285,3 +285,42 @@ def test_a_first_visit_is_asked_to_sign_in_not_told_a_session_ended(browsers: Br
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     expect(page.get_by_text("Your session has ended")).to_have_count(0)
     watch.failed_loads.clear()  # the 401 that sent it here
+
+
+_NO_ANSWER = "Failed to load resource: net::"
+
+
+def _unreached(watch: Watch) -> None:
+    """Forget the console lines of the requests a test made fail on purpose."""
+    watch.errors[:] = [line for line in watch.errors if not line.startswith(_NO_ANSWER)]
+    watch.failed_loads.clear()
+
+
+def test_a_page_whose_api_is_out_of_reach_says_so(browsers: Browsers, accounts: Accounts) -> None:
+    page, watch = browsers.open()
+    sign_in(page, accounts.create())
+    page.context.route("**/api/**", lambda route: route.abort())
+
+    page.get_by_role("link", name="Account").click()
+    page.get_by_role("link", name="See each device's session and end one").click()
+
+    alert = page.get_by_role("alert")
+    expect(alert).to_have_text("This page could not load: Cannot reach engage. Try again")
+    _unreached(watch)
+
+
+def test_a_page_whose_module_does_not_come_says_so_and_loads_on_trying_again(
+    browsers: Browsers, accounts: Accounts
+) -> None:
+    page, watch = browsers.open()
+    sign_in(page, accounts.create())
+    page.context.route("**/js/pages/account.js", lambda route: route.abort())
+
+    page.get_by_role("link", name="Account").click()
+
+    expect(page.get_by_role("heading", name="Account", level=1)).to_be_focused()
+    expect(page.get_by_role("alert")).to_contain_text("Cannot reach engage")
+    page.context.unroute("**/js/pages/account.js")
+    page.get_by_role("link", name="Try again").click()
+    expect(page.get_by_role("heading", name="Profile")).to_be_visible()
+    _unreached(watch)

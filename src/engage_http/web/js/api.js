@@ -32,6 +32,14 @@ export class ApiError extends Error {
   }
 }
 
+/** No answer from engage that could be read: no connection, or a body cut short. */
+export class NetworkError extends Error {
+  constructor(cause) {
+    super("Cannot reach engage", { cause });
+    this.name = "NetworkError";
+  }
+}
+
 let whenSignedOut = () => {};
 
 /** What to do when the session is gone for good (the refresh failed too). */
@@ -57,19 +65,23 @@ function urlOf(path, query) {
   return search ? `${path}?${search}` : path;
 }
 
-function send(method, url, body) {
+async function send(method, url, body) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (method !== "GET") {
     const token = csrfToken();
     if (token) headers[CSRF_HEADER] = token;
   }
-  return fetch(url, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-    credentials: "same-origin",
-  });
+  try {
+    return await fetch(url, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: "same-origin",
+    });
+  } catch (error) {
+    throw new NetworkError(error); // fetch() rejects only when no answer came
+  }
 }
 
 function readRefreshedAt() {
@@ -105,7 +117,15 @@ function refreshSession(failedAt) {
 async function parse(response) {
   if (response.status === 204) return null;
   const type = response.headers.get("Content-Type") || "";
-  const body = type.includes("json") ? await response.json() : null;
+  let body = null;
+  if (type.includes("json")) {
+    try {
+      body = await response.json();
+    } catch (error) {
+      if (response.ok) throw new NetworkError(error);
+      // an error page that is not the API's: its status says enough
+    }
+  }
   if (response.ok) return body;
   const retryAfter = Number(response.headers.get("Retry-After")) || null;
   throw new ApiError(response.status, body || { title: response.statusText }, retryAfter);

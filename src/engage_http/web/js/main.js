@@ -1,7 +1,7 @@
 // The web app's shell: a History API router that shows one page module at a
 // time in <main>, the signed-in state, and the screen-reader announcer.
 
-import { ApiError, onSignedOut } from "./api.js";
+import { ApiError, NetworkError, onSignedOut } from "./api.js";
 import { clear, el } from "./dom.js";
 import { routes } from "./routes.js";
 import { readStored, writeStored } from "./storage.js";
@@ -67,7 +67,13 @@ async function show(path, { focus }) {
     showMissing(path);
     return;
   }
-  const page = await route.load();
+  let page = null;
+  let failure = null;
+  try {
+    page = await route.load();
+  } catch (error) {
+    failure = new NetworkError(error); // its module did not come: the server is out of reach
+  }
   if (ticket !== shown) return; // another navigation started meanwhile
   current = route;
   document.title = `${route.title} · engage`;
@@ -77,8 +83,9 @@ async function show(path, { focus }) {
   }
   const view = el("div", { class: "page" });
   clear(main).append(view);
+  if (failure) view.append(el("h1", { text: route.title }));
   // A page builds its headings and forms before its first await, so focus can move now.
-  const rendering = page.render(view, app);
+  const rendering = failure ? Promise.reject(failure) : page.render(view, app);
   if (focus && !view.contains(document.activeElement)) {
     const heading = view.querySelector("h1");
     if (heading) {
@@ -89,8 +96,9 @@ async function show(path, { focus }) {
   try {
     await rendering;
   } catch (error) {
-    if (!(error instanceof ApiError)) throw error;
-    if (error.status !== 401) showFailure(view, error);
+    if (error instanceof NetworkError) showFailure(view, error, { reload: error === failure });
+    else if (!(error instanceof ApiError)) throw error;
+    else if (error.status !== 401) showFailure(view, error);
   }
 }
 
@@ -106,13 +114,17 @@ function showMissing(path) {
   );
 }
 
-/** Say why the page could not load where it is seen: under its heading, at the top. */
-function showFailure(view, error) {
+/**
+ * Say why the page could not load where it is seen: under its heading, at the top.
+ * ``reload``: trying again loads the whole document (the browser keeps a module's
+ * failed import for the document's life).
+ */
+function showFailure(view, error, { reload = false } = {}) {
   const alert = el(
     "p",
     { class: "notice is-error", role: "alert" },
     `This page could not load: ${error.message}. `,
-    el("a", { href: location.pathname, text: "Try again" }),
+    el("a", { href: location.pathname, text: "Try again", "data-reload": reload }),
   );
   const heading = view.querySelector("h1");
   if (heading) heading.after(alert);
@@ -133,7 +145,7 @@ document.addEventListener("click", (event) => {
   if (event.defaultPrevented || event.button !== 0) return;
   if (event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
   const link = event.target.closest("a[href]");
-  if (!link || link.target || link.hasAttribute("download")) return;
+  if (!link || link.target || link.hasAttribute("download") || link.hasAttribute("data-reload")) return;
   const url = new URL(link.href);
   if (url.origin !== location.origin) return;
   if (url.hash && url.pathname === location.pathname) return; // an in-page link
