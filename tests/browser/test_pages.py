@@ -324,3 +324,34 @@ def test_a_page_whose_module_does_not_come_says_so_and_loads_on_trying_again(
     page.get_by_role("link", name="Try again").click()
     expect(page.get_by_role("heading", name="Profile")).to_be_visible()
     _unreached(watch)
+
+
+def test_sign_up_whose_sign_in_is_refused_says_the_account_is_made(
+    browsers: Browsers, accounts: Accounts
+) -> None:
+    """Signing in right after sign-up may be refused (ENGAGE_REQUIRE_VERIFIED_EMAIL's
+    403 here): the account exists all the same, and the form must not be sent again."""
+    page, watch = browsers.open()
+    problem = '{"type": "urn:engage-suite:problem:email-not-verified", "status": 403,'
+    problem += (
+        ' "title": "Email address not verified", "detail": "verify your email address first"}'
+    )
+    page.route(
+        "**/api/auth/login",
+        lambda route: route.fulfill(
+            status=403, headers={"Content-Type": "application/problem+json"}, body=problem
+        ),
+    )
+    email = accounts.new_email()
+    page.goto("/signup")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+
+    expect(page).to_have_url(re.compile(r"/signin$"))
+    expect(page.get_by_role("status").first).to_have_text(
+        f"Your account is created. Open the link we mailed to {email} to verify the address,"
+        " then sign in."
+    )
+    assert accounts.can_log_in(email)
+    watch.failed_loads.clear()  # the refused sign-in
