@@ -142,3 +142,21 @@ def test_a_new_address_takes_over_once_its_link_is_opened(
     page.get_by_role("link", name="Go to the account").click()
     expect(page.locator("dd").filter(has_text=new_email)).to_be_visible()
     assert accounts.can_log_in(new_email)
+
+
+def test_a_reset_link_still_works_after_its_page_is_reloaded(
+    browsers: Browsers, accounts: Accounts, data_dir: Path, server: str
+) -> None:
+    email = accounts.create()
+    assert accounts.http.post("/api/auth/password/forgot", json={"email": email}).status_code == 202
+    _, reset = mails_to(data_dir, email, 2)
+    page, _ = browsers.open()
+    page.goto(link_in(reset, server))
+    expect(page).to_have_url(re.compile(r"/reset-password$"))  # the token left the address bar
+
+    page.reload()
+    page.get_by_label("New password").fill(NEW_PASSWORD)
+    page.get_by_role("button", name="Set the new password").click()
+
+    expect(page).to_have_url(re.compile(r"/signin$"))
+    assert accounts.can_log_in(email, NEW_PASSWORD)

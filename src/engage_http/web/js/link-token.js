@@ -1,10 +1,30 @@
 // The one-time token of a link from a mail (after #token=), taken out of the
 // address bar at once so it stays out of the history and any shared screenshot.
+// This tab keeps it (sessionStorage) until it is used or refused, so reloading
+// the page before its form is sent does not lose the link.
+
+const KEPT = "engage.linkToken";
+
+const keptKey = () => `${KEPT}:${location.pathname}`;
 
 export function takeLinkToken() {
   const token = new URLSearchParams(location.hash.slice(1)).get("token");
   if (location.hash) history.replaceState(null, "", location.pathname);
-  return token;
+  try {
+    if (token) sessionStorage.setItem(keptKey(), token);
+    return token ?? sessionStorage.getItem(keptKey());
+  } catch {
+    return token; // no storage: the token lives as long as the page
+  }
+}
+
+/** Forget this page's token: it did its work, or the server refused it. */
+export function spendLinkToken() {
+  try {
+    sessionStorage.removeItem(keptKey());
+  } catch {
+    // no storage, nothing kept
+  }
 }
 
 export const BAD_LINK =
