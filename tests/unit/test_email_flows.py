@@ -416,3 +416,31 @@ def test_the_retry_wait_is_capped(world: World) -> None:
     assert world.delivery.retry_delay(1) == timedelta(seconds=30)
     assert world.delivery.retry_delay(3) == timedelta(seconds=120)
     assert world.delivery.retry_delay(50) == timedelta(hours=1)
+
+
+async def test_a_slow_mail_server_never_gets_a_message_from_two_senders(world: World) -> None:
+    """Each send takes 20 s, so a whole batch outlasts the lease of its claim; a second
+    sender (another worker) that looks meanwhile must not get messages the first one
+    still means to send."""
+    policy = DeliveryPolicy(lease=timedelta(minutes=5), batch=20)
+    other_mailer = testing.FakeMailer()
+    other = MailDelivery(world.outbox, other_mailer, world.clock, policy)
+    clock = world.clock
+
+    class SlowMailer(testing.FakeMailer):
+        async def send(self, message: MailMessage) -> str:
+            clock.advance(20)
+            receipt = await super().send(message)
+            await other.deliver_due()  # the other worker's sender wakes meanwhile
+            return receipt
+
+    slow = SlowMailer()
+    first = MailDelivery(world.outbox, slow, world.clock, policy)
+    for n in range(20):
+        await world.auth.sign_up(email=f"user{n}@example.com", password=PASSWORD)
+
+    while (await first.deliver_due()).attempts:
+        pass
+
+    sent = [m.id for m in slow.sent + other_mailer.sent]
+    assert len(sent) == len(set(sent)) == 20

@@ -67,12 +67,18 @@ class MailDelivery:
         return min(delay, self.policy.max_retry)
 
     async def deliver_due(self) -> DeliveryRound:
-        """Send the messages due now (up to one batch), each exactly once among all senders."""
-        claimed = await self.outbox.claim(
-            self.clock.now(), limit=self.policy.batch, lease=self.policy.lease
-        )
-        attempts = [await self._attempt(mail) for mail in claimed]
-        return DeliveryRound(attempts=attempts, full=len(claimed) == self.policy.batch)
+        """Send the messages due now (up to one batch), each exactly once among all senders.
+
+        Each message is claimed just before it is sent: a lease taken for a whole
+        batch would run out while a slow mail server takes the first ones, and
+        another sender would then claim (and send) the rest a second time."""
+        attempts: list[Attempt] = []
+        while len(attempts) < self.policy.batch:
+            claimed = await self.outbox.claim(self.clock.now(), limit=1, lease=self.policy.lease)
+            if not claimed:
+                break
+            attempts.append(await self._attempt(claimed[0]))
+        return DeliveryRound(attempts=attempts, full=len(attempts) == self.policy.batch)
 
     async def _attempt(self, mail: QueuedMail) -> Attempt:
         message_id = mail.message.id
