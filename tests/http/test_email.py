@@ -84,6 +84,28 @@ async def test_signup_mails_a_link_that_verifies_the_address(
     assert (await me(client, auth))["email_verified"] is True
 
 
+async def test_international_addresses_are_written_as_mail_programs_read_them(
+    api: Any, outbox: Path
+) -> None:
+    # An international domain as its A-label; a non-ASCII mailbox name in UTF-8 (RFC
+    # 6532), never as an encoded word, which no mail program takes inside an address.
+    await api.sign_up("ada@exämple.com")
+    await api.sign_up("jürgen@example.com")
+    await mail_to(outbox, "ada@xn--exmple-cua.com")
+    [mail] = await mail_to(outbox, "jürgen@example.com")
+    assert "jürgen@example.com" in text_of(mail)
+    assert await asyncio.to_thread(to_lines, outbox) == [
+        b"To: ada@xn--exmple-cua.com",
+        "To: jürgen@example.com".encode(),
+    ]
+
+
+def to_lines(outbox: Path) -> list[bytes]:
+    """The ``To`` line of each file in the outbox, as written."""
+    heads = [path.read_bytes().partition(b"\n\n")[0] for path in sorted(outbox.glob("*.eml"))]
+    return [line for head in heads for line in head.splitlines() if line.startswith(b"To: ")]
+
+
 async def test_a_link_works_once_even_when_two_requests_race(
     client: httpx.AsyncClient, api: Any, outbox: Path, expect_problem: Problem
 ) -> None:

@@ -119,3 +119,42 @@ async def test_a_mail_server_that_is_down_delays_the_mail_and_loses_nothing(
     body = {"token": token_of(reset.body("plain")), "new_password": "a brand new passphrase"}
     assert (await client.post("/api/auth/password/reset", json=body)).status_code == 204
     await api.bearer("ada@example.com", "a brand new passphrase")
+
+
+@pytest.fixture
+def server_without_smtputf8(mail_server: LoopbackMailServer) -> Iterator[LoopbackMailServer]:
+    mail_server.stop()
+    mail_server.smtputf8 = False
+    mail_server.start()
+    yield mail_server
+    mail_server.stop()
+    mail_server.smtputf8 = True
+    mail_server.start()
+
+
+async def test_an_address_with_an_international_domain_reaches_a_server_without_smtputf8(
+    api: Any, server_without_smtputf8: LoopbackMailServer, db: Any
+) -> None:
+    # The test server offers no SMTPUTF8: the domain goes as its A-label (RFC 5890),
+    # which every server takes, and the mail arrives at the first attempt.
+    await api.sign_up("ada@exämple.com")
+    [received] = await server_without_smtputf8.wait_for(1)
+    assert received.envelope_to == ["ada@xn--exmple-cua.com"]
+    assert received.message["To"] == "ada@xn--exmple-cua.com"
+    assert db("SELECT status, attempts FROM mail_outbox") == [("sent", 1)]
+
+
+async def test_a_non_ascii_mailbox_that_the_server_cannot_take_fails_at_once(
+    api: Any, server_without_smtputf8: LoopbackMailServer, db: Any
+) -> None:
+    # Only SMTPUTF8 carries "jürgen@": retrying a server without it cannot help.
+    await api.sign_up("jürgen@example.com")
+    for _ in range(200):
+        rows = db("SELECT status, attempts, last_error FROM mail_outbox")
+        if rows and rows[0][0] != "queued":
+            break
+        await asyncio.sleep(0.02)
+    [(status, attempts, error)] = rows
+    assert (status, attempts) == ("failed", 1)
+    assert "SMTPUTF8" in error
+    assert server_without_smtputf8.received == []

@@ -131,7 +131,8 @@ def _authenticate(
 @define
 class LoopbackMailServer:
     """``mode``: "starttls" (plain, upgraded on request; AUTH only after it), "tls"
-    (TLS from the first byte) or "plain" (no TLS at all, so no AUTH either)."""
+    (TLS from the first byte) or "plain" (no TLS at all, so no AUTH either).
+    ``smtputf8``: whether it offers SMTPUTF8 (RFC 6531) from its next ``start()``."""
 
     cert_file: Path
     key_file: Path
@@ -139,6 +140,7 @@ class LoopbackMailServer:
     port: int = field(factory=free_port)
     received: list[Received] = field(factory=list)
     refused: set[str] = field(factory=set)
+    smtputf8: bool = True
     lock: threading.Lock = field(factory=threading.Lock)
     _controller: Controller | None = None
 
@@ -156,6 +158,7 @@ class LoopbackMailServer:
             hostname="127.0.0.1",
             port=self.port,
             authenticator=_authenticate,
+            enable_SMTPUTF8=self.smtputf8,
             **options,
         )
         self._controller.start()

@@ -32,12 +32,25 @@ def sender_domain(sender: str) -> str:
     return parseaddr(sender)[1].rpartition("@")[2] or "localhost"
 
 
+def transmittable(address: str) -> str:
+    """``address`` with an international domain as its A-label (``ada@xn--exmple-cua.com``),
+    which every mail server takes: only a non-ASCII mailbox name (``jürgen@``) needs a
+    server that offers SMTPUTF8 (RFC 6531)."""
+    if address.isascii():
+        return address
+    try:
+        checked = email_validator.validate_email(address, check_deliverability=False)
+    except email_validator.EmailNotValidError:
+        return address
+    return checked.ascii_email or address
+
+
 def as_email(message: MailMessage, sender: str, at: datetime) -> EmailMessage:
     """The message to transmit, with ``Date``, ``Message-ID`` (the same on every
     attempt: made from ``message.id``) and ``From``."""
     mail = EmailMessage()
     mail["From"] = sender
-    mail["To"] = message.to.value
+    mail["To"] = transmittable(message.to.value)
     mail["Subject"] = message.subject
     mail["Date"] = format_datetime(at)
     mail["Message-ID"] = f"<{message.id}@{sender_domain(sender)}>"

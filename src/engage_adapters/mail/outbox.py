@@ -9,6 +9,7 @@ readable by their owner only, since their links carry tokens.
 from __future__ import annotations
 
 import asyncio
+import email.policy
 import itertools
 import logging
 import os
@@ -19,6 +20,7 @@ from engage_core.ports import Clock, MailMessage, MailNotSent
 
 log = logging.getLogger("engage.mail")
 OUTBOX_DIR = "outbox"
+_UTF8_HEADERS = email.policy.default.clone(utf8=True)
 
 
 class OutboxMailer:
@@ -30,7 +32,8 @@ class OutboxMailer:
 
     async def send(self, message: MailMessage) -> str:
         at = self._clock.now()
-        data = as_email(message, self._sender, at).as_bytes()
+        # UTF-8 headers (RFC 6532): a non-ASCII mailbox name cannot be an encoded word.
+        data = as_email(message, self._sender, at).as_bytes(policy=_UTF8_HEADERS)
         # In the order written (within a process, even in the same microsecond).
         name = f"{at:%Y%m%dT%H%M%S%fZ}-{next(self._sequence):06d}-{message.id}.eml"
         try:

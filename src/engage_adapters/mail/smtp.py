@@ -112,6 +112,9 @@ class SmtpMailer:
                 "; ".join(f"{r.code} {r.message}" for r in refusals),
                 permanent=all(r.code >= 500 for r in refusals),
             ) from None
+        except aiosmtplib.SMTPNotSupported as exc:
+            # A non-ASCII mailbox name and no SMTPUTF8: this server never will take it.
+            raise MailNotSent(f"{server}: {exc}", permanent=True) from None
         except aiosmtplib.SMTPResponseException as exc:
             # 5xx: the server will refuse this again (an unknown mailbox, bad credentials).
             raise MailNotSent(f"{exc.code} {exc.message}", permanent=exc.code >= 500) from None
