@@ -430,6 +430,32 @@ async def test_an_address_change_is_refused_without_the_password_or_for_a_taken_
     )
 
 
+async def test_address_change_mails_are_limited_per_account(
+    client: httpx.AsyncClient, api: Any, outbox: Path, db: Rows, expect_problem: Problem
+) -> None:
+    # Each request mails an address the account names, or tells whether an account has
+    # it: without a limit, a signed-in user could make engage mail anyone as often as
+    # it liked, or try every address.
+    await signed_up(api, outbox, "ada@example.com")
+    await signed_up(api, outbox, "bob@example.com")
+    auth = bearer(await token_for(client, "ada@example.com"))
+
+    def change(new_email: str) -> Any:
+        body = {"new_email": new_email, "password": PASSWORD}
+        return client.post("/api/auth/email", json=body, headers=auth)
+
+    assert (await change("bob@example.com")).status_code == 409
+    for _ in range(4):
+        answer = await change("someone@else.example")
+        assert answer.status_code == 202, answer.text
+    for address in ("someone@else.example", "bob@example.com"):
+        refused = await change(address)
+        expect_problem(refused, 429)
+        assert int(refused.headers["Retry-After"]) > 0
+    mailed = "SELECT count(*) FROM mail_outbox WHERE recipient = 'someone@else.example'"
+    assert db(mailed) == [(4,)]
+
+
 async def test_confirming_an_address_taken_meanwhile_is_a_conflict(
     client: httpx.AsyncClient, api: Any, outbox: Path, expect_problem: Problem
 ) -> None:

@@ -262,7 +262,7 @@ async def test_forgot_password_limits_per_email_and_per_address(world: World) ->
 def test_one_setting_scales_every_mail_limit() -> None:
     policy = EmailFlowPolicy.per_hour(7)
     assert (policy.forgot_per_email, policy.forgot_per_address) == (7, 14)
-    assert policy.verify_requests_per_user == 7
+    assert policy.verify_requests_per_user == policy.email_changes_per_user == 7
 
 
 async def test_a_reset_ends_every_session_verifies_and_sends_a_notice(world: World) -> None:

@@ -43,19 +43,25 @@ _ALL_PURPOSES = tuple(TokenPurpose)
 @frozen(kw_only=True)
 class EmailFlowPolicy:
     """How many mails may be asked for: per address for a reset link, per account for a
-    verification link, and per client address (which may ask for several emails)."""
+    verification link or an address change, and per client address (which may ask
+    for several emails)."""
 
     forgot_per_email: int = 5
     forgot_per_address: int = 10
     forgot_window: timedelta = timedelta(hours=1)
     verify_requests_per_user: int = 5
     verify_request_window: timedelta = timedelta(hours=1)
+    email_changes_per_user: int = 5
+    email_change_window: timedelta = timedelta(hours=1)
 
     @classmethod
     def per_hour(cls, mails: int) -> EmailFlowPolicy:
         """``mails`` an hour per email or account, twice as many per client address."""
         return cls(
-            forgot_per_email=mails, forgot_per_address=2 * mails, verify_requests_per_user=mails
+            forgot_per_email=mails,
+            forgot_per_address=2 * mails,
+            verify_requests_per_user=mails,
+            email_changes_per_user=mails,
         )
 
 
@@ -173,6 +179,14 @@ class EmailFlows:
         user = await self.auth.confirm_password(principal, password)
         if new == user.email:
             raise ValidationFailed.single("new_email", "is the account's address already")
+        # Each request mails an address the caller names, or tells whether an account
+        # has it: a bound on both.
+        await self._limit(
+            f"email-change:{user.id}",
+            self.policy.email_changes_per_user,
+            self.policy.email_change_window,
+            "too many address changes asked for; check the new address's inbox, or try again later",
+        )
         if await self.users.get_by_email(new.canonical) is not None:
             raise Conflict("an account with this email already exists")
         async with self.uow.atomic():
