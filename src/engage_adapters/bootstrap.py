@@ -22,7 +22,13 @@ import asyncio
 import hashlib
 import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from contextlib import (
+    AbstractContextManager,
+    AsyncExitStack,
+    asynccontextmanager,
+    nullcontext,
+    suppress,
+)
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -35,7 +41,7 @@ from engage_adapters.bcrypt_hasher import BcryptPasswordHasher
 from engage_adapters.clock import SystemClock
 from engage_adapters.closing import close_within, stop_task
 from engage_adapters.dashboard_codec import JsonDashboardCodec
-from engage_adapters.embedded_pg import EmbeddedPostgresError, start_embedded
+from engage_adapters.embedded_pg import EmbeddedPostgresError, kept_running, start_embedded
 from engage_adapters.jwt_tokens import JwtTokenIssuer
 from engage_adapters.mail.outbox import OUTBOX_DIR, OutboxMailer
 from engage_adapters.mail.sender import MailSender
@@ -626,6 +632,13 @@ def database_url(settings: Settings) -> str:
     if settings.database_url is not None:
         return settings.database_url
     return start_embedded(settings.data_dir)
+
+
+def database_kept_running(settings: Settings) -> AbstractContextManager[None]:
+    """For a long-running process (``engage serve``): while the block runs, the
+    embedded server is started again whenever its process dies; nothing to do for
+    ``ENGAGE_DATABASE_URL``'s, which its operator runs."""
+    return nullcontext() if settings.database_url is not None else kept_running(settings.data_dir)
 
 
 @frozen

@@ -8,15 +8,18 @@ import os
 import shutil
 import socket
 import tempfile
-from contextlib import AbstractContextManager, nullcontext
 from importlib.util import find_spec
 from typing import Any
 
 import structlog
 import typer
 
-from engage_adapters.bootstrap import HEADROOM, Database, pool_size_per_worker
-from engage_adapters.embedded_pg import kept_running
+from engage_adapters.bootstrap import (
+    HEADROOM,
+    Database,
+    database_kept_running,
+    pool_size_per_worker,
+)
 from engage_adapters.settings import (
     DEFAULT_HTTP_BUFFER_BYTES,
     Settings,
@@ -82,9 +85,7 @@ def serve(
         os.environ["ENGAGE_PUBLIC_URL"] = served_origin(host, port)
     metrics_dir = _prometheus_multiprocess_dir(workers)
     # The embedded server is started again should its process die meanwhile.
-    watch: AbstractContextManager[None] = (
-        nullcontext() if settings.database_url else kept_running(settings.data_dir)
-    )
+    watch = database_kept_running(settings)
 
     from granian import Granian
 
