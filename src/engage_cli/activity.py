@@ -9,7 +9,7 @@ import typer
 
 from engage_adapters.bootstrap import Services
 from engage_cli.context import with_services
-from engage_cli.errors import guarded
+from engage_cli.errors import guarded, until_the_reader_leaves
 from engage_core.model import ActivityEntry, ActivityKind, Email
 from engage_core.queries import check_bound
 from engage_core.services.activity import check_kind
@@ -55,7 +55,8 @@ def activity(
                 return
             after = (page[-1].at, page[-1].id)
 
-    with_services(work)
+    with until_the_reader_leaves():
+        with_services(work)
 
 
 def _as_row(entry: ActivityEntry) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -25,6 +27,8 @@ from engage_core.errors import EngageError, ValidationFailed
 T = TypeVar("T")
 
 USER_ERROR = 1
+# What writing the output meets when its disk is full or gone (its reader leaving is EPIPE).
+_OUTPUT_LOST = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 # Failures whose message is the whole story for the operator.
 _TOLD_AS_THEY_ARE: tuple[type[Exception], ...] = (*OPERATOR_ERRORS, FileError)
 
@@ -39,6 +43,19 @@ def until_the_reader_leaves() -> Iterator[None]:
         # As the Python docs advise: no second error when the interpreter flushes stdout.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise typer.Exit(0) from None
+
+
+def output_failed(exc: OSError) -> NoReturn:
+    """Writing the output failed (a full disk): one line, exit 1, and no second error
+    when the interpreter flushes what is left of stdout."""
+    with contextlib.suppress(OSError):
+        typer.echo(f"engage: error: cannot write the output: {exc.strerror or exc}", err=True)
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(USER_ERROR)
+
+
+def is_lost_output(exc: OSError) -> bool:
+    return exc.filename is None and exc.errno in _OUTPUT_LOST
 
 
 def fail(message: str) -> NoReturn:
@@ -73,6 +90,8 @@ def reported_errors() -> Iterator[None]:
     except BrokenPipeError:
         raise  # the reader went away; the command decides what that means
     except OSError as exc:  # files the operator named: unreadable, unwritable, missing
+        if is_lost_output(exc):
+            output_failed(exc)
         fail(f"{exc.filename or 'file system'}: {exc.strerror or exc}")
     except KeyboardInterrupt:
         typer.echo("engage: interrupted", err=True)

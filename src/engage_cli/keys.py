@@ -9,7 +9,7 @@ import typer
 
 from engage_adapters.bootstrap import Services
 from engage_cli.context import with_services
-from engage_cli.errors import guarded
+from engage_cli.errors import guarded, until_the_reader_leaves
 from engage_core.model import OPERATOR, ApiKey, ApiKeyScope, Email, OwnedApiKey
 
 app = typer.Typer(
@@ -68,6 +68,11 @@ def list_keys(
         return [OwnedApiKey(key=key, email=user.email.value) for key in keys]
 
     owned = with_services(work)
+    with until_the_reader_leaves():
+        _print_keys(owned, as_json=as_json)
+
+
+def _print_keys(owned: list[OwnedApiKey], *, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps([_as_json(o) for o in owned], indent=2, ensure_ascii=False))
         return

@@ -12,6 +12,7 @@ import typer
 
 from engage_adapters.bootstrap import Services
 from engage_cli.context import with_services
+from engage_cli.errors import until_the_reader_leaves
 from engage_core.ports import QueuedMail
 
 app = typer.Typer(help="Mail: the outbox and its delivery.", no_args_is_help=True)
@@ -51,6 +52,11 @@ def outbox(
         return list(await services.mail.recent(limit))
 
     items = with_services(work)
+    with until_the_reader_leaves():
+        _print_outbox(items, as_json=as_json)
+
+
+def _print_outbox(items: list[QueuedMail], *, as_json: bool) -> None:
     if as_json:
         for item in items:
             typer.echo(json.dumps(_row(item), ensure_ascii=False))

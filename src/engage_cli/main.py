@@ -18,7 +18,7 @@ from engage_adapters.settings import (
 from engage_cli import db, keys, mail, metrics, users
 from engage_cli.activity import activity
 from engage_cli.demo import demo
-from engage_cli.errors import reported_errors
+from engage_cli.errors import is_lost_output, output_failed, reported_errors
 from engage_cli.help import show_flags_bare
 from engage_cli.serve import serve
 
@@ -136,4 +136,9 @@ def _without_password(url: str) -> str:
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except OSError as exc:  # printing what a command found, outside its reported_errors
+        if not is_lost_output(exc):
+            raise
+        output_failed(exc)

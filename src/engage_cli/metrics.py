@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -275,9 +276,22 @@ def _destination(output: Path | None) -> Iterator[IO[str]]:
     except OSError as exc:
         fail(f"cannot write to {directory}: {exc.strerror}")
     try:
-        with handle:
+        with _closed_once(handle):
             yield handle
         os.replace(handle.name, output)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def _closed_once(handle: IO[str]) -> Iterator[None]:
+    """Close ``handle`` after the work; if the work failed (a full disk), its error is
+    the one told, not a second one from flushing what is left on closing."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(OSError):
+            handle.close()
+        raise
+    handle.close()

@@ -21,7 +21,7 @@ from engage_cli import terminal
 from engage_cli.context import with_services
 from engage_cli.errors import fail, guarded, until_the_reader_leaves
 from engage_core.errors import Conflict, NotFound
-from engage_core.model import Email, User
+from engage_core.model import DeviceSession, Email, User
 
 app = typer.Typer(
     help="User accounts: create, list, delete, set a password, unlock, reset the second"
@@ -134,6 +134,11 @@ def sessions(email: str = EMAIL) -> None:
     Columns: id, signed in, last seen (UTC), address, user agent."""
     guarded(lambda: Email(email))
     _, devices = with_services(lambda s: s.admin.sessions_of(email))
+    with until_the_reader_leaves():
+        _print_sessions(devices)
+
+
+def _print_sessions(devices: list[DeviceSession]) -> None:
     typer.echo(f"{'id':<36}  {'signed_in':<25}  {'last_seen':<25}  {'ip':<20}  user agent")
     for device in devices:
         signed_in = device.signed_in_at.astimezone(UTC).isoformat(timespec="seconds")

@@ -1,0 +1,135 @@
+"""What the commands print, wherever it goes: a pipe closed early, a full disk, a
+FIFO or a symlink named with `-o`; run as an operator runs them, on real PostgreSQL."""
+
+from __future__ import annotations
+
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from support.cli import assert_one_error_line, cli_settings
+
+HEADER = "email,metric_type,metric_value,recorded_at"
+ROW = "ada@example.com,views,1.5,2026-01-01T00:00:00+00:00"
+
+
+@pytest.fixture
+def env(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    environment = cli_settings(pg_url, tmp_path / "data", monkeypatch)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "TRUNCATE users, engagement_metrics, sessions, metric_rollups, activity, api_keys,"
+            " mail_outbox CASCADE"
+        )
+        conn.execute(
+            "INSERT INTO users (id, email, email_key, password_hash)"
+            " VALUES (gen_random_uuid(), 'ada@example.com', 'ada@example.com', 'x')"
+        )
+    return environment
+
+
+def _fill_every_listing(pg_url: str) -> None:
+    """Far more than a pipe holds (64 KiB) in each listing."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO activity (user_id, email, kind, at, ip, user_agent)"
+            " SELECT id, email, 'login.failed', now() - n * interval '1 second', '203.0.113.5',"
+            " 'Mozilla/5.0 Firefox/133.0' FROM users, generate_series(1, 3000) AS n"
+        )
+        conn.execute(
+            "INSERT INTO api_keys (id, user_id, name, secret_hash, scopes, created_at)"
+            " SELECT gen_random_uuid(), id, 'key ' || n, repeat('0', 64), ARRAY['metrics:read'],"
+            " now() FROM users, generate_series(1, 1500) AS n"
+        )
+        conn.execute(
+            "INSERT INTO mail_outbox (id, recipient, subject, text_body, html_body, status,"
+            " created_at, next_attempt_at)"
+            " SELECT gen_random_uuid(), 'ada@example.com', 'A subject of some length ' || n,"
+            " 'body', '<p>body</p>', 'queued', now(), now() FROM generate_series(1, 2000) AS n"
+        )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["activity"],
+        ["activity", "--json"],
+        ["key", "list"],
+        ["mail", "outbox", "--limit", "2000"],
+        ["mail", "outbox", "--limit", "2000", "--json"],
+    ],
+)
+def test_a_listing_cut_short_by_its_reader_ends_quietly_in_success(
+    env: dict[str, str], pg_url: str, command: list[str]
+) -> None:
+    _fill_every_listing(pg_url)
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "engage_cli", *command],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert reader.stdout is not None
+    assert reader.stderr is not None
+    reader.stdout.readline()
+    reader.stdout.close()  # as `| head -1` does
+
+    with reader.stderr:
+        errors = reader.stderr.read()
+    assert reader.wait(timeout=120) == 0, errors
+    assert b"Traceback" not in errors
+
+
+def _with_a_full_disk() -> None:
+    """In the child: no file may grow (as on a full disk), and growing one is an error
+    (EFBIG), not the SIGXFSZ that would kill the process."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["settings", "list"], ["db", "status"], ["key", "list"], ["user", "list"]],
+)
+def test_output_onto_a_full_disk_is_one_line_and_exit_1(
+    env: dict[str, str], tmp_path: Path, command: list[str]
+) -> None:
+    with (tmp_path / "out.txt").open("w") as out:
+        completed = subprocess.run(
+            [sys.executable, "-m", "engage_cli", *command],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_with_a_full_disk,
+            check=False,
+            timeout=120,
+        )
+    assert completed.returncode == 1, completed.stderr
+    assert completed.stderr == "engage: error: cannot write the output: File too large\n"
+
+
+def test_an_export_onto_a_full_disk_is_one_line_and_leaves_no_file(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    target = tmp_path / "out.csv"
+    completed = subprocess.run(
+        [sys.executable, "-m", "engage_cli", "metrics", "export", "-o", str(target)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        preexec_fn=_with_a_full_disk,
+        check=False,
+        timeout=120,
+    )
+    assert_one_error_line(completed, "cannot write the output: File too large")
+    assert not target.exists()
+    assert list(tmp_path.glob(".out.csv.*")) == []
