@@ -96,7 +96,13 @@ def export(
     ] = None,
     fmt: Annotated[FileFormat, typer.Option("--format", help="The output's format.")] = "csv",
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Write here (default: stdout).")
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="Write here (default: stdout): a file appears whole or not at all;"
+            " a device, FIFO or symlink (/dev/stdout) is written into, never replaced.",
+        ),
     ] = None,
 ) -> None:
     """Stream metrics out as backfill input: email,metric_type,metric_value,recorded_at."""
@@ -255,13 +261,18 @@ def _moment(option: str, raw: str | None) -> datetime | None:
 
 @contextmanager
 def _destination(output: Path | None) -> Iterator[IO[str]]:
-    """stdout, or a file that appears whole or not at all."""
+    """stdout; or a file that appears whole or not at all; or, written into as it is,
+    what is not a plain file: a device, a FIFO, a symlink (/dev/stdout), never replaced."""
     if output is None:
         yield sys.stdout
         sys.stdout.flush()
         return
     if output.is_dir():
         fail(f"cannot write to {output}: it is a directory")
+    if output.is_symlink() or (output.exists() and not output.is_file()):
+        with _written_through(output) as sink:
+            yield sink
+        return
     directory = output.parent if str(output.parent) else Path(".")
     try:
         handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - renamed or removed below
@@ -282,6 +293,16 @@ def _destination(output: Path | None) -> Iterator[IO[str]]:
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def _written_through(output: Path) -> Iterator[IO[str]]:
+    try:
+        handle = open(output, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        fail(f"cannot write to {output}: {exc.strerror}")
+    with _closed_once(handle):
+        yield handle
 
 
 @contextmanager

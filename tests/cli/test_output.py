@@ -3,6 +3,7 @@ FIFO or a symlink named with `-o`; run as an operator runs them, on real Postgre
 
 from __future__ import annotations
 
+import os
 import resource
 import signal
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from support.cli import assert_one_error_line, cli_settings
+from support.cli import assert_one_error_line, cli_settings, engage
 
 HEADER = "email,metric_type,metric_value,recorded_at"
 ROW = "ada@example.com,views,1.5,2026-01-01T00:00:00+00:00"
@@ -133,3 +134,44 @@ def test_an_export_onto_a_full_disk_is_one_line_and_leaves_no_file(
     assert_one_error_line(completed, "cannot write the output: File too large")
     assert not target.exists()
     assert list(tmp_path.glob(".out.csv.*")) == []
+
+
+def _load_one_metric(env: dict[str, str], tmp_path: Path) -> None:
+    file = tmp_path / "one.csv"
+    file.write_text(f"{HEADER}\n{ROW}\n")
+    loaded = engage(env, "metrics", "backfill", str(file))
+    assert loaded.returncode == 0, loaded.stderr
+
+
+def test_an_export_through_a_symlink_writes_its_target_and_keeps_the_link(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    _load_one_metric(env, tmp_path)
+    (tmp_path / "exports").mkdir()
+    target = tmp_path / "exports" / "latest.csv"
+    target.write_text("the previous export\n")
+    link = tmp_path / "latest.csv"
+    link.symlink_to(target)
+
+    completed = engage(env, "metrics", "export", "-o", str(link))
+
+    assert completed.returncode == 0, completed.stderr
+    assert link.is_symlink()
+    assert target.read_text() == f"{HEADER}\n{ROW}\n"
+
+
+def test_an_export_into_a_fifo_writes_into_it(env: dict[str, str], tmp_path: Path) -> None:
+    _load_one_metric(env, tmp_path)
+    fifo = tmp_path / "metrics.fifo"
+    os.mkfifo(fifo)
+    # Opened for reading first, without waiting, so the command's open does not block.
+    reading = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        completed = engage(env, "metrics", "export", "-o", str(fifo))
+        received = os.read(reading, 65536)
+    finally:
+        os.close(reading)
+
+    assert completed.returncode == 0, completed.stderr
+    assert fifo.is_fifo()
+    assert received.decode() == f"{HEADER}\n{ROW}\n"
