@@ -29,7 +29,8 @@ from engage_cli.files import (
     jsonl_line,
     read_rows,
 )
-from engage_core.model import Timestamp
+from engage_core.errors import ValidationFailed
+from engage_core.queries import check_bound
 from engage_core.services.backfill import BackfillReport
 
 app = typer.Typer(help="Bulk metric loads and exports.", no_args_is_help=True)
@@ -251,12 +252,14 @@ def _counted(count: int, noun: str) -> str:
 
 
 def _moment(option: str, raw: str | None) -> datetime | None:
+    """An end of the range, with the API's rules for one (any moment with an offset,
+    before 1970 or in the future too), its fault told under the option's name."""
     if raw is None:
         return None
     try:
-        return Timestamp(raw).value
-    except Exception:  # ValidationFailed, with the field named after the API's
-        fail(f"{option} must be an ISO 8601 date-time with an offset, such as 2026-01-01T00:00:00Z")
+        return check_bound(raw)
+    except ValidationFailed as exc:
+        fail(f"{option} " + "; ".join(error.message for error in exc.errors))
 
 
 @contextmanager

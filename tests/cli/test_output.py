@@ -175,3 +175,35 @@ def test_an_export_into_a_fifo_writes_into_it(env: dict[str, str], tmp_path: Pat
     assert completed.returncode == 0, completed.stderr
     assert fifo.is_fifo()
     assert received.decode() == f"{HEADER}\n{ROW}\n"
+
+
+@pytest.mark.parametrize(
+    "bounds",
+    [
+        ["--since", "1969-01-01T00:00:00Z"],
+        ["--since", "0001-01-01T00:00:00+05:00", "--until", "9999-12-31T23:59:59-05:00"],
+        ["--until", "2999-01-01T00:00:00Z"],
+    ],
+)
+def test_export_takes_any_moment_as_a_bound_as_the_api_does(
+    env: dict[str, str], tmp_path: Path, bounds: list[str]
+) -> None:
+    _load_one_metric(env, tmp_path)
+
+    completed = engage(env, "metrics", "export", *bounds)
+
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout == f"{HEADER}\n{ROW}\n"
+
+
+@pytest.mark.parametrize(
+    ("bound", "message"),
+    [
+        ("2026-01-01T00:00:00", "--since must carry a UTC offset (such as Z or +02:00)"),
+        ("yesterday", "--since must be an ISO 8601 date-time with a UTC offset"),
+    ],
+)
+def test_a_bad_export_bound_says_what_is_wrong_with_it(
+    env: dict[str, str], bound: str, message: str
+) -> None:
+    assert_one_error_line(engage(env, "metrics", "export", "--since", bound), message)
