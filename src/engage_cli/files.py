@@ -92,6 +92,8 @@ def _read_csv(text: IO[str]) -> Iterator[RawRow]:
     position = {name: names.index(name) for name in names}
     email_at = position.get("email")
     while True:
+        # A row is named by the line it starts on: a quoted field may go on over several.
+        line = reader.line_num + 1
         try:
             fields = next(reader)
         except StopIteration:
@@ -100,13 +102,13 @@ def _read_csv(text: IO[str]) -> Iterator[RawRow]:
             raise FileError(f"line {reader.line_num}: {_reason(exc)}") from None
         if not fields:
             continue  # a blank line
-        _require_utf8("".join(fields), reader.line_num)
+        _require_utf8("".join(fields), line)
         if len(fields) != len(names):
             fault = f"has {len(fields)} fields; the header names {len(names)}"
-            yield RawRow(reader.line_num, fault=fault)
+            yield RawRow(line, fault=fault)
             continue
         yield RawRow(
-            reader.line_num,
+            line,
             fields[email_at].strip() if email_at is not None else None,
             fields[position["metric_type"]],
             fields[position["metric_value"]],

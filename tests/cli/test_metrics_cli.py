@@ -111,6 +111,26 @@ def test_bad_rows_are_reported_by_line_and_nothing_is_loaded(
     assert counts(pg_url)[0] == 0
 
 
+def test_a_bad_row_spanning_lines_is_named_by_the_line_it_starts_on(
+    env: dict[str, str], pg_url: str, tmp_path: Path
+) -> None:
+    file = tmp_path / "quoted.csv"
+    file.write_text(
+        HEADER
+        + 'ada@example.com,"views\nand more",1,2026-01-01T00:00:00Z\n'  # lines 2-3
+        + "ada@example.com,views,abc,2026-01-01T00:00:00Z\n"  # line 4
+        + '"ada@example.com","a,b",1,2026-01-01T00:00:00Z\n'  # line 5
+    )
+    result = engage(env, "metrics", "backfill", str(file))
+    assert result.returncode == 1
+    assert [line.split(":")[0] for line in result.stderr.splitlines()[:3]] == [
+        "line 2",
+        "line 4",
+        "line 5",
+    ]
+    assert counts(pg_url)[0] == 0
+
+
 def test_one_bad_row_at_line_100000_stops_the_whole_load(
     env: dict[str, str], pg_url: str, tmp_path: Path
 ) -> None:
