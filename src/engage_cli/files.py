@@ -130,7 +130,11 @@ def _read_jsonl(text: IO[str]) -> Iterator[RawRow]:
         if not raw.strip():
             continue
         try:
-            item = json.loads(raw, parse_float=Decimal, parse_constant=_no_constant)
+            # Integers as Decimal too: one of any length is a number the rules refuse
+            # as too large, not a string Python would not convert.
+            item = json.loads(
+                raw, parse_float=Decimal, parse_int=Decimal, parse_constant=_no_constant
+            )
         except ValueError as exc:
             yield RawRow(line, fault=f"is not JSON: {exc}")
             continue

@@ -258,6 +258,22 @@ def test_jsonl_keeps_numbers_exact_and_reports_bad_lines(
     ]
 
 
+def test_a_jsonl_integer_of_any_length_is_refused_as_too_large(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    file = tmp_path / "long.jsonl"
+    file.write_text(
+        '{"email": "ada@example.com", "metric_type": "v", "metric_value": '
+        + "9" * 5000
+        + ', "recorded_at": "2026-01-01T00:00:00Z"}\n'
+    )
+    result = engage(env, "metrics", "backfill", str(file))
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0] == (
+        "line 1: metric_value must be less than 10^15 in magnitude"
+    )
+
+
 def test_export_is_valid_backfill_input_round_trip(
     env: dict[str, str], pg_url: str, tmp_path: Path
 ) -> None:
