@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import sys
 from importlib.metadata import PackageNotFoundError, version
 
 import attrs
@@ -135,7 +137,17 @@ def _without_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def _stop(signum: int, frame: object) -> None:
+    """SIGTERM (systemd, `timeout`, `kill`) unwinds the command as Ctrl-C does: its
+    transaction is rolled back, its pg_dump or pg_restore killed, and its hold on the
+    embedded PostgreSQL let go, so the last engage process still stops that server
+    (killed outright, the command left it running for good). `engage serve` puts the
+    HTTP server's own handler in its place."""
+    sys.exit(128 + signum)
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _stop)
     try:
         app()
     except OSError as exc:  # printing what a command found, outside its reported_errors

@@ -8,6 +8,7 @@ import resource
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psycopg
@@ -207,3 +208,58 @@ def test_a_bad_export_bound_says_what_is_wrong_with_it(
     env: dict[str, str], bound: str, message: str
 ) -> None:
     assert_one_error_line(engage(env, "metrics", "export", "--since", bound), message)
+
+
+def test_a_backfill_stopped_by_sigterm_loads_nothing_and_lets_the_embedded_server_stop(
+    tmp_path: Path,
+) -> None:
+    """No ENGAGE_DATABASE_URL: a load killed as systemd or `timeout` kills it unwinds
+    as Ctrl-C does, so its hold on the embedded server ends with it."""
+    data = tmp_path / "d"
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "ENGAGE_DATA_DIR": str(data),
+        "ENGAGE_JWT_SECRET": "a-test-secret-that-is-long-enough-0123456789",
+        "ENGAGE_ENCRYPTION_KEY": "a-test-encryption-key-that-is-long-enough-0123456789",
+        "ENGAGE_BCRYPT_ROUNDS": "4",
+    }
+    created = engage(
+        env, "user", "create", "ada@example.com", "--password-stdin", stdin="pw-12345678\n"
+    )
+    assert created.returncode == 0, created.stderr
+    try:
+        _stop_a_backfill_by_sigterm(env, data)
+    finally:  # a server the command failed to let go of is stopped here
+        postmaster = data / "postgres" / "postmaster.pid"
+        if postmaster.exists():
+            os.kill(int(postmaster.read_text().split()[0]), signal.SIGINT)
+
+
+def _stop_a_backfill_by_sigterm(env: dict[str, str], data: Path) -> None:
+    holders = data / "postgres" / ".handle_pids.json"
+    loading = subprocess.Popen(
+        [sys.executable, "-m", "engage_cli", "metrics", "backfill", "-"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert loading.stdin is not None
+    loading.stdin.write(f"{HEADER}\n" + f"{ROW}\n" * 1000)
+    loading.stdin.flush()  # and kept open: the load waits for the rest
+    deadline = time.monotonic() + 60
+    while str(loading.pid) not in (holders.read_text() if holders.exists() else ""):
+        assert time.monotonic() < deadline, "the load never reached the server"
+        time.sleep(0.1)
+    time.sleep(1)
+
+    loading.send_signal(signal.SIGTERM)
+    _, errors = loading.communicate(timeout=60)
+
+    assert loading.returncode == 128 + signal.SIGTERM, errors
+    assert "Traceback" not in errors
+    assert str(loading.pid) not in holders.read_text()
+    exported = engage(env, "metrics", "export")
+    assert exported.stdout == f"{HEADER}\n"  # nothing of the load was stored
+    assert not (data / "postgres" / "postmaster.pid").exists()  # the last one out stopped it
