@@ -326,6 +326,14 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
 KNOWN_VARIABLES = tuple(PREFIX + name for name in _FIELDS)
 
 
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read ``ENGAGE_*`` variables; ``SettingsError`` lists every fault."""
     env = os.environ if environ is None else environ
@@ -334,6 +342,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     for name, (attribute, parse) in _FIELDS.items():
         raw = env.get(PREFIX + name)
         if raw is None or (raw.strip() == "" and name != "JWT_SECRET"):
+            continue
+        if name != "DATA_DIR" and not _is_unicode(raw):
+            # Bytes that were not UTF-8 (held as lone surrogates) fail deep in a driver.
+            faults.append(f"{PREFIX}{name} is not valid UTF-8")
             continue
         try:
             values[attribute] = parse(raw)

@@ -45,6 +45,20 @@ def test_bad_settings_are_one_line_and_exit_1() -> None:
     assert "Traceback" not in completed.stderr
 
 
+@pytest.mark.parametrize("command", [["settings", "check"], ["user", "list"]])
+def test_a_setting_that_is_not_utf8_is_one_line_and_exit_1(command: list[str]) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "engage_cli", *command],
+        # os.fsencode gives the child the byte 0xff, as `export X=$'\xff'` would.
+        env={"ENGAGE_DATABASE_URL": "postgresql://\udcff@db/engage", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 1, completed.stderr
+    assert completed.stderr == "engage: error: ENGAGE_DATABASE_URL is not valid UTF-8\n"
+
+
 def test_an_unknown_command_is_a_usage_error() -> None:
     result = runner.invoke(app, ["frobnicate"])
     assert result.exit_code == 2
