@@ -134,7 +134,7 @@ def export(
 
             with until_the_reader_leaves():
                 count = with_services(write)
-    typer.echo(f"exported {count} metrics", err=True)
+    typer.echo(f"exported {_counted(count, 'metric')}", err=True)
 
 
 # --- helpers --------------------------------------------------------------------

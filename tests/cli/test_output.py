@@ -195,6 +195,7 @@ def test_export_takes_any_moment_as_a_bound_as_the_api_does(
 
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout == f"{HEADER}\n{ROW}\n"
+    assert completed.stderr == "exported 1 metric\n"  # counted in the singular
 
 
 @pytest.mark.parametrize(
