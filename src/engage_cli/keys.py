@@ -33,17 +33,17 @@ def create(
     """Create a key for a user and print it: it is shown this once, stored only as a hash."""
     guarded(lambda: Email(email))
 
-    async def work(services: Services) -> tuple[ApiKey, str]:
+    async def work(services: Services) -> tuple[ApiKey, str, str]:
         user = await services.admin.find(email)
         issued = await services.api_keys.create(
             user.id, name=name, scopes=scope, expires_at=expires, client=OPERATOR
         )
-        return issued.key, issued.token
+        return issued.key, issued.token, str(user.email)
 
-    key, token = with_services(work)
+    key, token, owner = with_services(work)
     typer.echo(token)
     typer.echo(
-        f"created key {key.id} ({key.name}: {', '.join(sorted(key.scopes))}) for {email};"
+        f"created key {key.id} ({key.name}: {', '.join(sorted(key.scopes))}) for {owner};"
         " it is shown only now",
         err=True,
     )

@@ -37,6 +37,7 @@ def test_a_created_key_is_printed_once_listed_and_revoked(env: dict[str, str], p
     token = created.stdout.strip()
     assert re.fullmatch(r"engk_[0-9a-f]{32}_[A-Za-z0-9_-]{40}", token)
     assert "shown only now" in created.stderr
+    assert " for ada@example.com; " in created.stderr  # the account's address, as stored
     table = engage(env, "key", "list")
     assert table.returncode == 0
     assert token not in table.stdout
