@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -16,7 +14,7 @@ import pytest
 from engage_adapters.bootstrap import build_services
 from engage_adapters.settings import load_settings
 from engage_core.testing import FakePasswordHasher
-from support.cli import cli_settings, engage
+from support.cli import cli_settings, engage, engage_read_one_line
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 HEADER = "email,metric_type,metric_value,recorded_at\n"
@@ -359,19 +357,7 @@ def test_output_cut_short_by_its_reader_ends_quietly_in_success(
             "INSERT INTO engagement_metrics (user_id, metric_type, metric_value, recorded_at)"
             " SELECT id, 'views', 1, now() FROM users"
         )
-    reader = subprocess.Popen(
-        [sys.executable, "-m", "engage_cli", *command],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert reader.stdout is not None
-    assert reader.stderr is not None
-    reader.stdout.readline()
-    reader.stdout.close()  # as `| head -1` does
+    code, errors = engage_read_one_line(env, *command)
 
-    with reader.stderr:
-        errors = reader.stderr.read()
-    assert reader.wait(timeout=120) == 0, errors
+    assert code == 0, errors
     assert b"Traceback" not in errors

@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from support.cli import assert_one_error_line, cli_settings, engage
+from support.cli import assert_one_error_line, cli_settings, engage, engage_read_one_line
 
 HEADER = "email,metric_type,metric_value,recorded_at"
 ROW = "ada@example.com,views,1.5,2026-01-01T00:00:00+00:00"
@@ -70,21 +70,9 @@ def test_a_listing_cut_short_by_its_reader_ends_quietly_in_success(
     env: dict[str, str], pg_url: str, command: list[str]
 ) -> None:
     _fill_every_listing(pg_url)
-    reader = subprocess.Popen(
-        [sys.executable, "-m", "engage_cli", *command],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert reader.stdout is not None
-    assert reader.stderr is not None
-    reader.stdout.readline()
-    reader.stdout.close()  # as `| head -1` does
+    code, errors = engage_read_one_line(env, *command)
 
-    with reader.stderr:
-        errors = reader.stderr.read()
-    assert reader.wait(timeout=120) == 0, errors
+    assert code == 0, errors
     assert b"Traceback" not in errors
 
 

@@ -44,6 +44,25 @@ def engage(
     )
 
 
+def engage_read_one_line(env: dict[str, str], *args: str) -> tuple[int, bytes]:
+    """Run the real command and leave after its first line of output, as ``| head -1``
+    does; its exit status and what it wrote to stderr."""
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "engage_cli", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert reader.stdout is not None
+    assert reader.stderr is not None
+    reader.stdout.readline()
+    reader.stdout.close()
+    with reader.stderr:
+        errors = reader.stderr.read()
+    return reader.wait(timeout=120), errors
+
+
 def assert_one_error_line(completed: subprocess.CompletedProcess[str], *fragments: str) -> None:
     """Exit status 1, nothing on stdout, one `engage: error:` line on stderr."""
     assert completed.returncode == 1, completed.stderr
