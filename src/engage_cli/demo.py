@@ -15,6 +15,7 @@ from engage_adapters.bootstrap import DEFAULT_PUBLIC_URL, Services
 from engage_cli.context import with_services
 from engage_cli.demo_data import MAX_DAYS, SyntheticMetric, demo_metrics
 from engage_cli.errors import fail, guarded
+from engage_cli.terminal import counted
 from engage_cli.users import _read_password as read_password
 from engage_core.errors import Conflict, NotFound
 from engage_core.model import Email, Password
@@ -104,7 +105,8 @@ def demo(
         fail(f"a generated metric was refused (row {fault.line}): {fault.message}")
     action = "replaced" if account.replaced else "created"
     typer.echo(
-        f"Demo account {action}: {account.report.inserted:,} metrics over {days} days"
+        f"Demo account {action}: {counted(account.report.inserted, 'metric', grouped=True)}"
+        f" over {counted(days, 'day')}"
         f" (seed {chosen_seed})."
     )
     typer.echo(f"Open {account.site} and sign in with")

@@ -13,6 +13,7 @@ import typer
 from engage_adapters.bootstrap import Services
 from engage_cli.context import with_services
 from engage_cli.errors import until_the_reader_leaves
+from engage_cli.terminal import counted
 from engage_core.ports import QueuedMail
 
 app = typer.Typer(help="Mail: the outbox and its delivery.", no_args_is_help=True)
@@ -81,4 +82,4 @@ def retry() -> None:
 
     A running `engage serve` sends them within seconds."""
     count = with_services(lambda services: services.mail.retry_failed())
-    typer.echo(f"{count} failed message{'s' if count != 1 else ''} queued again")
+    typer.echo(f"{counted(count, 'failed message')} queued again")

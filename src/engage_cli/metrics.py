@@ -29,6 +29,7 @@ from engage_cli.files import (
     jsonl_line,
     read_rows,
 )
+from engage_cli.terminal import counted
 from engage_core.errors import ValidationFailed
 from engage_core.queries import check_bound
 from engage_core.services.backfill import BackfillReport
@@ -134,7 +135,7 @@ def export(
 
             with until_the_reader_leaves():
                 count = with_services(write)
-    typer.echo(f"exported {_counted(count, 'metric')}", err=True)
+    typer.echo(f"exported {counted(count, 'metric')}", err=True)
 
 
 # --- helpers --------------------------------------------------------------------
@@ -242,13 +243,9 @@ def _print_report(report: BackfillReport) -> None:
         typer.echo(f"dry run: all {report.rows} rows are valid; nothing was loaded")
         return
     typer.echo(
-        f"loaded {_counted(report.inserted, 'metric')} ({report.skipped} already stored)"
-        f" from {_counted(report.rows, 'row')}"
+        f"loaded {counted(report.inserted, 'metric')} ({report.skipped} already stored)"
+        f" from {counted(report.rows, 'row')}"
     )
-
-
-def _counted(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _moment(option: str, raw: str | None) -> datetime | None:

@@ -19,7 +19,7 @@ from support.serve import running_server
 TABLES = "users, engagement_metrics, sessions, metric_rollups, idempotency_keys"
 DEMO = "demo@example.com"
 SIGN_IN = re.compile(
-    r"Demo account (created|replaced): ([\d,]+) metrics over (\d+) days \(seed (\d+)\)\.\n"
+    r"Demo account (created|replaced): ([\d,]+) metrics? over (\d+) (day|days) \(seed (\d+)\)\.\n"
     r"Open (\S+) and sign in with\n"
     r"  email:    (\S+)\n"
     r"  password: (.+)\n"
@@ -51,7 +51,8 @@ def run_demo(env: dict[str, str], *args: str, stdin: str | None = None) -> dict[
     assert completed.returncode == 0, completed.stderr
     match = SIGN_IN.fullmatch(completed.stdout)
     assert match is not None, completed.stdout
-    action, metrics, days, seed, url, email, password = match.groups()
+    action, metrics, days, unit, seed, url, email, password = match.groups()
+    assert unit == ("day" if days == "1" else "days"), completed.stdout
     return {
         "action": action,
         "metrics": metrics.replace(",", ""),
