@@ -326,6 +326,18 @@ def test_backup_refuses_keep_zero_as_a_usage_error(env: dict[str, str]) -> None:
     assert engage(env, "db", "backup", "--keep", "0").returncode == 2
 
 
+def test_a_backup_into_a_file_says_it_is_not_a_directory(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    taken = tmp_path / "backups"
+    taken.write_text("not a directory")
+
+    completed = engage(env, "db", "backup", str(taken))
+
+    assert_one_error_line(completed, f"{taken} is not a directory")
+    assert taken.read_text() == "not a directory"
+
+
 def test_a_failed_backup_leaves_no_file(env: dict[str, str], pg_url: str, tmp_path: Path) -> None:
     params = conninfo_to_dict(pg_url)
     missing = pg_url.replace(f"/{params['dbname']}?", "/engage_no_such_database?")

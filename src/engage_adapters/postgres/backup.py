@@ -121,6 +121,8 @@ def write_backup(
     target = directory / archive_name(now)
     try:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except FileExistsError:  # a file, or a link to one, where the directory should be
+        raise BackupError(f"{directory} is not a directory") from None
     except OSError as exc:
         raise BackupError(f"cannot create {directory}: {exc.strerror}") from None
     if target.exists():
