@@ -9,7 +9,7 @@ import typer
 
 from engage_adapters.bootstrap import Services
 from engage_cli.context import with_services
-from engage_cli.errors import guarded, until_the_reader_leaves
+from engage_cli.errors import option_value, until_the_reader_leaves
 from engage_core.model import ActivityEntry, ActivityKind, Email
 from engage_core.queries import check_bound
 from engage_core.services.activity import check_kind
@@ -37,9 +37,9 @@ def activity(
 
     Sign-ups, logins and failures, logouts, second factor, sessions ended and the
     rest; columns: time (UTC), kind, email, address, user agent."""
-    email = guarded(lambda: Email(user)) if user is not None else None
-    chosen = guarded(lambda: check_kind(kind)) if kind is not None else None
-    start = guarded(lambda: check_bound(since)) if since is not None else None
+    email = option_value("--user", lambda: Email(user)) if user is not None else None
+    chosen = option_value("--kind", lambda: check_kind(kind)) if kind is not None else None
+    start = option_value("--since", lambda: check_bound(since)) if since is not None else None
 
     async def work(services: Services) -> None:
         if not as_json:

@@ -107,3 +107,12 @@ def guarded(fn: Callable[[], T]) -> T:
     with reported_errors():
         return fn()
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def option_value(option: str, check: Callable[[], T]) -> T:
+    """``check()``, the core's rules for an option's value; a fault of theirs is one
+    line naming the option as it was typed (``--since must be …``)."""
+    try:
+        return check()
+    except ValidationFailed as exc:
+        fail(f"{option} " + "; ".join(error.message for error in exc.errors))

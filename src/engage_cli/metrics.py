@@ -19,7 +19,7 @@ import typer
 
 from engage_adapters.bootstrap import Services
 from engage_cli.context import with_services
-from engage_cli.errors import fail, reported_errors, until_the_reader_leaves
+from engage_cli.errors import fail, option_value, reported_errors, until_the_reader_leaves
 from engage_cli.files import (
     COLUMNS,
     CountingReader,
@@ -30,7 +30,6 @@ from engage_cli.files import (
     read_rows,
 )
 from engage_cli.terminal import counted
-from engage_core.errors import ValidationFailed
 from engage_core.queries import check_bound
 from engage_core.services.backfill import BackfillReport
 
@@ -251,12 +250,7 @@ def _print_report(report: BackfillReport) -> None:
 def _moment(option: str, raw: str | None) -> datetime | None:
     """An end of the range, with the API's rules for one (any moment with an offset,
     before 1970 or in the future too), its fault told under the option's name."""
-    if raw is None:
-        return None
-    try:
-        return check_bound(raw)
-    except ValidationFailed as exc:
-        fail(f"{option} " + "; ".join(error.message for error in exc.errors))
+    return None if raw is None else option_value(option, lambda: check_bound(raw))
 
 
 @contextmanager
