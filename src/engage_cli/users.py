@@ -118,7 +118,9 @@ def mfa_reset(
     guarded(lambda: Email(email))
     if not yes:
         _require_terminal("refusing to reset the second factor without confirmation: pass --yes")
-        found = with_services(lambda s: s.admin.find(email))
+        found, on = with_services(lambda s: s.admin.has_second_factor(email))
+        if not on:  # nothing to confirm
+            fail(f"{found.email} has no second factor set up")
         if not typer.confirm(f"Turn the second factor of {found.email} off?", default=False):
             fail("nothing changed")
     user, was_on = with_services(lambda s: s.admin.reset_second_factor(email))

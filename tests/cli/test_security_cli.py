@@ -13,9 +13,12 @@ from typing import TypeVar
 import psycopg
 import pyotp
 import pytest
+from typer.testing import CliRunner
 
 from engage_adapters.bootstrap import Services, build_services
 from engage_adapters.settings import load_settings
+from engage_cli import terminal
+from engage_cli.main import app
 from engage_core.errors import RateLimited, Unauthorized
 from engage_core.model import Client
 from engage_core.services.auth import AccessGrant, BrowserLogin, Principal
@@ -97,6 +100,18 @@ def test_mfa_reset_turns_the_second_factor_off_and_is_in_the_activity(
     assert [(e["kind"], e["email"], e["user_agent"]) for e in entries] == [
         ("mfa.reset", EMAIL, "engage CLI (operator)")
     ]
+
+
+def test_mfa_reset_on_a_terminal_asks_only_when_there_is_a_second_factor(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(terminal, "stdin_is_terminal", lambda: True)
+
+    answered = CliRunner().invoke(app, ["user", "mfa-reset", EMAIL], input="y\n")
+
+    assert answered.exit_code == 1
+    assert "Turn the second factor" not in answered.output
+    assert answered.stderr == f"engage: error: {EMAIL} has no second factor set up\n"
 
 
 def test_sessions_lists_each_device_and_logout_ends_them_at_once(env: dict[str, str]) -> None:

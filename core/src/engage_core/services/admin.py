@@ -78,6 +78,11 @@ class AccountAdmin:
         await self._record(ActivityKind.LOGIN_UNLOCKED, user)
         return user
 
+    async def has_second_factor(self, email: object) -> tuple[User, bool]:
+        """The user, and whether their second factor is on."""
+        user = await self.find(email)
+        return user, self.mfa is not None and await self.mfa.verifier.is_on(user.id)
+
     async def reset_second_factor(self, email: object) -> tuple[User, bool]:
         """Turn the user's second factor off (recorded in their activity); whether it was on."""
         user = await self.find(email)
