@@ -122,6 +122,13 @@ def test_email_with_a_forbidden_character_inserted_is_refused(
     assert refused_field(Email, insert_at("@".join(address), index, junk)) == "email"
 
 
+@given(st.text(alphabet=" \t\r\n", max_size=8))
+def test_an_empty_email_is_refused_as_empty(text: str) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        Email(text)
+    assert [(e.field, e.message) for e in caught.value.errors] == [("email", "must not be empty")]
+
+
 @given(non_strings)
 def test_email_that_is_not_a_string_is_refused(raw: object) -> None:
     assert refused_field(Email, raw) == "email"

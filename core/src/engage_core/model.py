@@ -114,6 +114,8 @@ def _require_str(value: object, name: str) -> str:
 
 def _normalise_email(raw: object) -> str:
     text = _require_str(raw, "email")
+    if not text.strip():
+        raise ValidationFailed.single("email", "must not be empty")
     if not _encodable(text):
         raise ValidationFailed.single("email", "is not valid Unicode")
     if len(text) > MAX_EMAIL_LENGTH:
