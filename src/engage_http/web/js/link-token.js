@@ -3,6 +3,8 @@
 // This tab keeps it (sessionStorage) until it is used or refused, so reloading
 // the page before its form is sent does not lose the link.
 
+import { ApiError } from "./api.js";
+
 const KEPT = "engage.linkToken";
 
 const keptKey = () => `${KEPT}:${location.pathname}`;
@@ -18,8 +20,19 @@ export function takeLinkToken() {
   }
 }
 
-/** Forget this page's token: it did its work, or the server refused it. */
-export function spendLinkToken() {
+/** ``send()``'s answer; this page's token is forgotten once the server took it or refused it (400). */
+export async function spendingLinkToken(send) {
+  try {
+    const answer = await send();
+    forget();
+    return answer;
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 400) forget();
+    throw error;
+  }
+}
+
+function forget() {
   try {
     sessionStorage.removeItem(keptKey());
   } catch {

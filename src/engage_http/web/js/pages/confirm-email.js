@@ -4,7 +4,7 @@ import { api, ApiError } from "../api.js";
 import { el } from "../dom.js";
 import { describeProblem } from "../forms.js";
 import { narrowCard } from "../layout.js";
-import { BAD_LINK, spendLinkToken, takeLinkToken } from "../link-token.js";
+import { BAD_LINK, spendingLinkToken, takeLinkToken } from "../link-token.js";
 
 export async function render(view, app) {
   const token = takeLinkToken();
@@ -15,13 +15,11 @@ export async function render(view, app) {
   );
   try {
     if (!token) throw new ApiError(400, { detail: BAD_LINK });
-    await api.post("/api/auth/email/confirm", { token });
-    spendLinkToken();
+    await spendingLinkToken(() => api.post("/api/auth/email/confirm", { token }));
     status.textContent = "Your account has its new email address. Sign in with it from now on.";
     app.user = null; // its address changed: ask again when needed
     next.append(el("a", { href: "/account", text: "Go to the account" }));
   } catch (error) {
-    if (error instanceof ApiError && error.status === 400) spendLinkToken();
     status.classList.add("is-error");
     status.textContent = describeProblem(error, { 400: BAD_LINK, 409: "Another account took this address meanwhile." });
   }

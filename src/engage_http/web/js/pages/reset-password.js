@@ -1,10 +1,10 @@
 // The page a reset link opens: choose a new password; every session then ends.
 
-import { api, ApiError } from "../api.js";
+import { api } from "../api.js";
 import { el } from "../dom.js";
 import { passwordField, submitForm } from "../forms.js";
 import { narrowCard } from "../layout.js";
-import { BAD_LINK, spendLinkToken, takeLinkToken } from "../link-token.js";
+import { BAD_LINK, spendingLinkToken, takeLinkToken } from "../link-token.js";
 
 export async function render(view, app) {
   const token = takeLinkToken();
@@ -17,13 +17,9 @@ export async function render(view, app) {
   const form = submitForm([password], "Set the new password", {
     messages: { 400: BAD_LINK },
     submit: async (values) => {
-      try {
-        await api.post("/api/auth/password/reset", { token: token ?? "", new_password: values.new_password });
-      } catch (error) {
-        if (error instanceof ApiError && error.status === 400) spendLinkToken();
-        throw error;
-      }
-      spendLinkToken();
+      await spendingLinkToken(() =>
+        api.post("/api/auth/password/reset", { token: token ?? "", new_password: values.new_password }),
+      );
       app.signedOut("Your password is changed and every session has ended. Sign in with the new one.");
       app.navigate("/signin", { replace: true });
     },

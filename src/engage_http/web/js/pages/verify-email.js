@@ -4,7 +4,7 @@ import { api, ApiError } from "../api.js";
 import { el } from "../dom.js";
 import { describeProblem } from "../forms.js";
 import { narrowCard } from "../layout.js";
-import { BAD_LINK, spendLinkToken, takeLinkToken } from "../link-token.js";
+import { BAD_LINK, spendingLinkToken, takeLinkToken } from "../link-token.js";
 
 export async function render(view, app) {
   const token = takeLinkToken();
@@ -15,13 +15,11 @@ export async function render(view, app) {
   );
   try {
     if (!token) throw new ApiError(400, { detail: BAD_LINK });
-    await api.post("/api/auth/verify", { token });
-    spendLinkToken();
+    await spendingLinkToken(() => api.post("/api/auth/verify", { token }));
     status.textContent = "Your email address is verified. Thank you!";
     if (app.user) app.user.email_verified = true;
     next.append(el("a", { href: app.user ? "/" : "/signin", text: app.user ? "Go to the dashboard" : "Sign in" }));
   } catch (error) {
-    if (error instanceof ApiError && error.status === 400) spendLinkToken();
     status.classList.add("is-error");
     status.textContent = describeProblem(error, { 400: BAD_LINK });
     next.append("Signed in? The dashboard can send a new link. ", el("a", { href: "/", text: "Dashboard" }));
