@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 import psycopg
 import pytest
@@ -83,6 +84,23 @@ def _with_a_full_disk() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
 
 
+def _on_a_full_disk(
+    env: dict[str, str], *args: str, stdout: IO[str] | int = subprocess.PIPE
+) -> subprocess.CompletedProcess[str]:
+    """The real command, run where no file may grow."""
+    return subprocess.run(
+        [sys.executable, "-m", "engage_cli", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_with_a_full_disk,
+        check=False,
+        timeout=120,
+    )
+
+
 @pytest.mark.parametrize(
     "command",
     [["settings", "list"], ["db", "status"], ["key", "list"], ["user", "list"]],
@@ -91,17 +109,7 @@ def test_output_onto_a_full_disk_is_one_line_and_exit_1(
     env: dict[str, str], tmp_path: Path, command: list[str]
 ) -> None:
     with (tmp_path / "out.txt").open("w") as out:
-        completed = subprocess.run(
-            [sys.executable, "-m", "engage_cli", *command],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=_with_a_full_disk,
-            check=False,
-            timeout=120,
-        )
+        completed = _on_a_full_disk(env, *command, stdout=out)
     assert completed.returncode == 1, completed.stderr
     assert completed.stderr == "engage: error: cannot write the output: File too large\n"
 
@@ -110,16 +118,7 @@ def test_an_export_onto_a_full_disk_is_one_line_and_leaves_no_file(
     env: dict[str, str], tmp_path: Path
 ) -> None:
     target = tmp_path / "out.csv"
-    completed = subprocess.run(
-        [sys.executable, "-m", "engage_cli", "metrics", "export", "-o", str(target)],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        preexec_fn=_with_a_full_disk,
-        check=False,
-        timeout=120,
-    )
+    completed = _on_a_full_disk(env, "metrics", "export", "-o", str(target))
     assert_one_error_line(completed, "cannot write the output: File too large")
     assert not target.exists()
     assert list(tmp_path.glob(".out.csv.*")) == []
