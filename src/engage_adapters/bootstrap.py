@@ -69,7 +69,7 @@ from engage_adapters.postgres.live import PostgresMetricFeed
 from engage_adapters.postgres.mail_queue import PostgresMailQueue
 from engage_adapters.postgres.metrics import PostgresMetricRepository
 from engage_adapters.postgres.migrate import Migration, MigrationError, MigrationStatus
-from engage_adapters.postgres.outage import CONFLICT_DETAIL, UNAVAILABLE_ERRORS, unavailable_from
+from engage_adapters.postgres.outage import UNAVAILABLE_ERRORS, GaveWay, unavailable_from
 from engage_adapters.postgres.owners import UNKNOWN_USER_ERRORS, unknown_user_from
 from engage_adapters.postgres.pool import (
     ANSWER_WITHIN,
@@ -152,7 +152,6 @@ from engage_core.services.mfa import MfaService, TotpVerifier
 
 __all__ = [
     "ANSWER_WITHIN",
-    "CONFLICT_DETAIL",
     "HEADROOM",
     "OPERATOR_ERRORS",
     "UNAVAILABLE_ERRORS",
@@ -160,6 +159,7 @@ __all__ = [
     "Database",
     "Degraded",
     "DrillReport",
+    "GaveWay",
     "HttpPolicy",
     "Observability",
     "PgTools",

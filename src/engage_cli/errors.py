@@ -13,10 +13,10 @@ from typing import NoReturn, TypeVar
 import typer
 
 from engage_adapters.bootstrap import (
-    CONFLICT_DETAIL,
     OPERATOR_ERRORS,
     UNAVAILABLE_ERRORS,
     UNKNOWN_USER_ERRORS,
+    GaveWay,
     unavailable_from,
     unknown_user_from,
 )
@@ -71,8 +71,8 @@ def reported_errors() -> Iterator[None]:
         yield
     except UNAVAILABLE_ERRORS as exc:
         outage = unavailable_from(exc)
-        if outage is not None and outage.detail == CONFLICT_DETAIL:
-            fail(f"{CONFLICT_DETAIL} ({outage.reason})")
+        if isinstance(outage, GaveWay):
+            fail(f"{outage.detail} ({outage.reason})")
         if outage is not None:
             fail(f"database unreachable: {outage.reason}")
         fail(f"database error: {_first_line(exc)}")

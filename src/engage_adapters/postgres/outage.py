@@ -36,6 +36,11 @@ _CONFLICT_CLASS = "40"
 CONFLICT_DETAIL = "the database gave way to a concurrent change; try again"
 
 
+class GaveWay(Unavailable):
+    """The database rolled a transaction back for a concurrent one (class 40): no
+    outage, though answered as one (try again); the CLI says which."""
+
+
 def unavailable_from(exc: BaseException) -> Unavailable | None:
     """The ``Unavailable`` that ``exc`` stands for, or None when it is no outage."""
     if isinstance(exc, Unavailable):
@@ -43,7 +48,7 @@ def unavailable_from(exc: BaseException) -> Unavailable | None:
     if isinstance(exc, psycopg.OperationalError) and (exc.sqlstate or "").startswith(
         _CONFLICT_CLASS
     ):
-        return Unavailable(CONFLICT_DETAIL, retry_after=1, reason=_first_line(exc))
+        return GaveWay(CONFLICT_DETAIL, retry_after=1, reason=_first_line(exc))
     if isinstance(exc, PoolTimeout | PoolClosed | TooManyRequests) or (
         isinstance(exc, psycopg.OperationalError) and _is_outage(exc.sqlstate)
     ):
