@@ -1,7 +1,8 @@
 """Keep serving when Redis is down, slow or restarting.
 
 A ``CircuitBreaker`` stands in front of every Redis call. Closed, calls go
-through; after ``failure_threshold`` failures in a row (errors or timeouts) it
+through; after ``failure_threshold`` failures in a row (errors or timeouts; an
+error it does not know as an outage counts too, logged with its traceback) it
 opens and calls go nowhere for ``cooldown`` seconds, so a dead Redis costs no
 request more than a quarter of a second. Then one call probes (half-open): if
 it works, the breaker closes again. It logs one warning when it opens and one
@@ -187,6 +188,14 @@ class CircuitBreaker:
                     self._due.pop(hook, None)
                 result = await operation()
         except self._failures as exc:
+            self._failed(exc, probe=probe)
+            raise Unavailable(f"{self.name}: {type(exc).__name__}") from exc
+        except Exception as exc:
+            # Not an outage we know (a client library's bug on a sick cluster, such
+            # as uvloop's RuntimeError for a write to a transport a dead node closed,
+            # or ours): loud in the log with its traceback, but the request it
+            # served is answered without Redis as in any outage, never with a 500.
+            log.exception("%s.unexpected_error", self.name)
             self._failed(exc, probe=probe)
             raise Unavailable(f"{self.name}: {type(exc).__name__}") from exc
         except BaseException:

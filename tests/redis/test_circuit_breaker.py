@@ -214,15 +214,21 @@ async def test_recovery_hooks_run_once_before_the_first_call_after_any_failure(
     assert order == ["call", "hook", "call", "call"]
 
 
-async def test_other_errors_pass_through_and_count_for_nothing(breaker: CircuitBreaker):
-    async def bug() -> None:
-        raise KeyError("a bug, not an outage")
+async def test_an_error_it_does_not_know_is_an_outage_logged_with_its_traceback(
+    breaker: CircuitBreaker, caplog: pytest.LogCaptureFixture
+):
+    # What uvloop raises for a write to a transport that a dead node closed.
+    async def closed() -> None:
+        raise RuntimeError("unable to perform operation on <TCPTransport closed=True>")
 
-    for _ in range(5):
-        with pytest.raises(KeyError):
-            await breaker.call(bug)
+    for _ in range(3):
+        with pytest.raises(Unavailable):
+            await breaker.call(closed)
 
-    assert breaker.state is BreakerState.CLOSED
+    assert breaker.state is BreakerState.OPEN
+    unexpected = [r for r in caplog.records if r.getMessage().endswith(".unexpected_error")]
+    assert len(unexpected) == 3
+    assert all(r.exc_info and r.exc_info[0] is RuntimeError for r in unexpected)
 
 
 async def test_the_guarded_cache_answers_nothing_while_open(
