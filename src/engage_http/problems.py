@@ -24,6 +24,7 @@ from litestar.types import ExceptionHandlersMap
 
 from engage_adapters.bootstrap import unavailable_from, unknown_user_from
 from engage_core.errors import (
+    ChallengeEnded,
     Conflict,
     EmailNotVerified,
     EngageError,
@@ -60,6 +61,8 @@ _DOMAIN: list[tuple[type[EngageError], int, str, str]] = [
     (BadPath, 400, "invalid-path", "Invalid path parameter"),
     (InvalidToken, 400, "invalid-token", "Invalid or expired link"),
     (ValidationFailed, 422, "validation-failed", "Validation failed"),
+    # Trying another code is no use: the login starts over.
+    (ChallengeEnded, 401, "challenge-ended", "Log in again"),
     (Unauthorized, 401, "unauthorized", "Authentication required"),
     # A signed-in caller's account deleted while its request ran: its session is gone.
     (UnknownUser, 401, "unauthorized", "Authentication required"),

@@ -114,3 +114,25 @@ def test_a_wrong_code_is_the_answer_and_no_session_is_refreshed_for_it(
     expect(page.get_by_role("status")).to_contain_text("That code did not work.")
     assert [url.split("/api/", 1)[1] for url in sent if "/api/" in url] == ["auth/mfa/verify"]
     watch.failed_loads.clear()  # the 401 of the wrong code
+
+
+def test_a_sign_in_out_of_codes_starts_again_and_says_why(
+    browsers: Browsers, accounts: Accounts
+) -> None:
+    email = accounts.create()
+    app, _ = turn_on(accounts, email)
+    page, watch = browsers.open()
+    enter_password(page, email)
+    for _ in range(5):
+        page.get_by_label("Code").fill("000000")
+        page.get_by_role("button", name="Verify").click()
+        expect(page.get_by_role("status")).to_contain_text("That code did not work.")
+        expect(page.locator("form[aria-busy]")).to_have_count(0)  # answered: ready for the next
+
+    page.get_by_label("Code").fill(app.now())  # the right code, but the 6th
+    page.get_by_role("button", name="Verify").click()
+
+    expect(page.get_by_role("heading", name="Sign in", level=1)).to_be_visible()
+    expect(page.get_by_text("That sign-in has ended: it allows 5 codes")).to_be_visible()
+    expect(page.get_by_label("Email")).to_be_focused()
+    watch.failed_loads.clear()  # the 401s of the codes

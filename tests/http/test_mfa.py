@@ -141,7 +141,8 @@ async def test_a_login_waiting_for_its_code_ends_when_the_password_changes(
     )
     assert changed.status_code == 204, changed.text
 
-    expect_problem(await verify(other, waiting, app.code()), 401)
+    ended = expect_problem(await verify(other, waiting, app.code()), 401)
+    assert ended["type"] == "urn:engage-suite:problem:challenge-ended"
     assert (await other.get("/api/auth/me")).status_code == 401
     assert (await api.client.get("/api/auth/me", headers=auth)).status_code == 200
 
@@ -183,9 +184,11 @@ async def test_a_challenge_allows_five_codes(
     app, _ = await set_up(api, auth, clock)
     token = await challenge(api.client)
     for _ in range(5):
-        expect_problem(await verify(api.client, token, "000000"), 401)
+        wrong = expect_problem(await verify(api.client, token, "000000"), 401)
+        assert wrong["type"] == "urn:engage-suite:problem:unauthorized"  # another code may do
 
-    expect_problem(await verify(api.client, token, app.code()), 401)
+    used_up = expect_problem(await verify(api.client, token, app.code()), 401)
+    assert used_up["type"] == "urn:engage-suite:problem:challenge-ended"  # no code will do
 
     assert (await verify(api.client, await challenge(api.client), app.code())).status_code == 200
 
@@ -198,7 +201,8 @@ async def test_a_challenge_lives_five_minutes(
 
     clock.advance(timedelta(minutes=5, seconds=1))
 
-    expect_problem(await verify(api.client, token, app.code()), 401)
+    expired = expect_problem(await verify(api.client, token, app.code()), 401)
+    assert expired["type"] == "urn:engage-suite:problem:challenge-ended"
 
 
 async def test_wrong_codes_count_towards_the_failed_login_limit(

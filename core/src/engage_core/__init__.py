@@ -10,6 +10,7 @@ may change between minor versions); the modules behind it may move.
 """
 
 from engage_core.errors import (
+    ChallengeEnded,
     Conflict,
     EmailNotVerified,
     EngageError,
@@ -203,6 +204,7 @@ __all__ = [
     "BulkMetricStore",
     "Cache",
     "CachedMetricRepository",
+    "ChallengeEnded",
     "Client",
     "Clock",
     "Conflict",

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from attrs import frozen
 
 __all__ = [
+    "ChallengeEnded",
     "Conflict",
     "EmailNotVerified",
     "EngageError",
@@ -90,6 +91,15 @@ class Unauthorized(EngageError):
     def __init__(self, detail: str = "invalid credentials", *, reason: str = "") -> None:
         super().__init__(detail)
         self.reason = reason or detail
+
+
+class ChallengeEnded(Unauthorized):
+    """The login's second-factor challenge cannot be answered any more: unknown,
+    expired, out of attempts, or ended (the password changed, the user is gone).
+    Unlike a wrong code, trying again is no use: the login starts over."""
+
+    def __init__(self, *, reason: str = "challenge") -> None:
+        super().__init__("invalid or expired challenge; log in again", reason=reason)
 
 
 class RateLimited(EngageError):

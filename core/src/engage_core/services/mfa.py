@@ -23,7 +23,14 @@ from uuid import UUID
 import attrs
 from attrs import define, frozen
 
-from engage_core.errors import Conflict, Forbidden, Unauthorized, Unavailable, ValidationFailed
+from engage_core.errors import (
+    ChallengeEnded,
+    Conflict,
+    Forbidden,
+    Unauthorized,
+    Unavailable,
+    ValidationFailed,
+)
 from engage_core.model import (
     OPERATOR,
     ActivityKind,
@@ -181,17 +188,17 @@ class TotpVerifier:
         return MfaRequired(challenge=token, expires_at=challenge.expires_at)
 
     async def take_attempt(self, challenge: object) -> MfaChallenge:
-        """The live challenge, counting one attempt on it; ``Unauthorized`` when it
+        """The live challenge, counting one attempt on it; ``ChallengeEnded`` when it
         is unknown, expired or out of attempts."""
         if not isinstance(challenge, str) or not 0 < len(challenge) <= 256:
-            raise Unauthorized("invalid or expired challenge", reason="no challenge")
+            raise ChallengeEnded(reason="no challenge")
         found = await self.factors.attempt_challenge(
             challenge_hash(challenge),
             self.clock.now(),
             max_attempts=self.policy.challenge_attempts,
         )
         if found is None:
-            raise Unauthorized("invalid or expired challenge; log in again", reason="challenge")
+            raise ChallengeEnded()
         return found
 
     async def accept(self, user: User, code: object, client: Client) -> bool:
@@ -344,14 +351,14 @@ class MfaService:
         pending = await self.verifier.take_attempt(challenge)
         user = await self.auth.users.get(pending.user_id)
         if user is None:
-            raise Unauthorized("invalid or expired challenge; log in again", reason="user gone")
+            raise ChallengeEnded(reason="user gone")
         await self.auth.check_not_locked(user.email, client)
         if not await self.verifier.accept(user, text, client):
             await self.auth.count_failed_login(user.email)
             await self.activity.record(ActivityKind.LOGIN_FAILED, user=user, client=client)
             raise Unauthorized("invalid code", reason="bad second factor")
         if not await self.factors.end_challenge(pending.token_hash):
-            raise Unauthorized("invalid or expired challenge; log in again", reason="raced")
+            raise ChallengeEnded(reason="raced")
         if pending.purpose is LoginPurpose.TOKEN:
             return await self.auth.start_token_session(user, client)
         return await self.auth.start_browser_session(user, client)

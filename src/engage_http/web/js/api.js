@@ -26,6 +26,11 @@ export class ApiError extends Error {
     this.retryAfter = retryAfter;
   }
 
+  /** What kind of problem it is: the last part of its type ("challenge-ended"). */
+  get kind() {
+    return String(this.problem.type ?? "").split(":").pop();
+  }
+
   /** The {field, message} list of a validation problem. */
   get fieldErrors() {
     return Array.isArray(this.problem.errors) ? this.problem.errors : [];

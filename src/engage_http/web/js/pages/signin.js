@@ -1,7 +1,7 @@
 // Sign in: email and password, then, with the second factor on, a code from the
 // authenticator app (or a recovery code); the API's messages next to their field.
 
-import { api } from "../api.js";
+import { ApiError, api } from "../api.js";
 import { el } from "../dom.js";
 import { codeField, emailField, passwordField, submitForm, typedCode } from "../forms.js";
 import { narrowCard } from "../layout.js";
@@ -40,6 +40,8 @@ function finish(app, login) {
   app.navigate(next, { replace: true });
 }
 
+const ENDED = "That sign-in has ended: it allows 5 codes within 5 minutes. Sign in again.";
+
 /** The second step: the challenge of the login and one code (5 tries, 5 minutes). */
 function askForCode(view, app, challenge) {
   const code = codeField("The 6 digits your authenticator app shows, or one of your recovery codes.");
@@ -47,7 +49,14 @@ function askForCode(view, app, challenge) {
     fieldFor: { 401: "code" },
     messages: { 401: "That code did not work. Try the current one, or sign in again." },
     submit: async (values) => {
-      finish(app, await api.post("/api/auth/mfa/verify", { challenge, code: typedCode(values.code) }));
+      try {
+        finish(app, await api.post("/api/auth/mfa/verify", { challenge, code: typedCode(values.code) }));
+      } catch (error) {
+        // Out of codes or time (or the password changed): no code will do now.
+        if (!(error instanceof ApiError) || error.kind !== "challenge-ended") throw error;
+        app.notice = ENDED;
+        app.navigate("/signin", { replace: true });
+      }
     },
   });
   view.replaceChildren(
