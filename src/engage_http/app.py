@@ -51,7 +51,7 @@ from engage_http.problems import EXCEPTION_HANDLERS, render
 from engage_http.prometheus import PrometheusExport, exporting, route_metrics, unrouted_metrics
 from engage_http.stopping import STOPPING, on_stop_signal
 from engage_http.upkeep import purging
-from engage_http.webapp import web_routes
+from engage_http.webapp import missing_page, web_routes
 
 MAX_BODY_BYTES = 1024 * 1024
 ServicesFactory = Callable[[], AbstractAsyncContextManager[Services]]
@@ -145,8 +145,11 @@ class _App(Litestar):
 
 
 def _render(policy: HttpPolicy, request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    """Problem details; a GET that matched no route gets the CSRF cookie too."""
-    response = render(request, exc)
+    """Problem details (or, for a browser's visit to no page, the app's page with its
+    404); a GET that matched no route gets the CSRF cookie too."""
+    response = missing_page(request, exc, policy)
+    if response is None:
+        response = render(request, exc)
     if (cookie := csrf_cookie_if_unrouted(request, policy)) is not None:
         response.set_cookie(cookie)
     return response

@@ -220,6 +220,37 @@ def asset(
     return send_file(request, web.assets, name, IMMUTABLE if version == web.version else REVALIDATE)
 
 
+# Paths that are never a page: what is missing under them is the API's 404 problem.
+_NOT_PAGES = ("/api/", f"{ASSETS}/", "/schema")
+
+
+def missing_page(
+    request: Request[Any, Any, Any], exc: Exception, policy: HttpPolicy
+) -> Response[bytes] | None:
+    """For a browser's visit to an address that is no page (a typo, an old link): the
+    app's page with status 404, whose router says "Page not found" and links home.
+    None for anything else (an API client's request, a missing asset): the problem."""
+    if not (
+        policy.web
+        and isinstance(exc, NotFoundException)
+        and request.method in (HttpMethod.GET, HttpMethod.HEAD)
+        and "text/html" in request.headers.get("accept", "")
+        and not request.url.path.startswith(_NOT_PAGES)
+    ):
+        return None
+    index = bundle().index
+    gzipped = index.gzipped if accepts_gzip(request.headers.get("accept-encoding", "")) else None
+    headers = {**SECURITY_HEADERS, "Cache-Control": REVALIDATE, "Vary": "Accept, Accept-Encoding"}
+    if gzipped is not None:
+        headers["Content-Encoding"] = "gzip"
+    return Response(
+        content=index.plain if gzipped is None else gzipped,
+        status_code=404,
+        media_type=index.media_type,
+        headers=headers,
+    )
+
+
 def web_routes(policy: HttpPolicy) -> list[HTTPRouteHandler]:
     """The page and asset routes, or none when ENGAGE_WEB is off."""
     if not policy.web:

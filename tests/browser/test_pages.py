@@ -206,13 +206,18 @@ def test_every_page_fits_a_phone_and_follows_the_dark_scheme(
     assert red + green + blue < 120, background
 
 
-def test_an_unknown_page_path_is_not_the_app(browsers: Browsers) -> None:
+def test_an_unknown_page_path_says_so_with_a_404_and_links_home(browsers: Browsers) -> None:
     page, watch = browsers.open()
     response = page.goto("/no-such-page")
     assert response is not None
     assert response.status == 404
-    assert response.headers["content-type"].startswith("application/problem+json")
-    watch.failed_loads.clear()
+    expect(page.get_by_role("heading", name="Page not found", level=1)).to_be_visible()
+    expect(page.get_by_text("There is no page at /no-such-page.")).to_be_visible()
+
+    page.get_by_role("link", name="Go to the dashboard").click()
+
+    expect(page).to_have_url(re.compile(r"/signin$"))  # signed out: the dashboard asks first
+    watch.failed_loads.clear()  # the page's own 404
 
 
 def test_the_api_docs_page_runs_under_its_csp(browsers: Browsers) -> None:

@@ -228,6 +228,40 @@ async def test_an_unknown_asset_is_a_404_problem(client: Client, expect_problem:
     expect_problem(await client.get(f"{ASSETS}/{version}/../webapp.py"), 404)
 
 
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+async def test_a_browser_visit_to_no_page_gets_the_app_with_a_404(client: Client) -> None:
+    response = await client.get("/no-such-page", headers={"Accept": BROWSER_ACCEPT})
+
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.content == bundle().index.plain  # its router says "Page not found"
+    assert response.headers["content-security-policy"] == CSP
+    assert set(re.split(r",\s*", response.headers["vary"])) >= {"Accept", "Accept-Encoding"}
+    head = await client.head("/no-such-page", headers={"Accept": BROWSER_ACCEPT})
+    assert (head.status_code, head.content) == (404, b"")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "accept"),
+    [
+        ("GET", "/no-such-page", "application/json"),  # an API client
+        ("GET", "/no-such-page", "*/*"),
+        ("GET", "/api/no-such-thing", BROWSER_ACCEPT),  # an API path, even in a browser
+        ("GET", f"{ASSETS}/v/js/missing.js", BROWSER_ACCEPT),
+        ("GET", "/schema/no-such-file", BROWSER_ACCEPT),
+        ("POST", "/no-such-page", BROWSER_ACCEPT),  # no visit: a form sent to nowhere
+    ],
+)
+async def test_anything_else_that_is_not_there_is_the_404_problem(
+    client: Client, expect_problem: Problem, method: str, path: str, accept: str
+) -> None:
+    response = await client.request(method, path, headers={"Accept": accept})
+    assert response.status_code in (404, 405)
+    expect_problem(response, response.status_code)
+
+
 async def test_engage_web_false_serves_the_api_alone(
     settings: Settings, policy: HttpPolicy, expect_problem: Problem
 ) -> None:
@@ -235,7 +269,7 @@ async def test_engage_web_false_serves_the_api_alone(
         lambda: build_services(settings, storage="memory"), attrs.evolve(policy, web=False)
     )
     async with AsyncTestClient(app) as client:
-        expect_problem(await client.get("/"), 404)
+        expect_problem(await client.get("/", headers={"Accept": BROWSER_ACCEPT}), 404)
         expect_problem(await client.get(f"{ASSETS}/{bundle().version}/app.css"), 404)
         assert (await client.get("/healthz")).status_code == 200
 
