@@ -138,7 +138,8 @@ def _without_password(url: str) -> str:
 
 
 def _stop(signum: int, frame: object) -> None:
-    """SIGTERM (systemd, `timeout`, `kill`) unwinds the command as Ctrl-C does: its
+    """SIGTERM (systemd, `timeout`, `kill`) and SIGHUP (its terminal closed, an SSH
+    session dropped) unwind the command as Ctrl-C does: its
     transaction is rolled back, its pg_dump or pg_restore killed, and its hold on the
     embedded PostgreSQL let go, so the last engage process still stops that server
     (killed outright, the command left it running for good). `engage serve` puts the
@@ -148,6 +149,8 @@ def _stop(signum: int, frame: object) -> None:
 
 def main() -> None:
     signal.signal(signal.SIGTERM, _stop)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # `nohup engage ...` keeps on
+        signal.signal(signal.SIGHUP, _stop)
     try:
         app()
     except OSError as exc:  # printing what a command found, outside its reported_errors

@@ -198,11 +198,13 @@ def test_a_bad_export_bound_says_what_is_wrong_with_it(
     assert_one_error_line(engage(env, "metrics", "export", "--since", bound), message)
 
 
-def test_a_backfill_stopped_by_sigterm_loads_nothing_and_lets_the_embedded_server_stop(
-    tmp_path: Path,
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_backfill_stopped_by_a_signal_loads_nothing_and_lets_the_embedded_server_stop(
+    tmp_path: Path, stop: signal.Signals
 ) -> None:
-    """No ENGAGE_DATABASE_URL: a load killed as systemd or `timeout` kills it unwinds
-    as Ctrl-C does, so its hold on the embedded server ends with it."""
+    """No ENGAGE_DATABASE_URL: a load killed as systemd or `timeout` kills it, or by
+    its terminal closing, unwinds as Ctrl-C does, so its hold on the embedded server
+    ends with it."""
     data = tmp_path / "d"
     env = {
         "PATH": "/usr/bin:/bin",
@@ -216,14 +218,14 @@ def test_a_backfill_stopped_by_sigterm_loads_nothing_and_lets_the_embedded_serve
     )
     assert created.returncode == 0, created.stderr
     try:
-        _stop_a_backfill_by_sigterm(env, data)
+        _stop_a_backfill(env, data, stop)
     finally:  # a server the command failed to let go of is stopped here
         postmaster = data / "postgres" / "postmaster.pid"
         if postmaster.exists():
             os.kill(int(postmaster.read_text().split()[0]), signal.SIGINT)
 
 
-def _stop_a_backfill_by_sigterm(env: dict[str, str], data: Path) -> None:
+def _stop_a_backfill(env: dict[str, str], data: Path, stop: signal.Signals) -> None:
     holders = data / "postgres" / ".handle_pids.json"
     loading = subprocess.Popen(
         [sys.executable, "-m", "engage_cli", "metrics", "backfill", "-"],
@@ -242,10 +244,10 @@ def _stop_a_backfill_by_sigterm(env: dict[str, str], data: Path) -> None:
         time.sleep(0.1)
     time.sleep(1)
 
-    loading.send_signal(signal.SIGTERM)
+    loading.send_signal(stop)
     _, errors = loading.communicate(timeout=60)
 
-    assert loading.returncode == 128 + signal.SIGTERM, errors
+    assert loading.returncode == 128 + stop, errors
     assert "Traceback" not in errors
     assert str(loading.pid) not in holders.read_text()
     exported = engage(env, "metrics", "export")
