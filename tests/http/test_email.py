@@ -16,6 +16,7 @@ import pytest
 from engage_core.testing import FakeClock
 from engage_http.controllers.email import FORGOT_TAKES_AT_LEAST
 from support.mail import mail_to, read_outbox, text_of, token_in
+from support.waiting import rows_once
 
 PASSWORD = "correct horse battery staple"
 NEW_PASSWORD = "a brand new passphrase"
@@ -198,13 +199,11 @@ async def test_a_sent_mail_is_recorded_and_its_link_dropped(
     api: Any, outbox: Path, db: Rows
 ) -> None:
     await signed_up(api, outbox, "ada@example.com")
-    for _ in range(100):
-        [(status, body, link, receipt)] = db(
-            "SELECT status, text_body, link, receipt FROM mail_outbox"
-        )
-        if status == "sent":
-            break
-        await asyncio.sleep(0.02)
+    [(status, body, link, receipt)] = await rows_once(
+        db,
+        "SELECT status, text_body, link, receipt FROM mail_outbox",
+        lambda rows: rows[0][0] == "sent",
+    )
     assert (status, body, link) == ("sent", "", None)
     assert receipt.endswith(".eml")
 

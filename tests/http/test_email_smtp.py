@@ -4,7 +4,6 @@ server that is down delays the mail, never the request, and never loses it."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 from engage_adapters.clock import SystemClock
 from engage_core.ports import Clock
 from support.smtp_server import LoopbackMailServer, make_certificate
+from support.waiting import rows_once
 
 PASSWORD = "correct horse battery staple"
 _TOKEN = re.compile(r"#token=([A-Za-z0-9_-]+)")
@@ -92,11 +92,11 @@ async def test_a_mail_server_that_is_down_delays_the_mail_and_loses_nothing(
     await api.sign_up("ada@example.com")  # the request succeeds all the same
     answer = await client.post("/api/auth/password/forgot", json={"email": "ada@example.com"})
     assert answer.status_code == 202
-    for _ in range(200):  # bounded: the sender has failed at least once
-        rows = db("SELECT attempts, last_error FROM mail_outbox WHERE attempts > 0")
-        if len(rows) == 2 and all(error for _, error in rows):
-            break
-        await asyncio.sleep(0.02)
+    rows = await rows_once(  # the sender has failed at least once for each
+        db,
+        "SELECT attempts, last_error FROM mail_outbox WHERE attempts > 0",
+        lambda rows: len(rows) == 2 and all(error for _, error in rows),
+    )
     assert len(rows) == 2, rows
     assert mail_server.received == []
 
@@ -107,12 +107,8 @@ async def test_a_mail_server_that_is_down_delays_the_mail_and_loses_nothing(
         "Reset your engage-suite password",
         "Verify your email address for engage-suite",
     ]
-    for _ in range(100):
-        statuses = db("SELECT status FROM mail_outbox")
-        if statuses == [("sent",), ("sent",)]:
-            break
-        await asyncio.sleep(0.02)
-    assert statuses == [("sent",), ("sent",)]
+    sent = [("sent",), ("sent",)]
+    assert await rows_once(db, "SELECT status FROM mail_outbox", sent.__eq__) == sent
 
     # The reset link from the delayed mail works, end to end.
     reset = next(r for r in received if "Reset" in str(r.message["Subject"]))
@@ -141,7 +137,11 @@ async def test_an_address_with_an_international_domain_reaches_a_server_without_
     [received] = await server_without_smtputf8.wait_for(1)
     assert received.envelope_to == ["ada@xn--exmple-cua.com"]
     assert received.message["To"] == "ada@xn--exmple-cua.com"
-    assert db("SELECT status, attempts FROM mail_outbox") == [("sent", 1)]
+    # Marked sent once the server took it: soon after it arrived.
+    outbox = await rows_once(
+        db, "SELECT status, attempts FROM mail_outbox", lambda rows: rows != [("queued", 1)]
+    )
+    assert outbox == [("sent", 1)]
 
 
 async def test_a_non_ascii_mailbox_that_the_server_cannot_take_fails_at_once(
@@ -149,11 +149,11 @@ async def test_a_non_ascii_mailbox_that_the_server_cannot_take_fails_at_once(
 ) -> None:
     # Only SMTPUTF8 carries "jürgen@": retrying a server without it cannot help.
     await api.sign_up("jürgen@example.com")
-    for _ in range(200):
-        rows = db("SELECT status, attempts, last_error FROM mail_outbox")
-        if rows and rows[0][0] != "queued":
-            break
-        await asyncio.sleep(0.02)
+    rows = await rows_once(
+        db,
+        "SELECT status, attempts, last_error FROM mail_outbox",
+        lambda rows: bool(rows) and rows[0][0] != "queued",
+    )
     [(status, attempts, error)] = rows
     assert (status, attempts) == ("failed", 1)
     assert "SMTPUTF8" in error
