@@ -284,6 +284,23 @@ async def test_disable_needs_password_and_code_then_a_password_is_enough(
     )
 
 
+@pytest.mark.parametrize("path", ["/api/auth/mfa/disable", "/api/auth/mfa/recovery-codes"])
+async def test_a_wrong_password_and_a_wrong_code_get_the_same_answer(
+    api: Any, auth: dict[str, str], clock: FakeClock, expect_problem: Problem, path: str
+) -> None:
+    app, _ = await set_up(api, auth, clock)
+
+    # Whoever holds a stolen session must not learn which of the two they got right.
+    wrong_password = await api.client.post(
+        path, json={"password": "not the password", "code": app.code()}, headers=auth
+    )
+    wrong_code = await api.client.post(
+        path, json={"password": PASSWORD, "code": "000000"}, headers=auth
+    )
+
+    assert expect_problem(wrong_password, 403) == expect_problem(wrong_code, 403)
+
+
 async def test_set_up_and_confirm_refuse_what_does_not_fit(
     api: Any, auth: dict[str, str], clock: FakeClock, expect_problem: Problem
 ) -> None:

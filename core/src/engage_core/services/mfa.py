@@ -367,12 +367,18 @@ class MfaService:
         self, principal: Principal, password: object, code: object, client: Client
     ) -> User:
         _code_text(code)
-        user = await self.auth.confirm_password(principal, password)
+        # One answer for a wrong password and a wrong code: which one was right is
+        # what someone holding a stolen session would like to learn.
+        wrong = Forbidden("the password or the code is not correct")
+        try:
+            user = await self.auth.confirm_password(principal, password)
+        except Forbidden:
+            raise wrong from None
         if not await self.verifier.is_on(user.id):
             raise Conflict("the second factor is not on")
         if not await self.verifier.accept(user, code, client):
             await self.auth.count_failed_login(user.email)
-            raise Forbidden("the code is not correct")
+            raise wrong
         return user
 
 
