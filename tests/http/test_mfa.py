@@ -301,6 +301,25 @@ async def test_a_wrong_password_and_a_wrong_code_get_the_same_answer(
     assert expect_problem(wrong_password, 403) == expect_problem(wrong_code, 403)
 
 
+async def test_a_code_typed_in_other_digits_is_the_same_code(
+    api: Any, auth: dict[str, str], clock: FakeClock
+) -> None:
+    started = await api.client.post("/api/auth/mfa/totp", headers=auth)
+    app = Totp(started.json()["secret"], clock)
+
+    def in_script(code: str, zero: int) -> str:
+        return "".join(chr(zero + int(digit)) for digit in code)
+
+    # As a phone keyboard types them: Arabic-Indic, then full-width digits.
+    confirmed = await api.client.post(
+        "/api/auth/mfa/totp/confirm", json={"code": in_script(app.code(-1), 0x660)}, headers=auth
+    )
+    assert confirmed.status_code == 200, confirmed.text
+    done = await verify(api.client, await challenge(api.client), in_script(app.code(), 0xFF10))
+
+    assert done.status_code == 200, done.text
+
+
 async def test_set_up_and_confirm_refuse_what_does_not_fit(
     api: Any, auth: dict[str, str], clock: FakeClock, expect_problem: Problem
 ) -> None:

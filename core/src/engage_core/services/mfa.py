@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import unicodedata
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -151,8 +152,15 @@ def _code_text(raw: object) -> str:
         raise ValidationFailed.single("code", "must be a 6-digit code or a recovery code")
     if len(raw) > MAX_CODE_LENGTH:
         raise ValidationFailed.single("code", f"must be at most {MAX_CODE_LENGTH} characters")
-    # Apps show a code as "123 456": the spaces are not part of it.
-    return re.sub(r"\s+", "", raw)
+    # Apps show a code as "123 456": the spaces are not part of it. A phone keyboard
+    # may type them in another script (Arabic-Indic, full-width): the same digits.
+    return "".join(_ascii_digit(c) for c in re.sub(r"\s+", "", raw))
+
+
+def _ascii_digit(char: str) -> str:
+    """Any Unicode decimal digit as its ASCII digit; any other character as it is."""
+    value = unicodedata.decimal(char, None)
+    return char if value is None else str(value)
 
 
 @define
