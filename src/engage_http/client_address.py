@@ -44,10 +44,20 @@ def client_of(
 ) -> Client:
     """Where the request comes from, for sessions and the activity log: the address
     as ``client_address`` finds it, and the User-Agent header (trimmed)."""
+    user_agent = connection.headers.get("user-agent")
     return Client(
         ip=client_address(connection, trusted_proxies),
-        user_agent=connection.headers.get("user-agent"),
+        user_agent=_as_sent(user_agent) if user_agent is not None else None,
     )
+
+
+def _as_sent(header: str) -> str:
+    """A header's text as the client wrote it: the bytes arrive read as Latin-1,
+    but a client that sends anything else sends UTF-8 (else they stay Latin-1)."""
+    try:
+        return header.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return header
 
 
 def _is_trusted(address: str, trusted_proxies: tuple[Network, ...]) -> bool:

@@ -111,6 +111,22 @@ async def test_each_signed_in_device_is_listed_with_the_current_one_marked(
     assert {i["id"] for i in items} == {i["id"] for i in await listed(phone)}
 
 
+async def test_a_user_agent_is_kept_as_sent_in_utf_8_without_any_control_character(
+    api: Any, browser_at: BrowserAt
+) -> None:
+    await api.sign_up("ada@example.com")
+    # Sent as UTF-8 (which the server's HTTP layer reads as Latin-1), with C1's CSI (U+009B: a
+    # terminal escape in `engage activity`) and a right-to-left override in it.
+    tablet = browser_at("203.0.113.5", "-")
+    tablet.headers = {"User-Agent": "Tablette (Ünï €)\u202e\u009b2J/1.0".encode()}
+    await sign_in(tablet, "198.51.100.8")
+
+    [item] = await listed(tablet)
+    newest = (await tablet.get("/api/auth/activity")).json()["items"][0]
+
+    assert item["user_agent"] == newest["user_agent"] == "Tablette (Ünï €) 2J/1.0"
+
+
 async def test_a_session_ended_from_another_browser_is_refused_on_its_next_request(
     two_devices: tuple[httpx.AsyncClient, httpx.AsyncClient], api: Any
 ) -> None:

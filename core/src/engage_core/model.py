@@ -335,12 +335,16 @@ class Timestamp:
 MAX_USER_AGENT_LENGTH = 512
 MAX_IP_LENGTH = 45  # the longest textual IPv6 address with an embedded IPv4 one
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# What a user agent is kept without: C0 and C1 controls (C1's CSI, U+009B, starts a
+# terminal escape as ESC [ does, in `engage activity`), and the marks that reorder
+# text on a page.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]+")
 
 
 def _trimmed_user_agent(raw: object) -> str | None:
     if not isinstance(raw, str) or not _encodable(raw):
         return None
-    text = _CONTROL.sub(" ", raw).strip()[:MAX_USER_AGENT_LENGTH].strip()
+    text = _UNPRINTABLE.sub(" ", raw).strip()[:MAX_USER_AGENT_LENGTH].strip()
     return text or None
 
 
