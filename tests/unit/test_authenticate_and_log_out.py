@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from engage_core import AccessClaims, LogoutScope, Principal, Unauthorized
+from engage_core import AccessClaims, LogoutScope, NotFound, Principal, Unauthorized
 
 
 async def test_a_valid_access_token_yields_its_principal(auth, alice, log_in):
@@ -157,3 +157,22 @@ async def test_refusing_a_token_naming_another_users_session_leaves_that_session
     assert not await accepted(await forge_token(user_id=alice.id, session_id=bobs.session_id))
 
     assert await accepted(bobs.access_token)
+
+
+async def test_a_device_ended_meanwhile_is_not_ended_twice(
+    auth, alice, log_in, principal_of, sessions, clock, monkeypatch
+):
+    laptop = await log_in(alice)
+    phone = await log_in(alice)
+    phone_session = await sessions.get(phone.session_id)
+    listed = await sessions.live_devices(alice.id, clock.now())
+    await auth.end_device(principal_of(laptop), phone_session.family_id)
+
+    # A second request that found the device live before the first one ended it.
+    async def as_listed_before(*_: object) -> object:
+        return listed
+
+    monkeypatch.setattr(sessions, "live_devices", as_listed_before)
+
+    with pytest.raises(NotFound):
+        await auth.end_device(principal_of(laptop), phone_session.family_id)

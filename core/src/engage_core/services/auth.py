@@ -429,6 +429,8 @@ class AuthService:
         user = await self.me(principal)
         async with self.uow.atomic():
             ended = await self.sessions.end_family(device_id, now, "ended by the user")
+            if not ended:  # ended meanwhile (by a second request like this one): not twice
+                raise NotFound("no such session")
             await self._record(ActivityKind.SESSION_ENDED, client, user=user)
             await self._forget(ended)
 
