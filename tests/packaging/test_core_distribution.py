@@ -228,3 +228,50 @@ def test_the_examples_of_docs_core_md_pass_mypy_strict_against_the_installed_whe
         check=False,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+WITHOUT_ZONES = """
+import asyncio
+from zoneinfo import ZoneInfoNotFoundError
+from engage_core import BrowserLogin
+from engage_core.testing import in_memory_services
+
+async def main() -> None:
+    app = in_memory_services()
+    await app.auth.sign_up(email="ada@example.com", password="correct horse battery")
+    login = await app.auth.log_in(email="ada@example.com", password="correct horse battery")
+    assert isinstance(login, BrowserLogin)
+    me = await app.auth.authenticate(login.access_token)
+    await app.metrics.record(me.user_id, metric_type="page_view", metric_value=3)
+    assert len((await app.metrics.list(me.user_id)).items) == 1
+    for tz in ("UTC", "Europe/Berlin"):
+        try:
+            await app.metrics.summary(me.user_id, tz=tz)
+        except ZoneInfoNotFoundError as exc:
+            print(exc)
+        else:
+            raise AssertionError(f"a summary in {tz} without any time zone data")
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows installs tzdata with the core")
+def test_without_a_time_zone_database_the_core_imports_and_a_summary_says_install_tzdata(
+    fresh_python: Path, tmp_path: Path
+) -> None:
+    """As on Alpine or distroless: no /usr/share/zoneinfo and, on Linux, no tzdata
+    package. Sign-up, login and metrics need no zones; a summary (in UTC too)
+    says what to install, not that Europe/Berlin is no time zone name."""
+    no_zones = tmp_path / "zoneinfo"
+    no_zones.mkdir()
+    done = subprocess.run(
+        [fresh_python, "-I", "-c", WITHOUT_ZONES],
+        env={"PYTHONTZPATH": str(no_zones), "PATH": os.environ.get("PATH", "")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("pip install tzdata") == 2, done.stdout

@@ -172,15 +172,41 @@ def check_bucket(raw: object) -> Bucket:
     raise ValidationFailed.single("bucket", "must be one of hour, day, week")
 
 
+# Linux and macOS keep the zones in /usr/share/zoneinfo; images without it (Alpine,
+# distroless) and Windows read them from the tzdata package, which engage-core
+# requires only on Windows.
+_NO_ZONE_DATABASE = (
+    "this Python finds no IANA time zone database (no zoneinfo directory on"
+    " zoneinfo.TZPATH and no tzdata package), so no summary can be bucketed,"
+    " not even in UTC: pip install tzdata"
+)
+
+
 def check_time_zone(raw: object) -> ZoneInfo:
+    """The zone ``raw`` names; ``ValidationFailed`` on ``tz`` for a name that is not
+    one. ``ZoneInfoNotFoundError`` saying so when the system has no zones at all:
+    no name is at fault then."""
     if isinstance(raw, ZoneInfo):
         return raw
+    if isinstance(raw, str) and not _zone_database():
+        raise ZoneInfoNotFoundError(_NO_ZONE_DATABASE)
     if not isinstance(raw, str) or raw not in known_time_zones():
         raise ValidationFailed.single("tz", "must be an IANA time zone name such as Europe/Berlin")
     try:
         return ZoneInfo(raw)
     except (ZoneInfoNotFoundError, ValueError):  # pragma: no cover - listed zones load
         raise ValidationFailed.single("tz", "is not a known time zone") from None
+
+
+def _utc() -> ZoneInfo:
+    """Loaded when a query wants it, not on import: importing engage-core needs no zones."""
+    return check_time_zone("UTC")
+
+
+@functools.cache
+def _zone_database() -> bool:
+    """Whether this system has any IANA zones (looked for once: a directory walk)."""
+    return bool(available_timezones())
 
 
 @functools.cache
@@ -193,7 +219,7 @@ def known_time_zones() -> frozenset[str]:
 @frozen(kw_only=True)
 class SummaryQuery:
     bucket: Bucket = field(default=Bucket.DAY, converter=check_bucket)
-    tz: ZoneInfo = field(default=ZoneInfo("UTC"), converter=check_time_zone)
+    tz: ZoneInfo = field(factory=_utc, converter=check_time_zone)
     since: datetime | None = None
     until: datetime | None = None
     metric_type: MetricType | None = None
