@@ -26,6 +26,9 @@ from engage_core.errors import (
     UnknownUser,
     ValidationFailed,
 )
+from engage_core.mail_templates import (
+    Branding,
+)
 from engage_core.model import (
     ActivityEntry,
     ActivityKind,
@@ -199,6 +202,7 @@ __all__ = [
     "AuthService",
     "BackfillReport",
     "BackfillService",
+    "Branding",
     "BrowserLogin",
     "Bucket",
     "BulkMetricStore",
