@@ -12,7 +12,7 @@ import typing
 from collections.abc import Iterator
 
 import engage_core
-from engage_core import summaries, testing
+from engage_core import ports, summaries, testing
 
 PUBLIC_MODULES = (engage_core, testing, summaries)
 PUBLIC = {id(getattr(m, name)) for m in PUBLIC_MODULES for name in m.__all__}
@@ -67,3 +67,10 @@ def test_account_mail_can_be_built_from_the_public_names() -> None:
         branding=engage_core.Branding("Reading stats", "https://stats.example.com"),
     )
     assert mail.branding.link("/verify") == "https://stats.example.com/verify"
+
+
+def test_what_the_ports_module_defines_for_adapters_is_public() -> None:
+    """The ports are what another service's adapters implement: the constants their
+    docstrings hold adapters to (``LAST_USED_RESOLUTION``, ``MAX_REPORTED_FAULTS``)
+    and the ``Notice`` a ``MetricFeed`` yields come from ``engage_core`` too."""
+    assert sorted(set(ports.__all__) - set(engage_core.__all__)) == []

@@ -55,6 +55,8 @@ from engage_core.model import (
     User,
 )
 from engage_core.ports import (
+    LAST_USED_RESOLUTION,
+    MAX_REPORTED_FAULTS,
     AccessClaims,
     AccessEnded,
     ActivityQuery,
@@ -78,6 +80,7 @@ from engage_core.ports import (
     MetricFeed,
     MetricRepository,
     MetricsAdded,
+    Notice,
     OneTimePasswords,
     OneTimeTokenRepository,
     PasswordHasher,
@@ -180,6 +183,8 @@ from engage_core.services.mfa import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "LAST_USED_RESOLUTION",
+    "MAX_REPORTED_FAULTS",
     "AccessClaims",
     "AccessEnded",
     "AccessGrant",
@@ -265,6 +270,7 @@ __all__ = [
     "MfaRequired",
     "MfaService",
     "NotFound",
+    "Notice",
     "OneTimePasswords",
     "OneTimeToken",
     "OneTimeTokenRepository",
