@@ -1,8 +1,8 @@
 """engage-core's public API is whole: what a public class takes or answers can be
 named from the public modules (docs/core.md: ``engage_core.__all__``,
-``engage_core.testing.__all__``, ``engage_core.summaries.__all__``), so a service
-that installs engage-core alone never imports from a module the guide calls
-free to move."""
+``engage_core.testing.__all__``, ``engage_core.summaries.__all__``,
+``engage_core.inprocess.__all__``), so a service that installs engage-core alone
+never imports from a module the guide calls free to move."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import typing
 from collections.abc import Iterator
 
 import engage_core
-from engage_core import ports, summaries, testing
+from engage_core import inprocess, ports, summaries, testing
 
-PUBLIC_MODULES = (engage_core, testing, summaries)
+PUBLIC_MODULES = (engage_core, testing, summaries, inprocess)
 PUBLIC = {id(getattr(m, name)) for m in PUBLIC_MODULES for name in m.__all__}
 
 
