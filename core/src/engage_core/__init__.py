@@ -26,9 +26,7 @@ from engage_core.errors import (
     UnknownUser,
     ValidationFailed,
 )
-from engage_core.mail_templates import (
-    Branding,
-)
+from engage_core.mail_templates import Branding
 from engage_core.model import (
     ActivityEntry,
     ActivityKind,
