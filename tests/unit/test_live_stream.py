@@ -268,7 +268,11 @@ async def test_heartbeats_come_while_nothing_happens(setup: Setup) -> None:
     await reader.until(lambda r: sum(e.kind == "heartbeat" for e in r.events) >= 2)
 
 
-@pytest.mark.parametrize("after", ["-1", "x", "1.5", "99999999999999999999"])
+# Superscript two, circled one, Arabic-Indic three, fullwidth one: digits to
+# str.isdigit, and int() reads the last two; only ASCII digits make an id.
+@pytest.mark.parametrize(
+    "after", ["-1", "x", "1.5", "99999999999999999999", "\u00b2", "\u2460", "\u0663", "\uff11"]
+)
 async def test_a_bad_starting_id_is_refused(setup: Setup, after: str) -> None:
     from engage_core.errors import ValidationFailed
 

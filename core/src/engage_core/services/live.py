@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from typing import Literal
@@ -96,6 +97,9 @@ class StreamEvent:
 
 
 _HEARTBEAT = StreamEvent("heartbeat")
+# A metric id as a client sends it back: ASCII digits only (str.isdigit also takes
+# "²" or "①", which int() refuses), at most 19 of them (a bigint).
+_METRIC_ID = re.compile(r"[0-9]{1,19}", re.ASCII)
 
 
 def check_after(raw: object) -> int | None:
@@ -104,7 +108,7 @@ def check_after(raw: object) -> int | None:
         return None
     if isinstance(raw, int) and not isinstance(raw, bool):
         number = raw
-    elif isinstance(raw, str) and raw.strip().isdigit() and len(raw.strip()) <= 19:
+    elif isinstance(raw, str) and _METRIC_ID.fullmatch(raw.strip()):
         number = int(raw.strip())
     else:
         raise ValidationFailed.single("after", "must be a metric id (a whole number)")
