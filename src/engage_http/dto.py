@@ -409,8 +409,12 @@ def encode(value: object) -> bytes:
 # --- API keys --------------------------------------------------------------------
 
 ApiKeyScopeName = Literal["metrics:write", "metrics:read"]
-# ApiKeyService's rule for a name: no control characters, and something besides spaces.
-_KEY_NAME_PATTERN = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+# ApiKeyService's rule for a name: no control characters (C0, DEL, C1) or line and
+# paragraph separators, and something besides spaces.
+_KEY_NAME_PATTERN = (
+    r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*[^\s\x00-\x1f\x7f-\x9f\u2028\u2029]"
+    r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
+)
 
 
 class ApiKeyIn(_In):
@@ -418,7 +422,7 @@ class ApiKeyIn(_In):
         str,
         Meta(
             description="What the key is for: 1 to 100 characters, not all spaces, "
-            "no control characters (the ends are trimmed)",
+            "no control characters (C0, DEL, C1) or line separators (the ends are trimmed)",
             examples=["kitchen sensor"],
             extra_json_schema={
                 "extra": {"min_length": 1, "max_length": 100, "pattern": _KEY_NAME_PATTERN}

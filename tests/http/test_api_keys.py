@@ -122,6 +122,10 @@ async def test_creating_and_revoking_a_key_are_in_the_activity_log(
     [
         ({"name": " ", "scopes": ["metrics:read"]}, ["name"]),
         ({"name": "x" * 101, "scopes": ["metrics:read"]}, ["name"]),
+        # Control characters beyond ASCII's (NEL, a C1 one, breaks a line) and U+2028.
+        ({"name": "kitchen\u0085sensor", "scopes": ["metrics:read"]}, ["name"]),
+        ({"name": "kitchen\u009bsensor", "scopes": ["metrics:read"]}, ["name"]),
+        ({"name": "kitchen\u2028sensor", "scopes": ["metrics:read"]}, ["name"]),
         ({"name": "ok", "scopes": []}, ["scopes"]),
         ({"name": "ok", "scopes": ["admin"]}, ["scopes"]),
         (

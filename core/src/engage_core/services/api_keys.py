@@ -83,7 +83,9 @@ MAX_NAME_LENGTH = 100
 MAX_KEYS_PER_USER = 100
 RATE_WINDOW = 60.0
 _TOKEN = re.compile(r"engk_([0-9a-f]{32})_([A-Za-z0-9_-]{40})", re.ASCII)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters (C0, DEL and C1: U+0085 breaks a line as a newline does) and the
+# line and paragraph separators: a name is one line wherever it is shown.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 T = TypeVar("T")
 
 
