@@ -118,10 +118,17 @@ class PostgresApiKeyRepository:
 
     async def revoke(self, key_id: UUID, at: datetime) -> ApiKey | None:
         async with connection(self._pool) as conn:
+            # The owner's row is share-locked before the key's row is updated: the
+            # revocation's activity row refers to the user (a share lock, taken later in
+            # its unit of work), and deleting the user locks that row before its cascade
+            # reaches the key's; taken in the other order, the two deadlock. A user
+            # deleted meanwhile has no key left to revoke (None).
             cur = await conn.execute(
-                f"UPDATE api_keys SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL"
-                f" RETURNING {_COLUMNS}",
-                [at, key_id],
+                "WITH owner AS (SELECT u.id FROM api_keys k JOIN users u ON u.id = k.user_id"
+                " WHERE k.id = %s FOR KEY SHARE OF u)"
+                " UPDATE api_keys SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL"
+                f" AND user_id = (SELECT id FROM owner) RETURNING {_COLUMNS}",
+                [key_id, at, key_id],
             )
             row = await cur.fetchone()
         return _key(row) if row else None
