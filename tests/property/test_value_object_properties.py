@@ -510,6 +510,22 @@ def test_timestamp_says_when_a_well_formed_date_time_does_not_exist(text: str) -
     assert caught.value.errors[0].message.startswith("must be a date and time that exists")
 
 
+@pytest.mark.parametrize(
+    "text", ["2024-01-01T00:00:00+25:00", "2024-01-01T00:00:00-24:00", "20240101T000000+2360"]
+)
+def test_timestamp_says_when_its_offset_is_out_of_range(text: str) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        Timestamp(text)
+    assert caught.value.errors[0].message == "must have a UTC offset between -23:59 and +23:59"
+
+
+@given(st.integers(-23, 23), st.integers(0, 59))
+def test_every_offset_within_a_day_is_taken(hours: int, minutes: int) -> None:
+    sign = "-" if hours < 0 else "+"
+    text = f"2024-06-01T12:00:00{sign}{abs(hours):02d}:{minutes:02d}"
+    assert Timestamp(text).value.tzinfo is UTC
+
+
 @given(
     st.datetimes(max_value=datetime(1970, 1, 2), timezones=zones, allow_imaginary=False).filter(
         lambda m: (i := instant_in_utc(m)) is None or i < datetime(1970, 1, 1)

@@ -96,6 +96,9 @@ _ISO_DATE_TIME = re.compile(
     re.ASCII,
 )
 
+# The offset that ends a date-time that has a time (its sign follows the time's digits).
+_OFFSET = re.compile(r"[Tt ][0-9:.,]+[+-](?P<hours>\d{2}):?(?P<minutes>\d{2})?", re.ASCII)
+
 
 def _encodable(text: str) -> bool:
     """True when ``text`` is valid Unicode (JSON can smuggle in lone surrogates)."""
@@ -294,7 +297,13 @@ def parse_iso_date_time(text: str, name: str) -> datetime:
         raise ValidationFailed.single(name, "must be an ISO 8601 date-time with a UTC offset")
     try:
         return datetime.fromisoformat(text.upper())
-    except ValueError:  # a 13th month, a 25th hour, a leap second
+    except ValueError:  # a 13th month, a 25th hour, a leap second, an offset of +25:00
+        if (offset := _OFFSET.search(text)) is not None and (
+            int(offset["hours"]) > 23 or int(offset["minutes"] or 0) > 59
+        ):
+            raise ValidationFailed.single(
+                name, "must have a UTC offset between -23:59 and +23:59"
+            ) from None
         raise ValidationFailed.single(
             name, "must be a date and time that exists (no 30 February, hour 24 or leap second)"
         ) from None
