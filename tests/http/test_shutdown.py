@@ -12,19 +12,28 @@ instead of hanging the run; the bound is far above what it takes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
 from engage_adapters import closing
-from engage_adapters.bootstrap import HttpPolicy, build_services
+from engage_adapters.bootstrap import HttpPolicy, Services, build_services
+from engage_adapters.mail import sender
 from engage_adapters.settings import Settings
-from engage_core.ports import MailMessage, PasswordHasher
+from engage_core.ports import MailMessage, MailStatus, PasswordHasher
 from engage_http.app import create_app
 
 # Far above what a shutdown takes; only there so that a hang fails.
 HANG = 10.0
+
+
+@pytest.fixture
+def quick_to_give_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A send that never ends is given 0.2 s to finish, not FINISH_WITHIN."""
+    monkeypatch.setattr(sender, "FINISH_WITHIN", 0.2)
 
 
 class CancelMissingMailer:
@@ -52,18 +61,46 @@ class CancelMissingMailer:
         return "250 taken"
 
 
+class SlowMailer:
+    """A mail server that takes ``seconds`` to answer each message."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.sending = asyncio.Event()
+        self.taken: list[str] = []
+
+    def release(self) -> None:
+        pass
+
+    async def send(self, message: MailMessage) -> str:
+        self.sending.set()
+        await asyncio.sleep(self.seconds)
+        self.taken.append(message.to.value)
+        return "250 taken"
+
+
 async def sign_up_and_stop(
-    mailer: CancelMissingMailer, settings: Settings, policy: HttpPolicy, hasher: PasswordHasher
+    mailer: CancelMissingMailer | SlowMailer,
+    settings: Settings,
+    policy: HttpPolicy,
+    hasher: PasswordHasher,
+    built: list[Services] | None = None,
 ) -> None:
     """Sign up (a verification mail is queued) and stop the app while the mail is
-    being sent; fail if the stop has not ended after HANG seconds.
+    being sent; fail if the stop has not ended after HANG seconds. The services the
+    app built go into ``built``.
 
     The app's lifespan runs in this loop (AsyncTestClient runs it in a thread of
     its own and blocks this loop on its shutdown: a hang could not fail), and the
     bound waits without cancelling (the code under test could swallow a cancel)."""
-    app = create_app(
-        lambda: build_services(settings, storage="memory", hasher=hasher, mailer=mailer), policy
-    )
+
+    @contextlib.asynccontextmanager
+    async def services() -> AsyncIterator[Services]:
+        async with build_services(settings, storage="memory", hasher=hasher, mailer=mailer) as s:
+            (built if built is not None else []).append(s)
+            yield s
+
+    app = create_app(services, policy)
 
     async def run() -> None:
         transport = httpx.ASGITransport(app=app)
@@ -84,6 +121,20 @@ async def sign_up_and_stop(
     running.result()
 
 
+async def test_a_mail_being_sent_as_the_app_stops_is_finished_not_left_to_its_lease(
+    settings: Settings, policy: HttpPolicy, hasher: PasswordHasher
+) -> None:
+    mailer = SlowMailer(0.3)
+    built: list[Services] = []
+
+    await sign_up_and_stop(mailer, settings, policy, hasher, built)
+
+    assert mailer.taken == ["ada@example.com"]
+    [queued] = await built[0].mail.recent()
+    assert queued.status is MailStatus.SENT  # not claimed for 5 minutes, to be sent again
+
+
+@pytest.mark.usefixtures("quick_to_give_up")
 async def test_a_mail_sender_that_misses_its_cancel_is_stopped_all_the_same(
     settings: Settings,
     policy: HttpPolicy,
@@ -97,6 +148,7 @@ async def test_a_mail_sender_that_misses_its_cancel_is_stopped_all_the_same(
     assert [r for r in caplog.records if r.name == "engage.shutdown"] == []
 
 
+@pytest.mark.usefixtures("quick_to_give_up")
 async def test_a_stuck_mail_sender_cannot_hang_the_shutdown(
     settings: Settings,
     policy: HttpPolicy,

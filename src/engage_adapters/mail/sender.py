@@ -22,6 +22,10 @@ log = logging.getLogger("engage.mail")
 POLL_INTERVAL = 5.0
 # After an error (the database down), wait this long before trying again.
 ERROR_PAUSE = 2.0
+# How long a stopping sender may take to finish the message it is sending (its mail
+# server's answer, then marking it sent); cut short, that message waits out its
+# lease (5 minutes) before another sender takes it.
+FINISH_WITHIN = 5.0
 
 
 class MailSender:
@@ -32,6 +36,7 @@ class MailSender:
         self._clock = clock
         self._poll_interval = poll_interval
         self._wake = asyncio.Event()
+        self._stopping = False
 
     def wake(self) -> None:
         """Deliver now: something was queued."""
@@ -39,25 +44,35 @@ class MailSender:
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """Deliver in the background for as long as the block lasts."""
+        """Deliver in the background for as long as the block lasts; on the way out, the
+        message being sent is finished (``FINISH_WITHIN`` at most), no other begun."""
+        self._stopping = False
         task = asyncio.get_running_loop().create_task(self._run(), name="engage-mail-sender")
         try:
             yield
         finally:
-            await stop_task("mail sender", task)
+            self._stopping = True
+            self._wake.set()
+            try:
+                await asyncio.wait({task}, timeout=FINISH_WITHIN)
+            finally:
+                await stop_task("mail sender", task)
+
+    def _stopped(self) -> bool:
+        return self._stopping
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
-                done = await self._delivery.deliver_due()
+                done = await self._delivery.deliver_due(stopping=self._stopped)
             except Exception as exc:  # the loop must outlive any one failure
                 log.warning("mail.sender_error error=%s: %s", type(exc).__name__, exc)
                 pause = ERROR_PAUSE
             else:
                 _log(done)
                 pause = 0.0 if done.full else self._pause_after(done)
-            if pause > 0:
+            if pause > 0 and not self._stopping:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=pause)
 

@@ -8,7 +8,7 @@ dropped: the message stays in the outbox in every case.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from attrs import define, frozen
@@ -66,14 +66,15 @@ class MailDelivery:
         delay = self.policy.first_retry * (1 << min(max(attempts - 1, 0), 30))
         return min(delay, self.policy.max_retry)
 
-    async def deliver_due(self) -> DeliveryRound:
-        """Send the messages due now (up to one batch), each exactly once among all senders.
+    async def deliver_due(self, *, stopping: Callable[[], bool] = lambda: False) -> DeliveryRound:
+        """Send the messages due now (up to one batch), each exactly once among all senders;
+        none more once ``stopping()`` says so (the one being sent is finished).
 
         Each message is claimed just before it is sent: a lease taken for a whole
         batch would run out while a slow mail server takes the first ones, and
         another sender would then claim (and send) the rest a second time."""
         attempts: list[Attempt] = []
-        while len(attempts) < self.policy.batch:
+        while len(attempts) < self.policy.batch and not stopping():
             claimed = await self.outbox.claim(self.clock.now(), limit=1, lease=self.policy.lease)
             if not claimed:
                 break
