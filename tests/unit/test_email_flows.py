@@ -4,7 +4,9 @@ queues in the same unit of work as its change, limits, and delivery with retries
 from __future__ import annotations
 
 import hashlib
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
 
 import pytest
 from attrs import define
@@ -403,6 +405,43 @@ async def test_a_failed_send_is_retried_with_doubling_waits_then_given_up(world:
     assert await world.delivery.retry_failed() == 1
     assert [a.outcome for a in (await world.delivery.deliver_due()).attempts] == [MailStatus.SENT]
     assert len(world.mailer.sent) == 1
+
+
+async def test_a_sent_message_whose_record_failed_is_recorded_not_sent_again(
+    world: World,
+) -> None:
+    """The database goes away between the send and its record: the message must not
+    be claimed and sent a second time once the claim's lease has run out."""
+    await world.auth.sign_up(email="ada@example.com", password=PASSWORD)
+    outbox, unreachable = world.outbox, OSError("the database is unreachable")
+
+    class LosingRecords:
+        """The outbox, its "sent" records failing while ``down``."""
+
+        down = True
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(outbox, name)
+
+        async def mark_sent(self, message_id: UUID, at: datetime, receipt: str) -> None:
+            if self.down:
+                raise unreachable
+            await outbox.mark_sent(message_id, at, receipt)
+
+    queue = LosingRecords()
+    delivery = MailDelivery(queue, world.mailer, world.clock, DeliveryPolicy(max_attempts=3))
+    with pytest.raises(OSError, match="unreachable"):
+        await delivery.deliver_due()
+    world.clock.advance(timedelta(minutes=10))  # past the claim's lease
+    with pytest.raises(OSError, match="unreachable"):  # still away: nothing is claimed
+        await delivery.deliver_due()
+    queue.down = False
+    assert (await delivery.deliver_due()).attempts == []
+    world.clock.advance(timedelta(hours=1))
+    assert (await delivery.deliver_due()).attempts == []
+    assert [m.to.value for m in world.mailer.sent] == ["ada@example.com"]
+    [record] = await world.delivery.recent()
+    assert (record.status, record.receipt) == (MailStatus.SENT, "250 queued as 1")
 
 
 async def test_a_refused_address_is_given_up_at_once(world: World) -> None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from uuid import UUID
 
-from attrs import define, frozen
+from attrs import define, field, frozen
 
 from engage_core.ports import Clock, Mailer, MailNotSent, MailQueue, MailStatus, QueuedMail
 
@@ -60,6 +61,9 @@ class MailDelivery:
     mailer: Mailer
     clock: Clock
     policy: DeliveryPolicy = DeliveryPolicy()
+    # Messages the mail server took whose "sent" could not be recorded (the
+    # database away): (id, when, receipt), recorded before anything more is claimed.
+    _unrecorded: list[tuple[UUID, datetime, str]] = field(factory=list, init=False)
 
     def retry_delay(self, attempts: int) -> timedelta:
         """The wait after the ``attempts``-th failed attempt."""
@@ -72,7 +76,12 @@ class MailDelivery:
 
         Each message is claimed just before it is sent: a lease taken for a whole
         batch would run out while a slow mail server takes the first ones, and
-        another sender would then claim (and send) the rest a second time."""
+        another sender would then claim (and send) the rest a second time.
+
+        A message sent whose record failed (the database gone meanwhile) is not
+        sent again: its "sent" is recorded first thing next round (what failed
+        is raised until then), while its claim still hides it from other senders."""
+        await self._record_unrecorded()
         attempts: list[Attempt] = []
         while len(attempts) < self.policy.batch and not stopping():
             claimed = await self.outbox.claim(self.clock.now(), limit=1, lease=self.policy.lease)
@@ -93,8 +102,19 @@ class MailDelivery:
             await self.outbox.mark_failed(message_id, now, exc.reason, retry_at=retry_at)
             outcome = MailStatus.QUEUED if retry_at else MailStatus.FAILED
             return Attempt(mail=mail, outcome=outcome, detail=exc.reason, retry_at=retry_at)
-        await self.outbox.mark_sent(message_id, self.clock.now(), receipt)
+        sent_at = self.clock.now()
+        try:
+            await self.outbox.mark_sent(message_id, sent_at, receipt)
+        except Exception:
+            self._unrecorded.append((message_id, sent_at, receipt))
+            raise
         return Attempt(mail=mail, outcome=MailStatus.SENT, detail=receipt)
+
+    async def _record_unrecorded(self) -> None:
+        while self._unrecorded:
+            message_id, sent_at, receipt = self._unrecorded[0]
+            await self.outbox.mark_sent(message_id, sent_at, receipt)
+            del self._unrecorded[0]
 
     async def recent(self, limit: int = 50) -> Sequence[QueuedMail]:
         return await self.outbox.recent(limit=limit)
