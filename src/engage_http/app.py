@@ -47,7 +47,7 @@ from engage_http.openapi import (
     openapi_config,
 )
 from engage_http.openapi_headers import document_headers
-from engage_http.problems import EXCEPTION_HANDLERS, render
+from engage_http.problems import EXCEPTION_HANDLERS, OutageReport, render
 from engage_http.prometheus import PrometheusExport, exporting, route_metrics, unrouted_metrics
 from engage_http.stopping import STOPPING, on_stop_signal
 from engage_http.upkeep import purging
@@ -82,7 +82,7 @@ def create_app(services: ServicesFactory, policy: HttpPolicy) -> Litestar:
     # The lifespan leaves the services here: Litestar hands what a lifespan
     # builds to requests only through the app's state (see dependencies.py).
     # Not empty: Litestar puts a State of its own in place of an empty one.
-    state = State({"stopping": False})
+    state = State({"stopping": False, "outages": OutageReport()})
     providers = Providers(policy, state)
     app = _App(
         observed=partial(RequestIdMiddleware, unrouted=unrouted_metrics()),

@@ -3,7 +3,8 @@
 Every error leaves as ``application/problem+json`` with ``type``, ``title``,
 ``status`` and ``detail``; validation problems add ``errors``, a list of
 ``{field, message}``. A database that cannot be reached is a 503 with
-``Retry-After``, whatever the request was doing. A body that ends early is a
+``Retry-After``, whatever the request was doing, and the log says so once per
+outage (``OutageReport``), not once per request. A body that ends early is a
 400, or a 499 when its client hung up (``bodies.py``). Nothing unexpected leaks: an
 unhandled exception is logged with its traceback and answered with a bare 500
 problem.
@@ -11,8 +12,11 @@ problem.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,7 +26,7 @@ from litestar.plugins.problem_details import ProblemDetailsException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
-from engage_adapters.bootstrap import unavailable_from, unknown_user_from
+from engage_adapters.bootstrap import GaveWay, unavailable_from, unknown_user_from
 from engage_core.errors import (
     ChallengeEnded,
     Conflict,
@@ -191,6 +195,58 @@ _CUT_SHORT: dict[bodies.CutShort, tuple[int, str, str, str]] = {
 }
 
 
+# How long a process must answer no request with an outage's 503 before it says
+# the outage is over (a later one is a new outage, logged again).
+OUTAGE_QUIET = 10.0
+
+
+class OutageReport:
+    """The log of one app's database outages: one warning when it first answers a
+    request with a 503 for one, and one once it has answered none for
+    ``OUTAGE_QUIET`` seconds, saying how many it answered meanwhile; nothing for
+    the requests in between, however many."""
+
+    def __init__(self) -> None:
+        self._started: float | None = None
+        self._last = 0.0
+        self._answered = 0
+
+    def answered(self, reason: str) -> None:
+        """A request was answered with a 503 because the database is unreachable."""
+        now = time.monotonic()
+        self._last = now
+        self._answered += 1
+        if self._started is not None:
+            return
+        self._started, self._answered = now, 1
+        log.warning(
+            "http.database_unreachable reason=%r: requests that need it get 503 until it"
+            " answers again",
+            reason,
+        )
+        # Not in the request's context: the closing line is no one request's.
+        asyncio.get_running_loop().call_later(
+            OUTAGE_QUIET, self._over_yet, context=contextvars.Context()
+        )
+
+    def _over_yet(self) -> None:
+        if self._started is None:
+            return
+        quiet_for = time.monotonic() - self._last
+        if quiet_for < OUTAGE_QUIET:
+            asyncio.get_running_loop().call_later(
+                OUTAGE_QUIET - quiet_for, self._over_yet, context=contextvars.Context()
+            )
+            return
+        log.warning(
+            "http.database_unreachable_over: %d requests got 503 in %.1f s, none in the last %g s",
+            self._answered,
+            self._last - self._started,
+            OUTAGE_QUIET,
+        )
+        self._started = None
+
+
 def render(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """The exception handler for everything: map, then render with Litestar's problem details."""
     if (how := bodies.cut_short(request.scope)) is not None:
@@ -203,10 +259,14 @@ def render(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     elif (gone := unknown_user_from(exc)) is not None:
         details = from_domain(gone)
     elif (outage := unavailable_from(exc)) is not None:
-        # An outage is expected to happen, not a bug: no traceback.
-        log.warning(
-            "http.database_unreachable", extra={"path": request.url.path, "reason": outage.reason}
-        )
+        # An outage is expected to happen, not a bug: no traceback, and one line
+        # for all the requests it fails.
+        report = request.app.state.get("outages")
+        if isinstance(outage, GaveWay) or not isinstance(report, OutageReport):
+            # A transaction rolled back for a concurrent one: no outage, and rare.
+            log.warning("http.database_gave_way reason=%r", outage.reason)
+        else:
+            report.answered(outage.reason)
         details = from_domain(outage)
     else:
         log.exception("http.unhandled_error", extra={"path": request.url.path})

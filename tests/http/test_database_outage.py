@@ -8,6 +8,7 @@ never go away), crashed with ``pg_ctl stop -m immediate`` and started again.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ import psycopg
 import pytest
 
 from engage_adapters.postgres import migrate
+from engage_http import problems
 from support.postgres_server import DisposablePostgres, disposable_postgres
 
 # A request during an outage waits for the pool at most 2 s; this only tells
@@ -87,6 +89,37 @@ async def test_requests_that_need_the_database_get_503_with_retry_after_while_it
         response = await answer(client, method, url, json=body, headers=auth)
         assert_unavailable(response, expect_problem)
     assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_the_log_says_an_outage_once_not_once_per_request(
+    server: DisposablePostgres,
+    client: httpx.AsyncClient,
+    api: Any,
+    expect_problem: Any,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Longer than the 2 s a request waits for the pool: the requests come one at a time.
+    monkeypatch.setattr(problems, "OUTAGE_QUIET", 2.5, raising=False)
+    auth = await api.new_user("ada@example.com")
+    caplog.set_level(logging.WARNING, logger="engage.http")
+
+    def said(event: str) -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.getMessage().startswith(event)]
+
+    for requests in (3, 1):  # two outages, each told as one
+        server.crash()
+        for _ in range(requests):
+            response = await answer(client, "GET", "/api/dashboard/metrics", headers=auth)
+            assert_unavailable(response, expect_problem)
+        assert len(said("http.database_unreachable reason=")) == 1
+        assert said("http.database_unreachable_over") == []
+        await asyncio.sleep(3.0)  # quiet for longer than OUTAGE_QUIET
+        [over] = said("http.database_unreachable_over")
+        assert over.startswith(f"http.database_unreachable_over: {requests} requests got 503")
+        server.start()
+        await ready_again(client)
+        caplog.clear()
 
 
 async def test_a_signup_while_the_database_is_down_gets_503_and_can_be_retried(
