@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar
 
-from engage_adapters.bootstrap import Services, stop_task
+from engage_adapters.bootstrap import Services, stop_task, unavailable_from
 
 log = logging.getLogger("engage.upkeep")
 PURGE_EVERY = 3600.0
@@ -25,8 +25,14 @@ async def purge_forever(services: Services, *, every: float = PURGE_EVERY) -> No
     while True:
         try:
             purged = await services.purge_expired()
-        except Exception:  # a failed round (the database away) waits for the next one
-            log.warning("upkeep.purge_failed", exc_info=True)
+        except Exception as exc:  # a failed round (the database away) waits for the next one
+            if (outage := unavailable_from(exc)) is not None:
+                # Expected to happen, not a bug: no traceback.
+                log.warning(
+                    "upkeep.purge_failed reason=%r: tried again in %g s", outage.reason, every
+                )
+            else:
+                log.warning("upkeep.purge_failed", exc_info=True)
         else:
             log.info("upkeep.purged", extra={"purged": purged})
         await asyncio.sleep(every)

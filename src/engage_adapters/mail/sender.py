@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from engage_adapters.closing import stop_task
+from engage_adapters.postgres.outage import unavailable_from
 from engage_core.ports import Clock, MailStatus
 from engage_core.services.mail_delivery import DeliveryRound, MailDelivery
 
@@ -62,14 +63,29 @@ class MailSender:
         return self._stopping
 
     async def _run(self) -> None:
+        # Rounds failed in a row because the database is away: said once, at the first.
+        away = 0
         while not self._stopping:
             self._wake.clear()
             try:
                 done = await self._delivery.deliver_due(stopping=self._stopped)
             except Exception as exc:  # the loop must outlive any one failure
-                log.warning("mail.sender_error error=%s: %s", type(exc).__name__, exc)
+                if unavailable_from(exc) is None:
+                    log.warning("mail.sender_error error=%s: %s", type(exc).__name__, exc)
+                elif not away:
+                    log.warning(
+                        "mail.sender_error error=%s: %s (the database is away: tried again"
+                        " every %g s, said again once it answers)",
+                        type(exc).__name__,
+                        exc,
+                        ERROR_PAUSE,
+                    )
+                away += unavailable_from(exc) is not None
                 pause = ERROR_PAUSE
             else:
+                if away:
+                    log.warning("mail.sender_resumed after %d rounds the database missed", away)
+                    away = 0
                 _log(done)
                 pause = 0.0 if done.full else self._pause_after(done)
             if pause > 0 and not self._stopping:
