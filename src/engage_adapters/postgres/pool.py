@@ -28,8 +28,9 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 _RV = TypeVar("_RV")
 # Every session speaks UTC, so timestamptz values come back in UTC. The server
 # checks every second whether the client of a running statement is still there,
-# so that a statement its client gave up on (``answer_within``) stops at once,
-# whatever it waits for, instead of committing later unseen.
+# so that a statement its client gave up on (``answer_within``) stops within a
+# second, whatever it waits for. (One the server had not started when it froze
+# runs when it thaws, and commits if done within that second: README.md.)
 _OPTIONS = "-c TimeZone=UTC -c application_name=engage -c client_connection_check_interval=1000"
 # How long the HTTP app's statements may go unanswered (``open_pool``): far longer
 # than any of its statements takes, well under what a client waits for an answer.
