@@ -38,7 +38,7 @@ def configure_logging(level: str = "INFO") -> None:
     structlog events (the access log: one per request) are rendered and written
     by structlog itself, as bytes: the standard library's records, handlers and
     formatters cost more per line (bench/README.md). Standard-library records
-    get the same fields through the formatter below.
+    get the same fields through the formatter below, and their ``extra`` ones.
     """
     global _access
     numeric_level = logging.getLevelName(level)
@@ -57,7 +57,8 @@ def configure_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=shared,
+            # A record's ``extra={...}`` fields (a lost connection's reason) are its own.
+            foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,

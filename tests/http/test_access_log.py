@@ -127,6 +127,19 @@ async def test_logs_written_during_a_request_carry_its_id(
     assert "request_id" not in outside
 
 
+def test_a_standard_library_records_extra_fields_are_in_its_line(
+    stderr: Captured,
+    storage: str,  # the module's parameter; no app needed here
+) -> None:
+    stderr.configure("INFO")
+    logging.getLogger("engage.live").warning(
+        "live.connection_lost", extra={"reason": "server closed the connection"}
+    )
+    [line] = [entry for entry in _lines(stderr) if entry["event"] == "live.connection_lost"]
+    assert line["reason"] == "server closed the connection"
+    assert (line["level"], line["logger"]) == ("warning", "engage.live")
+
+
 async def test_above_info_no_access_line_is_written(
     client: AsyncTestClient[Litestar], stderr: Captured
 ) -> None:
