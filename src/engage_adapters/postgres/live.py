@@ -171,7 +171,12 @@ class PostgresMetricFeed:
                 )
             except psycopg.OperationalError as exc:
                 failures += 1
-                log.warning("live.listen_failed", extra={"reason": str(exc).strip()[:200]})
+                # Once per outage: the retries go on quietly until live.listening.
+                log.log(
+                    logging.WARNING if failures == 1 else logging.DEBUG,
+                    "live.listen_failed",
+                    extra={"reason": str(exc).strip()[:200], "attempt": failures},
+                )
                 await asyncio.sleep(RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS)) - 1])
                 continue
             try:
