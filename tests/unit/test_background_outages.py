@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any, cast
 
 import pytest
@@ -31,7 +32,7 @@ class Rounds:
         self.rounds = 0
         self.done = asyncio.Event()
 
-    async def deliver_due(self) -> DeliveryRound:
+    async def deliver_due(self, *, stopping: Callable[[], bool]) -> DeliveryRound:
         self.rounds += 1
         if self.rounds >= self._until:
             self.done.set()
