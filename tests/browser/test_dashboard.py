@@ -33,6 +33,7 @@ def test_a_recorded_metric_shows_in_the_list_and_the_chart(
     sign_in(page, accounts.create())
     expect(page.get_by_role("heading", name="Nothing recorded in the last 30 days")).to_be_visible()
     expect(page.get_by_text("engage metrics backfill metrics.csv")).to_be_visible()
+    expect(page.locator(".stats")).to_be_hidden()  # no totals of nothing (five dashes)
 
     form = page.locator("form").filter(has=page.get_by_role("button", name="Record"))
     form.get_by_label("Metric type").fill("page_view")
@@ -258,3 +259,4 @@ def test_a_button_pressed_from_the_keyboard_keeps_the_focus(
         "Recorded"
     )
     assert page.evaluate("document.activeElement.textContent") == "Record"
+

@@ -360,3 +360,15 @@ def test_sign_up_whose_sign_in_is_refused_says_the_account_is_made(
     )
     assert accounts.can_log_in(email)
     watch.failed_loads.clear()  # the refused sign-in
+
+
+def test_the_narrowest_phone_fits_a_dashboard_of_large_values(
+    browsers: Browsers, accounts: Accounts
+) -> None:
+    email = accounts.create()
+    accounts.record(email, [{"metric_type": "page_view", "metric_value": 123456789012345.5}])
+    page, _ = browsers.open(viewport={"width": 320, "height": 640})
+    sign_in(page, email)
+    expect(page.locator(".chart-bar")).to_have_count(1)
+    # The header's links, the totals and the record form's date and time all fit.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 320
