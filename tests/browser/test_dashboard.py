@@ -260,3 +260,37 @@ def test_a_button_pressed_from_the_keyboard_keeps_the_focus(
     )
     assert page.evaluate("document.activeElement.textContent") == "Record"
 
+
+def test_a_tiny_value_is_shown_as_recorded_not_rounded_to_zero(
+    browsers: Browsers, accounts: Accounts
+) -> None:
+    page, _ = browsers.open(locale="en-US")
+    sign_in(page, accounts.create())
+    form = page.locator("form").filter(has=page.get_by_role("button", name="Record"))
+    form.get_by_label("Metric type").fill("dose")
+    form.get_by_label("Value").fill("1e-7")
+    form.get_by_role("button", name="Record").click()
+
+    expect(form.get_by_role("status")).to_contain_text("Recorded dose = 0.0000001 at")
+    expect(page.locator(".metrics-table tbody td.number")).to_have_text(["0.0000001"])
+
+
+def test_load_more_that_works_after_a_failure_clears_its_message(
+    browsers: Browsers, accounts: Accounts
+) -> None:
+    email = accounts.create()
+    accounts.record(email, [{"metric_type": "tap", "metric_value": n} for n in range(30)])
+    page, watch = browsers.open()
+    sign_in(page, email)
+    more = page.get_by_role("button", name="Load more")
+    page.route("**/api/dashboard/metrics?*cursor=*", lambda route: route.fulfill(status=503))
+    more.click()
+    alert = page.get_by_role("alert").filter(has_text="Could not load")
+    expect(alert).to_be_visible()
+
+    page.unroute("**/api/dashboard/metrics?*cursor=*")
+    more.click()
+
+    expect(page.locator(".list-status")).to_have_text("All 30 shown.")
+    expect(alert).to_be_hidden()  # the page says nothing failed that did not
+    watch.failed_loads.clear()  # the 503 was the point

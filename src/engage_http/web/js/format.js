@@ -3,7 +3,9 @@
 /** The browser's IANA time zone, the one summaries are bucketed in. */
 export const timeZone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
 
-const numbers = new Intl.NumberFormat(undefined, { maximumFractionDigits: 6 });
+// Every digit of a metric's value: formatted from its shortest decimal text (1e-7 is
+// 0.0000001, not 0; 0.1 stays 0.1), which Intl reads as an exact decimal.
+const numbers = new Intl.NumberFormat(undefined, { maximumFractionDigits: 20 });
 const shortNumbers = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
 const compactNumbers = new Intl.NumberFormat(undefined, {
   notation: "compact",
@@ -20,7 +22,7 @@ const weekdays = new Intl.DateTimeFormat(undefined, { weekday: "short", day: "nu
 const dates = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
 const clock = new Intl.DateTimeFormat(undefined, { timeStyle: "short" });
 
-export const formatNumber = (value) => numbers.format(value);
+export const formatNumber = (value) => numbers.format(String(value));
 export const formatShortNumber = (value) => shortNumbers.format(value);
 export const formatCompactNumber = (value) => compactNumbers.format(value);
 export const formatMoment = (date) => moments.format(date);

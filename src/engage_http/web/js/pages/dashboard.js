@@ -462,6 +462,7 @@ export async function render(view, app) {
       if (ticket !== listLoads) return;
       const before = rows.children.length;
       drawPage(page, { replace: false });
+      notice.hidden = true; // an earlier failure is over
       app.announce(`${rows.children.length - before} more metrics loaded.`);
       if (loadMore.hidden) listStatus.focus();
     } catch (error) {
