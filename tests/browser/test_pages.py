@@ -362,6 +362,27 @@ def test_sign_up_whose_sign_in_is_refused_says_the_account_is_made(
     watch.failed_loads.clear()  # the refused sign-in
 
 
+def test_a_page_that_cannot_load_leaves_no_loading_line(
+    browsers: Browsers, accounts: Accounts
+) -> None:
+    page, watch = browsers.open()
+    sign_in(page, accounts.create())
+    answer = '{"type": "about:blank", "title": "Internal Server Error", "status": 500}'
+    page.context.route(
+        "**/api/**",
+        lambda route: route.fulfill(
+            status=500, headers={"Content-Type": "application/problem+json"}, body=answer
+        ),
+    )
+
+    for path in ("/sessions", "/activity", "/api-keys", "/second-factor"):
+        page.goto(path)
+        expect(page.get_by_role("alert")).to_contain_text("This page could not load", timeout=5000)
+        # Nothing more is coming: no line may still say it is.
+        expect(page.get_by_text("Loading…").filter(visible=True)).to_have_count(0)
+    watch.failed_loads.clear()  # the 500s were the point
+
+
 def test_the_narrowest_phone_fits_a_dashboard_of_large_values(
     browsers: Browsers, accounts: Accounts
 ) -> None:

@@ -115,11 +115,13 @@ function showMissing(path) {
 }
 
 /**
- * Say why the page could not load where it is seen: under its heading, at the top.
+ * Say why the page could not load where it is seen: under its heading, at the top;
+ * its "Loading…" lines ([data-loading]) go, as nothing more will come.
  * ``reload``: trying again loads the whole document (the browser keeps a module's
  * failed import for the document's life).
  */
 function showFailure(view, error, { reload = false } = {}) {
+  for (const placeholder of view.querySelectorAll("[data-loading]")) placeholder.hidden = true;
   const alert = el(
     "p",
     { class: "notice is-error", role: "alert" },

@@ -42,7 +42,7 @@ function entry(item) {
 
 export async function render(view, app) {
   const list = el("ol", { class: "log", "aria-labelledby": "activity-title" });
-  const status = el("p", { class: "list-status", role: "status", tabindex: "-1", text: "Loading…" });
+  const status = el("p", { class: "list-status", role: "status", tabindex: "-1", text: "Loading…", "data-loading": true });
   const more = el("button", { type: "button", class: "button", text: "Load more", hidden: true });
   view.append(
     pageHead("Activity", backToAccount()),

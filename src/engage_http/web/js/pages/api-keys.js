@@ -73,7 +73,7 @@ export async function render(view, app) {
   });
   const shown = el("section", { class: "card new-key", "aria-labelledby": "new-key-title", hidden: true });
   const listStatus = statusLine();
-  const count = el("p", { class: "list-status", tabindex: "-1", text: "Loading…" });
+  const count = el("p", { class: "list-status", tabindex: "-1", text: "Loading…", "data-loading": true });
   const list = el("ul", { class: "device-list key-list", "aria-labelledby": "keys-title" });
 
   view.append(

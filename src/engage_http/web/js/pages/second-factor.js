@@ -35,7 +35,7 @@ function card(title, ...children) {
 }
 
 export async function render(view, app) {
-  const state = el("p", { class: "lede", text: "Loading…" });
+  const state = el("p", { class: "lede", text: "Loading…", "data-loading": true });
   const note = el("p", { class: "form-status", role: "status", tabindex: "-1" });
   const body = el("div", { class: "stack" });
   view.append(

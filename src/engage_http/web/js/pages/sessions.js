@@ -14,7 +14,7 @@ const counted = (count) => (count === 1 ? "1 session is signed in." : `${count} 
 
 export async function render(view, app) {
   const status = statusLine();
-  const count = el("p", { class: "list-status", tabindex: "-1", text: "Loading…" });
+  const count = el("p", { class: "list-status", tabindex: "-1", text: "Loading…", "data-loading": true });
   const list = el("ul", { class: "device-list", "aria-labelledby": "devices-title" });
   view.append(
     pageHead("Sessions", backToAccount()),
