@@ -203,10 +203,9 @@ def _utc() -> ZoneInfo:
     return check_time_zone("UTC")
 
 
-@functools.cache
 def _zone_database() -> bool:
-    """Whether this system has any IANA zones (looked for once: a directory walk)."""
-    return bool(available_timezones())
+    """Whether this system has any IANA zones (``known_time_zones`` adds only "UTC")."""
+    return known_time_zones() != {"UTC"}
 
 
 @functools.cache

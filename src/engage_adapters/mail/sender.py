@@ -70,7 +70,8 @@ class MailSender:
             try:
                 done = await self._delivery.deliver_due(stopping=self._stopped)
             except Exception as exc:  # the loop must outlive any one failure
-                if unavailable_from(exc) is None:
+                outage = unavailable_from(exc) is not None
+                if not outage:
                     log.warning("mail.sender_error error=%s: %s", type(exc).__name__, exc)
                 elif not away:
                     log.warning(
@@ -80,7 +81,7 @@ class MailSender:
                         exc,
                         ERROR_PAUSE,
                     )
-                away += unavailable_from(exc) is not None
+                away += outage
                 pause = ERROR_PAUSE
             else:
                 if away:
