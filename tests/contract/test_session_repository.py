@@ -279,5 +279,11 @@ async def test_has_sessions_remembers_ended_ones_and_their_user_agents(
     await repo.end_family(session.family_id, clock.now(), "logged out")
 
     assert await repo.has_sessions(user_id) is True
-    assert await repo.has_sessions(user_id, user_agent="Phone") is True
-    assert await repo.has_sessions(user_id, user_agent="Laptop") is False
+    assert await repo.has_sessions_from(user_id, "Phone") is True
+    assert await repo.has_sessions_from(user_id, "Laptop") is False
+    assert await repo.has_sessions_from(user_id, None) is False
+
+    anonymous = _session(user_id, clock.now())
+    anonymous.client = Client(ip="192.0.2.1", user_agent=None)
+    await repo.add(anonymous)
+    assert await repo.has_sessions_from(user_id, None) is True

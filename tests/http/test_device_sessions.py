@@ -267,6 +267,22 @@ async def test_a_sign_in_from_a_new_device_mails_a_notice(
     assert "2001:db8::42" in text_of(mails[1])
 
 
+async def test_a_client_that_names_no_user_agent_is_a_device_of_its_own(
+    two_devices: tuple[httpx.AsyncClient, httpx.AsyncClient], browser_at: BrowserAt, tmp_path: Path
+) -> None:
+    script = browser_at("203.0.113.5", "")
+    del script.headers["User-Agent"]
+    await sign_in(script, "203.0.113.5")
+    await sign_in(script, "203.0.113.5")  # seen before now: no notice
+
+    mails = await mail_to(tmp_path / "outbox", "ada@example.com", count=3)
+    await asyncio.sleep(0.2)
+
+    assert len(read_outbox(tmp_path / "outbox")) == 3
+    assert mails[2]["Subject"] == NOTICE
+    assert "an unknown browser" in text_of(mails[2])
+
+
 @pytest.mark.parametrize("environ", [{"ENGAGE_NEW_DEVICE_NOTICE": "false"}], indirect=True)
 async def test_the_notice_can_be_turned_off(
     two_devices: tuple[httpx.AsyncClient, httpx.AsyncClient], db: Rows

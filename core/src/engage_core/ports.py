@@ -245,9 +245,13 @@ class SessionRepository(Protocol):
         """The user's live session families, the newest sign-in first."""
         ...
 
-    async def has_sessions(self, user_id: UUID, *, user_agent: str | None = None) -> bool:
-        """Whether the user ever had a session (live or ended), from this user agent
-        when one is given."""
+    async def has_sessions(self, user_id: UUID) -> bool:
+        """Whether the user ever had a session (live or ended)."""
+        ...
+
+    async def has_sessions_from(self, user_id: UUID, user_agent: str | None) -> bool:
+        """Whether the user ever had a session (live or ended) from this user agent;
+        ``None`` asks about the clients that sent none."""
         ...
 
 

@@ -155,12 +155,20 @@ class PostgresSessionRepository:
                 [at, session_id, unless_after],
             )
 
-    async def has_sessions(self, user_id: UUID, *, user_agent: str | None = None) -> bool:
+    async def has_sessions(self, user_id: UUID) -> bool:
+        async with connection(self._pool) as conn:
+            cur = await conn.execute(
+                "SELECT EXISTS (SELECT FROM sessions WHERE user_id = %s)", [user_id]
+            )
+            row = await cur.fetchone()
+        return bool(row and row[0])
+
+    async def has_sessions_from(self, user_id: UUID, user_agent: str | None) -> bool:
         async with connection(self._pool) as conn:
             cur = await conn.execute(
                 "SELECT EXISTS (SELECT FROM sessions WHERE user_id = %s"
-                " AND (%s::text IS NULL OR user_agent = %s))",
-                [user_id, user_agent, user_agent],
+                " AND user_agent IS NOT DISTINCT FROM %s::text)",
+                [user_id, user_agent],
             )
             row = await cur.fetchone()
         return bool(row and row[0])

@@ -645,7 +645,7 @@ class AuthService:
             return
         if not await self.sessions.has_sessions(user.id):
             return
-        if await self.sessions.has_sessions(user.id, user_agent=client.user_agent):
+        if await self.sessions.has_sessions_from(user.id, client.user_agent):
             return
         await self.mail.new_device(user, client)
 

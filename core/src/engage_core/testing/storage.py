@@ -306,10 +306,12 @@ class InMemorySessionRepository:
         ):
             session.last_seen_at = at
 
-    async def has_sessions(self, user_id: UUID, *, user_agent: str | None = None) -> bool:
+    async def has_sessions(self, user_id: UUID) -> bool:
+        return any(s.user_id == user_id for s in self._by_id.values())
+
+    async def has_sessions_from(self, user_id: UUID, user_agent: str | None) -> bool:
         return any(
-            s.user_id == user_id and (user_agent is None or s.client.user_agent == user_agent)
-            for s in self._by_id.values()
+            s.user_id == user_id and s.client.user_agent == user_agent for s in self._by_id.values()
         )
 
     async def live_devices(self, user_id: UUID, at: datetime) -> list[DeviceSession]:
