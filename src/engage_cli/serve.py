@@ -127,6 +127,9 @@ def server_options(
         "http1_settings": HTTP1Settings(max_buffer_size=http_buffer_bytes),
         "log_access": False,  # the app logs each request as JSON, with its request id
         "workers_kill_timeout": 30,  # SIGTERM: in-flight requests get 30 s to finish
+        # A worker that dies (the out-of-memory killer, a crash) is replaced while the
+        # others serve; one that dies again within seconds of it stops the server.
+        "respawn_failed_workers": True,
     }
 
 

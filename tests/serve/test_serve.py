@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -110,3 +111,33 @@ def test_every_line_it_writes_is_a_json_log_line(pg_url: str, tmp_path: Path) ->
     assert any("jwt_secret_generated" in event for event in events)
     assert "http.request" in events
     assert any(line.get("logger", "").startswith("_granian") for line in lines)
+
+
+def test_a_worker_that_dies_is_started_again(pg_url: str, tmp_path: Path) -> None:
+    """A worker killed (the out-of-memory killer, a crash) is replaced, and the
+    other one serves meanwhile: one lost process does not stop the service."""
+    env = {
+        **os.environ,
+        "ENGAGE_DATABASE_URL": pg_url,
+        "ENGAGE_JWT_SECRET": "s" * 40,
+        "ENGAGE_DATA_DIR": str(tmp_path),
+    }
+    output: list[str] = []
+
+    def spawned() -> list[int]:
+        return [
+            int(pid) for pid in re.findall(r"Spawning worker-\d+ with PID: (\d+)", "".join(output))
+        ]
+
+    with running_server(env, workers=2, output=output) as (process, base):
+        first, _ = spawned()
+        os.kill(first, signal.SIGKILL)
+
+        deadline = time.monotonic() + 30
+        while len(spawned()) < 3:
+            assert process.poll() is None, "".join(output[-20:])
+            assert time.monotonic() < deadline, "".join(output[-20:])
+            time.sleep(0.2)
+        for _ in range(20):  # a new connection each, so both workers answer
+            assert httpx.get(f"{base}/readyz").status_code == 200
+        assert process.poll() is None
