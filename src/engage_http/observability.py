@@ -66,10 +66,43 @@ def configure_logging(level: str = "INFO") -> None:
             ],
         )
     )
+    handler.addFilter(RepeatedWarnings())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     _access = _AccessLog(sys.stderr.buffer) if numeric_level <= logging.INFO else _NoAccessLog()
+
+
+class RepeatedWarnings(logging.Filter):
+    """One line a minute for each kind of warning from psycopg's pool.
+
+    While the database is away, each worker's pool warns of every failed attempt
+    to connect, several a second; the service's own outage lines say it once
+    (``http.database_unreachable``). The first warning of each kind (its message
+    template) is kept, then none of that kind for ``every`` seconds; the next one
+    after that says how many were left out (``repeated``). Errors always pass.
+    """
+
+    LOGGER = "psycopg.pool"
+
+    def __init__(self, every: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._every = every
+        self._clock = clock
+        self._kept: dict[str, tuple[float, int]] = {}  # template: (kept at, left out since)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR or not record.name.startswith(self.LOGGER):
+            return True
+        now, template = self._clock(), str(record.msg)
+        kept = self._kept.get(template)
+        if kept is not None and now - kept[0] < self._every:
+            self._kept[template] = (kept[0], kept[1] + 1)
+            return False
+        if kept is not None and kept[1]:
+            record.repeated = kept[1]
+        self._kept[template] = (now, 0)
+        return True
 
 
 def reset_logging() -> None:

@@ -140,6 +140,33 @@ def test_a_standard_library_records_extra_fields_are_in_its_line(
     assert (line["level"], line["logger"]) == ("warning", "engage.live")
 
 
+def test_the_database_pools_repeated_warnings_are_written_once_a_minute(
+    stderr: Captured,
+    storage: str,  # the module's parameter; no app needed here
+) -> None:
+    stderr.configure("INFO")
+    now = [0.0]
+    [handler] = logging.getLogger().handlers
+    assert [type(f) for f in handler.filters] == [observability.RepeatedWarnings]
+    handler.filters[:] = [observability.RepeatedWarnings(every=60, clock=lambda: now[0])]
+    pool = logging.getLogger("psycopg.pool")
+
+    for second in range(0, 70, 2):  # an outage: the pool fails to connect every 2 s
+        now[0] = second
+        pool.warning("error connecting in %r: %s", "engage", "connection refused")
+        pool.warning("reconnection attempt in pool %r failed after %s sec", "engage", 4.0)
+    pool.error("an error is always written")
+
+    lines = [entry for entry in _lines(stderr) if entry["logger"] == "psycopg.pool"]
+    assert [(line["event"].split(" ")[0], line.get("repeated")) for line in lines] == [
+        ("error", None),
+        ("reconnection", None),
+        ("error", 29),  # seconds 2 to 58 were left out
+        ("reconnection", 29),
+        ("an", None),
+    ]
+
+
 async def test_above_info_no_access_line_is_written(
     client: AsyncTestClient[Litestar], stderr: Captured
 ) -> None:
